@@ -1,0 +1,1 @@
+"""Benchmarks: the runner, suites and reports (never timed asserts in tests)."""

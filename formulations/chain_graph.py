@@ -1,0 +1,117 @@
+"""F1: the layer-chain graph of one request (DESIGN §4).
+
+Nodes are ``"src"``, ``"sink"`` and ``(anchor, b, side)``: ``side`` is where block ``b``
+runs and ``anchor`` is the side of block 0, so the graph holds two copies of the chain
+and the decode cycle edge head -> embed is known on the last edge. Sides are ``0`` for
+the client and ``1`` for the server. Each edge carries the resource vector
+``{work, kv, ttft, tpot, client_mem}``: the cost of the block it enters plus the crossing
+before it. A placement is a ``src -> sink`` path; adding up an attribute along the path
+gives that figure of the placement (TTFT, TPOT, server work, server KV, client memory),
+so the placement problem is a resource-constrained shortest path.
+
+Examples
+--------
+>>> import networkx as nx
+>>> from splitllm.instance import load_instance, example_path
+>>> inst = load_instance(example_path("tiny"))
+>>> g = build(inst.arrays, 0)
+>>> g.number_of_nodes(), g.number_of_edges()
+(14, 20)
+>>> path = nx.shortest_path(g, "src", "sink", weight="ttft")
+>>> placement_of(path)
+'SSS'
+>>> round(nx.path_weight(g, path, "ttft"), 6)
+0.3105
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from splitllm.instance import Arrays
+
+RESOURCES = ("work", "kv", "ttft", "tpot", "client_mem")
+CLIENT, SERVER = 0, 1
+SRC, SINK = "src", "sink"
+Node = Any
+
+
+def edge_costs(arrays: Arrays, r: int) -> dict[str, np.ndarray]:
+    """Per-edge resource arrays of request ``r``, indexed ``[b, from_side, to_side]``.
+
+    Entry ``b = 0`` is the edge out of ``src`` (its ``from_side`` is irrelevant: the prompt
+    starts on the client). The sink edge's costs are in :func:`sink_costs`.
+    """
+    a = arrays
+    n_blocks = a.work.shape[1]
+    cost = {name: np.zeros((n_blocks, 2, 2)) for name in RESOURCES}
+    for to in (CLIENT, SERVER):
+        on_server = to == SERVER
+        cost["work"][:, :, to] = a.work[r][:, None] if on_server else 0.0
+        cost["kv"][:, :, to] = a.kv[r][:, None] if on_server else 0.0
+        cost["client_mem"][:, :, to] = 0.0 if on_server else a.client_mem[r][:, None]
+        prefill = a.server_prefill[r] if on_server else a.client_prefill[r]
+        decode = a.server_decode[r] if on_server else a.client_decode[r]
+        cost["ttft"][:, :, to] = prefill[:, None]
+        cost["tpot"][:, :, to] = decode[:, None]
+    # crossings between blocks b-1 and b
+    cost["ttft"][1:, CLIENT, SERVER] += a.act_up_prefill[r]
+    cost["ttft"][1:, SERVER, CLIENT] += a.act_down_prefill[r]
+    cost["tpot"][1:, CLIENT, SERVER] += a.act_up_decode[r]
+    cost["tpot"][1:, SERVER, CLIENT] += a.act_down_decode[r]
+    # the prompt's token ids go up when block 0 is on the server
+    cost["ttft"][0, :, SERVER] += a.prompt_up[r]
+    return cost
+
+
+def sink_costs(arrays: Arrays, r: int) -> dict[str, np.ndarray]:
+    """Costs of the edge ``(anchor, B-1, side) -> sink``, indexed ``[anchor, side]``.
+
+    The first token goes down if the head is on the server (TTFT), and each decode step
+    closes the cycle head -> embed (TPOT).
+    """
+    ttft = np.zeros((2, 2))
+    ttft[:, SERVER] = arrays.first_token_down[r]
+    tpot = np.zeros((2, 2))
+    tpot[SERVER, CLIENT] = arrays.token_up_decode[r]  # head on client, embed on server
+    tpot[CLIENT, SERVER] = arrays.token_down_decode[r]  # head on server, embed on client
+    zero = np.zeros((2, 2))
+    return {"work": zero, "kv": zero, "ttft": ttft, "tpot": tpot, "client_mem": zero}
+
+
+def build(arrays: Arrays, r: int) -> nx.DiGraph:
+    """The F1 graph of request ``r``: a DAG whose src -> sink paths are its placements."""
+    cost = edge_costs(arrays, r)
+    final = sink_costs(arrays, r)
+    n_blocks = arrays.work.shape[1]
+    g = nx.DiGraph(request=r, n_blocks=n_blocks)
+    for anchor in (CLIENT, SERVER):
+        g.add_edge(SRC, (anchor, 0, anchor), **{k: float(cost[k][0, CLIENT, anchor]) for k in RESOURCES})
+        for b in range(1, n_blocks):
+            for frm in (CLIENT, SERVER):
+                for to in (CLIENT, SERVER):
+                    g.add_edge((anchor, b - 1, frm), (anchor, b, to), **{k: float(cost[k][b, frm, to]) for k in RESOURCES})
+        for side in (CLIENT, SERVER):
+            g.add_edge((anchor, n_blocks - 1, side), SINK, **{k: float(final[k][anchor, side]) for k in RESOURCES})
+    return g
+
+
+def placement_of(path: list[Node]) -> str:
+    """The ``C``/``S`` string of a src -> sink path."""
+    return "".join("S" if node[2] == SERVER else "C" for node in path[1:-1])
+
+
+def path_of(placement: str) -> list[Node]:
+    """The src -> sink path of a ``C``/``S`` string (inverse of :func:`placement_of`)."""
+    sides = [SERVER if ch == "S" else CLIENT for ch in placement]
+    return [SRC, *[(sides[0], b, side) for b, side in enumerate(sides)], SINK]
+
+
+def metrics_along(g: nx.DiGraph, path: list[Node], output_tokens: int) -> dict[str, float]:
+    """Sum every resource along ``path``; adds ``e2e = ttft + (o - 1) * tpot``."""
+    out = {k: float(nx.path_weight(g, path, k)) for k in RESOURCES}
+    out["e2e"] = out["ttft"] + (output_tokens - 1) * out["tpot"]
+    return out

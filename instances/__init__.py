@@ -1,0 +1,1 @@
+"""Bundled example instances, device profiles and the instance generator."""

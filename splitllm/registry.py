@@ -1,0 +1,121 @@
+"""The solver registry: one place that names, runs and verifies every solver.
+
+Examples
+--------
+>>> from splitllm.instance import load_instance, example_path
+>>> result = solve(load_instance(example_path("tiny")), "dp")
+>>> result.status.value, round(result.objective, 6)
+('optimal', 0.4)
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from splitllm.errors import SolverUnavailable
+from splitllm.evaluator import evaluate
+from splitllm.instance import Instance
+from splitllm.result import SolveResult, Status
+
+#: Relative tolerance between a solver's own objective and the evaluator's.
+OBJECTIVE_RTOL = 1e-6
+
+SolverFunction = Callable[..., SolveResult]
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """A registered solver: ``function(instance, *, time_limit, **options) -> SolveResult``."""
+
+    name: str
+    description: str
+    function: SolverFunction
+    requires: tuple[str, ...] = ()
+    exact: bool = False
+
+    @property
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(module) is not None for module in self.requires)
+
+
+_REGISTRY: dict[str, SolverSpec] = {}
+
+
+def register(name: str, description: str, requires: tuple[str, ...] = (), exact: bool = False) -> Callable[[SolverFunction], SolverFunction]:
+    """Decorator that adds a solver function to the registry under ``name``."""
+
+    def add(function: SolverFunction) -> SolverFunction:
+        _REGISTRY[name] = SolverSpec(name, description, function, requires, exact)
+        return function
+
+    return add
+
+
+def solvers() -> dict[str, SolverSpec]:
+    """Every registered solver, by name (importing :mod:`splitllm.solvers` registers them)."""
+    importlib.import_module("splitllm.solvers")
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> SolverSpec:
+    """The solver called ``name``; unknown or uninstalled solvers raise :class:`SolverUnavailable`."""
+    known = solvers()
+    if name not in known:
+        raise SolverUnavailable(f"unknown solver {name!r}; choose one of {', '.join(sorted(known))}")
+    spec = known[name]
+    if not spec.installed:
+        raise SolverUnavailable(f"solver {name!r} needs {', '.join(spec.requires)}, which is not installed")
+    return spec
+
+
+def solve(instance: Instance, name: str, *, time_limit: float | None = None, **options: Any) -> SolveResult:
+    """Run solver ``name`` and re-check its answer with the independent evaluator."""
+    spec = get(name)
+    start = time.perf_counter()
+    result = spec.function(instance, time_limit=time_limit, **options)
+    result.time_s = time.perf_counter() - start
+    result.solver = name
+    return verify(instance, result)
+
+
+def verify(instance: Instance, result: SolveResult) -> SolveResult:
+    """Re-evaluate ``result``; a solution that breaks a limit or was misstated becomes ``error``.
+
+    On success ``result.objective`` is replaced by the evaluator's figure.
+    """
+    if result.placements is None or result.admitted is None:
+        if result.status.has_solution:
+            result.status, result.message = Status.ERROR, f"solver said {result.status.value} but returned no placements"
+        return result
+    evaluation = evaluate(instance, result.placements, result.admitted)
+    result.evaluation = evaluation
+    claimed = result.objective
+    true_objective = evaluation.objective(instance.objective)
+    problems = list(evaluation.violations)
+    if claimed is not None and abs(claimed - true_objective) > OBJECTIVE_RTOL * max(1.0, abs(true_objective)):
+        problems.append(f"objective: solver said {claimed:.9g}, evaluator finds {true_objective:.9g}")
+    if result.bound is not None and _bound_violated(instance.objective, true_objective, result.bound):
+        problems.append(f"bound: {result.bound:.9g} is not a valid bound for objective {true_objective:.9g}")
+    if problems:
+        result.status = Status.ERROR
+        result.message = "; ".join(problems[:10]) + (f" (+{len(problems) - 10} more)" if len(problems) > 10 else "")
+    else:
+        result.objective = true_objective
+    return result
+
+
+def _bound_violated(objective: str, value: float, bound: float) -> bool:
+    slack = OBJECTIVE_RTOL * max(1.0, abs(value))
+    return bool(bound > value + slack) if objective == "min_server_work" else bool(bound < value - slack)
+
+
+def all_server_placements(instance: Instance) -> np.ndarray:
+    """Every block of every request on the server: the reference placement."""
+    return np.ones((instance.n_requests, instance.n_blocks), dtype=bool)
