@@ -1,0 +1,185 @@
+"""The ``splitllm`` command line: thin click commands that delegate to the library.
+
+Bad input prints ``error: <json path>: <message>`` on stderr and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import numpy as np
+
+from splitllm.errors import SplitLLMError
+from splitllm.instance import Instance, load_instance
+from splitllm.result import SolveResult, Status
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit codes: 0 solved/valid, 1 the answer is negative (infeasible, check failed, no
+#: solution), 2 bad input or misuse.
+EXIT_NEGATIVE, EXIT_BAD_INPUT = 1, 2
+
+
+def input_errors_exit(function: F) -> F:
+    """Turn :class:`SplitLLMError` into a message on stderr and exit code 2."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except SplitLLMError as exc:
+            for line in str(exc).splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="splitllm")
+def main() -> None:
+    """Place LLM blocks on client or server so every request meets its SLO with least server work."""
+
+
+@main.command()
+@click.argument("instance", type=click.Path(path_type=Path))
+@input_errors_exit
+def validate(instance: Path) -> None:
+    """Validate INSTANCE against the JSON Schema and the cross-reference rules."""
+    inst = load_instance(instance)
+    click.echo(f"{instance}: valid ({inst.n_requests} requests, {inst.n_blocks} blocks, objective {inst.objective})")
+
+
+@main.command(name="solvers")
+def list_solvers() -> None:
+    """List the registered solvers and whether each is installed."""
+    from splitllm.registry import solvers
+
+    for name, spec in sorted(solvers().items()):
+        mark = "installed" if spec.installed else f"missing {', '.join(spec.requires)}"
+        kind = "exact" if spec.exact else "heuristic"
+        click.echo(f"{name:<11} {kind:<9} {mark:<10} {spec.description}")
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``("grid_step=0.01", "backend=highs")`` -> ``{"grid_step": 0.01, "backend": "highs"}``."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
+        key, raw = pair.split("=", 1)
+        try:
+            options[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = raw
+    return options
+
+
+@main.command(name="solve")
+@click.argument("instance", type=click.Path(path_type=Path))
+@click.option("--solver", "solver_name", default="dp", show_default=True, help="see `splitllm solvers`")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=None, help="seconds")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="write the solution file here (atomically)")
+@click.option("--json", "as_json", is_flag=True, help="print the solution file instead of a table")
+@click.option("--option", "-o", "options", multiple=True, help="solver option KEY=VALUE, e.g. -o grid_step=0.01")
+@input_errors_exit
+def solve_command(instance: Path, solver_name: str, time_limit: float | None, out: Path | None, as_json: bool, options: tuple[str, ...]) -> None:
+    """Solve INSTANCE and print the placement of every request."""
+    from splitllm.registry import solve
+    from splitllm.solution import to_json, write_solution
+
+    inst = load_instance(instance)
+    result = solve(inst, solver_name, time_limit=time_limit, **_parse_options(options))
+    if out is not None:
+        write_solution(out, inst, result)
+    if as_json:
+        click.echo(json.dumps(to_json(inst, result), indent=2))
+    else:
+        click.echo(format_result(inst, result))
+    if not result.status.has_solution:
+        sys.exit(EXIT_NEGATIVE)
+
+
+def _fmt(value: float, limit: float) -> str:
+    if np.isnan(value):
+        return "-"
+    return f"{value:.4g}" + (f"/{limit:.4g}" if np.isfinite(limit) else "")
+
+
+def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> str:
+    """The readable table of ``splitllm solve``: per request, totals, saving vs all-server."""
+    lines = [f"{inst.name or 'instance'}: solver {result.solver}, status {result.status.value}, {result.time_s:.3f} s"]
+    if result.message:
+        lines.append(f"  {result.message}")
+    evaluation = result.evaluation
+    if evaluation is None or result.placements is None:
+        return "\n".join(lines)
+    a, m = inst.arrays, evaluation.metrics
+    lines.append(f"{'request':<14} {'placement':<12} {'TTFT s/SLO':>16} {'TPOT s/SLO':>16} {'E2E s/SLO':>16} {'server work s':>14}")
+    for i, request in enumerate(inst.requests[:max_rows]):
+        if not evaluation.admitted[i]:
+            lines.append(f"{str(request.id):<14} {'rejected':<12}")
+            continue
+        row = "".join("S" if s else "C" for s in result.placements[i])
+        shown = row if len(row) <= 12 else f"{row.count('C')}C/{row.count('S')}S"
+        lines.append(
+            f"{str(request.id):<14} {shown:<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
+            f"{_fmt(m.tpot[i], a.tpot_limit[i]):>16} {_fmt(m.e2e[i], a.e2e_limit[i]):>16} {m.work[i]:>14.6g}"
+        )
+    if inst.n_requests > max_rows:
+        lines.append(f"... {inst.n_requests - max_rows} more requests (use --out or --json for all)")
+    all_server = float(a.work[evaluation.admitted].sum())
+    saved = all_server - evaluation.server_work
+    pct = f" ({100 * saved / all_server:.1f}%)" if all_server > 0 else ""
+    lines.append(
+        f"total: admitted weight {evaluation.admitted_weight:g}, server work {evaluation.server_work:.6g} s, "
+        f"server KV {evaluation.server_kv:.6g} B"
+    )
+    lines.append(f"all-server work for the same requests {all_server:.6g} s; saved {saved:.6g} s{pct}")
+    if result.bound is not None:
+        lines.append(f"bound {result.bound:.9g}, gap {result.gap:.3g}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("instance", type=click.Path(path_type=Path))
+@click.argument("solution", type=click.Path(path_type=Path))
+@input_errors_exit
+def check(instance: Path, solution: Path) -> None:
+    """Re-evaluate SOLUTION against INSTANCE; exit 1 naming each broken limit or wrong figure."""
+    from splitllm.solution import check_solution, load_solution
+
+    inst = load_instance(instance)
+    problems = check_solution(inst, load_solution(solution))
+    if problems:
+        for line in problems:
+            click.echo(f"FAIL {line}", err=True)
+        sys.exit(EXIT_NEGATIVE)
+    click.echo(f"{solution}: ok (every limit met, every stated figure matches the evaluator)")
+
+
+def _register_extensions() -> None:
+    """Commands that live in their own modules (data, bench, export)."""
+    import importlib
+
+    for module in ("splitllm.cli_data", "splitllm.cli_bench", "splitllm.cli_export"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        for command in getattr(mod, "COMMANDS", []):
+            main.add_command(command)
+
+
+_register_extensions()
+
+if __name__ == "__main__":
+    main()
