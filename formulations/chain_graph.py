@@ -91,7 +91,7 @@ def build(arrays: Arrays, r: int) -> nx.DiGraph:
     for anchor in (CLIENT, SERVER):
         g.add_edge(SRC, (anchor, 0, anchor), **{k: float(cost[k][0, CLIENT, anchor]) for k in RESOURCES})
         for b in range(1, n_blocks):
-            for frm in (CLIENT, SERVER):
+            for frm in (anchor,) if b == 1 else (CLIENT, SERVER):  # block 0 runs on the anchor side
                 for to in (CLIENT, SERVER):
                     g.add_edge((anchor, b - 1, frm), (anchor, b, to), **{k: float(cost[k][b, frm, to]) for k in RESOURCES})
         for side in (CLIENT, SERVER):
