@@ -1,0 +1,116 @@
+"""``splitllm bench`` and ``splitllm bench-paper``: thin click commands over :mod:`splitllm.bench`.
+
+Registered by :func:`splitllm.cli._register_extensions` through :data:`COMMANDS`. Bad input
+(:class:`splitllm.errors.SplitLLMError`) prints ``error: ...`` on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from splitllm.errors import SplitLLMError
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_BAD_INPUT = 2
+
+
+def _errors_exit(function: F) -> F:
+    """:class:`SplitLLMError` -> message on stderr, exit code 2, no traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except SplitLLMError as exc:
+            for line in str(exc).splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _command_line() -> str:
+    return "splitllm " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+
+
+def _solver_list(value: str) -> list[str]:
+    solvers = [s.strip() for s in value.split(",") if s.strip()]
+    if not solvers:
+        raise click.BadParameter("name at least one solver", param_hint="--solvers")
+    return solvers
+
+
+@click.command(name="bench")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--solvers", "solver_specs", required=True, help="comma-separated; options as NAME:KEY=VALUE, e.g. dp-grid:grid_step=0.001")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=60.0, show_default=True, help="seconds per cell")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="output folder; an existing one is resumed")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="cells run at once")
+@click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="seconds past 1.1 x the time limit before a cell is killed")
+@click.option("--dask-scheduler", default=None, help="address of an existing Dask scheduler to run the cells on")
+@click.option("--plugin", "plugins", multiple=True,
+              help="module or .py file imported in every cell before solving (may register solvers); repeatable")
+@click.option("--shift", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="shift (s) of the shifted geometric mean of times")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@_errors_exit
+def bench(
+    paths: tuple[Path, ...],
+    solver_specs: str,
+    time_limit: float,
+    out: Path,
+    jobs: int,
+    grace: float,
+    dask_scheduler: str | None,
+    plugins: tuple[str, ...],
+    shift: float,
+    quiet: bool,
+) -> None:
+    """Run every solver on every instance in PATHS (files or folders, e.g. a generated suite).
+
+    Each cell runs in its own process with its time limit; writes OUT/results.csv,
+    OUT/summary.md and PNG plots. Cells already in OUT/results.csv are skipped.
+    """
+    from splitllm.bench.report import write_report
+    from splitllm.bench.runner import run_bench
+
+    records = run_bench(
+        paths, _solver_list(solver_specs), out, time_limit,
+        jobs=jobs, grace=grace, plugins=plugins, dask_scheduler=dask_scheduler, progress=not quiet,
+    )
+    written = write_report(out, records, shift, _command_line())
+    click.echo(f"{len(records)} cells in {out / 'results.csv'}; " + ", ".join(p.name for p in written))
+
+
+@click.command(name="bench-paper")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="output folder; an existing one is resumed")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=60.0, show_default=True, help="seconds per cell")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=2, show_default=True, help="cells run at once")
+@click.option("--dask-scheduler", default=None, help="address of an existing Dask scheduler to run the cells on")
+@click.option("--quick", is_flag=True, help="a smaller sweep (for a smoke test)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@_errors_exit
+def bench_paper(out: Path, time_limit: float, jobs: int, dask_scheduler: str | None, quick: bool, quiet: bool) -> None:
+    """The SplitLLM paper's experiment: BERT and GPT-2 (o = 1) and Llama-2-7B, over SLO and bandwidth.
+
+    Writes the instances, results.csv, summary.md, the benchmark plots and paper.md with
+    the paper-style figures into OUT.
+    """
+    from splitllm.bench.paper import run_paper
+
+    written = run_paper(
+        out, time_limit=time_limit, jobs=jobs, dask_scheduler=dask_scheduler, quick=quick,
+        progress=not quiet, command=_command_line(),
+    )
+    click.echo(", ".join(str(p) for p in written))
+
+
+COMMANDS = [bench, bench_paper]
