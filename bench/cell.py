@@ -25,11 +25,12 @@ import importlib.util
 import json
 import math
 import resource
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from splitllm.errors import InputError, SplitLLMError
+from splitllm.errors import InputError, SolverUnavailable, SplitLLMError
 
 
 def parse_solver_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -72,14 +73,29 @@ def load_plugin(plugin: str) -> None:
         raise InputError("--plugin", f"cannot import {plugin!r}: {exc}") from None
 
 
-def check_solver_specs(specs: list[str], plugins: list[str]) -> None:
-    """Raise :class:`splitllm.errors.SolverUnavailable` for an unknown or uninstalled solver."""
+def _check_here(specs: list[str], plugins: list[str]) -> None:
     from splitllm.registry import get
 
     for plugin in plugins:
         load_plugin(plugin)
     for spec in specs:
         get(parse_solver_spec(spec)[0])
+
+
+def check_solver_specs(specs: list[str], plugins: list[str]) -> None:
+    """Raise :class:`splitllm.errors.SplitLLMError` for an unknown or uninstalled solver.
+
+    With plugins the check runs in a child process, so that the plugins' solvers are
+    never registered in the caller's process.
+    """
+    if not plugins:
+        _check_here(specs, plugins)
+        return
+    command = [sys.executable, "-m", "splitllm.bench.cell", "--check", json.dumps({"solvers": specs, "plugins": plugins})]
+    child = subprocess.run(command, capture_output=True, text=True, check=False)
+    if child.returncode != 0:
+        lines = [line for line in child.stderr.splitlines() if line.strip()]
+        raise SolverUnavailable(lines[-1] if lines else f"solver check failed (exit code {child.returncode})")
 
 
 def _finite(value: float | None) -> float | None:
@@ -127,8 +143,21 @@ def run_cell_here(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the child: ``python -m splitllm.bench.cell SPEC.json RECORD.json``."""
-    spec_path, record_path = argv if argv is not None else sys.argv[1:]
+    """Entry point of the child: ``python -m splitllm.bench.cell SPEC.json RECORD.json``.
+
+    ``python -m splitllm.bench.cell --check JSON`` only checks the solver specs (see
+    :func:`check_solver_specs`): exit 2 with the reason on stderr when one is unavailable.
+    """
+    args = argv if argv is not None else sys.argv[1:]
+    if args[0] == "--check":
+        check = json.loads(args[1])
+        try:
+            _check_here(check["solvers"], check["plugins"])
+        except SplitLLMError as exc:
+            print(str(exc).replace("\n", "; "), file=sys.stderr)
+            return 2
+        return 0
+    spec_path, record_path = args
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     try:
         record = run_cell_here(spec)

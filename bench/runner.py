@@ -227,6 +227,11 @@ def read_results(path: Path) -> list[Record]:
     return [{column: _parse_value(column, row.get(column, "")) for column in COLUMNS} for row in rows]
 
 
+def normalise(record: Record) -> Record:
+    """The record as :func:`read_results` would read it back (same columns, same types)."""
+    return {column: _parse_value(column, _cell_value(record.get(column))) for column in COLUMNS}
+
+
 # --- gaps to the best known bound --------------------------------------------------------
 
 
@@ -275,7 +280,7 @@ def _dask_results(cells: list[Cell], grace: float, plugins: tuple[str, ...], add
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    with Client(address, set_as_default=False) as client:
+    with Client(address) as client:
         futures = client.map(run_cell, cells, grace=grace, plugins=plugins, pure=False)
         for future in dask_completed(futures):
             yield future.result()
@@ -313,7 +318,7 @@ def run_bench(
 
     with tqdm(total=len(cells), desc="bench", unit="cell", disable=not progress or not cells) as bar:
         for record in stream:
-            records.append(record)
+            records.append(normalise(record))
             write_results(results_path, add_gaps(records))
             bar.set_postfix_str(f"{record['instance']} / {record['solver']}: {record['status']}", refresh=False)
             bar.update()
