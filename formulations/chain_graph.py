@@ -16,7 +16,7 @@ Examples
 >>> inst = load_instance(example_path("tiny"))
 >>> g = build(inst.arrays, 0)
 >>> g.number_of_nodes(), g.number_of_edges()
-(14, 20)
+(12, 18)
 >>> path = nx.shortest_path(g, "src", "sink", weight="ttft")
 >>> placement_of(path)
 'SSS'

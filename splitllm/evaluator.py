@@ -11,7 +11,7 @@ Examples
 >>> inst = load_instance(example_path("tiny"))
 >>> m = request_metrics(inst.arrays, np.array([0]), np.array([[True, True, True]]))
 >>> round(float(m.ttft[0]), 6)  # prompt up, three server blocks, first token down
-0.3005
+0.3105
 """
 
 from __future__ import annotations
