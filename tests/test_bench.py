@@ -141,3 +141,17 @@ def test_gap_is_to_the_best_bound_of_all_cells() -> None:
 def test_shifted_geometric_mean() -> None:
     assert shifted_geometric_mean([1.0, 1.0], shift=10.0) == pytest.approx(1.0)
     assert shifted_geometric_mean([0.0, 99.0], shift=1.0) == pytest.approx(9.0)
+
+
+def test_paper_instances_are_valid_and_all_server_meets_every_slo(tmp_path: Path) -> None:
+    from splitllm.bench.paper import write_instances
+    from splitllm.instance import load_instance
+    from splitllm.registry import solve
+
+    manifest = write_instances(tmp_path, quick=True)
+    assert {m["model"] for m in manifest.values()} == {"bert-base", "gpt2", "llama-2-7b"}
+    assert {m["server_source"] for m in manifest.values() if m["model"] != "llama-2-7b"} == {"derived"}
+    for path in manifest:
+        inst = load_instance(path)
+        works = [solve(inst, name).objective for name in ("dp", "greedy", "all-server")]
+        assert works[0] <= works[1] * (1 + 1e-9) and works[1] <= works[2] * (1 + 1e-9)
