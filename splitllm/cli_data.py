@@ -44,7 +44,18 @@ def _ints(text: str, option: str) -> list[int]:
 
 
 def _command_line() -> str:
-    return "splitllm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The running command rebuilt from its parsed options (those not at their default)."""
+    ctx = click.get_current_context()
+    words = ctx.command_path.split()
+    words[0] = "splitllm"
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or value == param.default or value == ():
+            continue
+        flag = param.opts[0]
+        for item in value if isinstance(value, tuple) else (value,):
+            words += [flag, str(item)] if isinstance(param, click.Option) else [str(item)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 @click.command()
