@@ -1,0 +1,33 @@
+"""``milp``: F2, the compact MILP (:mod:`splitllm.formulations.compact`), with CBC or HiGHS.
+
+Options: ``backend`` (``highs``, the default, or ``cbc``; both through PuLP, their own
+status read back, see :mod:`splitllm.solvers.pulp_backend`) and ``threads``. The DP's
+coupling-free bound checks the answer (:mod:`splitllm.solvers.model_solver`).
+
+Examples
+--------
+>>> from splitllm.instance import load_instance, example_path
+>>> from splitllm.registry import solve
+>>> r = solve(load_instance(example_path("tiny")), "milp", backend="cbc")
+>>> r.status.value, round(r.objective, 6)
+('optimal', 0.4)
+"""
+
+from __future__ import annotations
+
+from splitllm.formulations import compact
+from splitllm.formulations.column import Columns
+from splitllm.instance import Instance
+from splitllm.registry import register
+from splitllm.result import SolveResult
+from splitllm.solvers.lexicographic import compact_solution
+from splitllm.solvers.model_solver import solve_with_model
+
+
+def _build(instance: Instance, columns: Columns) -> tuple[object, dict]:
+    return compact.build(instance)
+
+
+@register("milp", "F2 compact MILP through PuLP (backend=highs|cbc)", requires=("pulp", "highspy"), exact=True)
+def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", threads: int | None = None) -> SolveResult:
+    return solve_with_model(instance, "milp", _build, compact_solution, backend, time_limit, threads)  # type: ignore[arg-type]
