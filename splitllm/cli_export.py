@@ -1,0 +1,66 @@
+"""``splitllm export``: write F2 (compact) or F3 (column) as an MPS or LP file.
+
+The file holds the model as built (DESIGN §4), in the scaled units of
+:mod:`splitllm.formulations.units`: rows divided by their limits and capacities, the
+objective in work units (mean all-server work of one request) under ``min_server_work``
+and admitted weight (phase 1 of the lexicographic pair) under ``max_admitted``. MPS files
+carry an ``OBJSENSE`` section. Written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from splitllm.errors import SplitLLMError
+
+
+def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> str:
+    """Build ``formulation`` for the instance at ``instance_path`` and write it to ``out``."""
+    from splitllm.formulations import column, compact
+    from splitllm.instance import load_instance
+
+    inst = load_instance(instance_path)
+    if formulation == "compact":
+        problem, _ = compact.build(inst)
+    else:
+        columns = column.dp_columns(inst)
+        assert columns is not None  # no deadline
+        problem, _ = column.build(inst, columns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".{fmt}")
+    os.close(fd)
+    try:
+        if fmt == "mps":
+            problem.writeMPS(tmp, with_objsense=True)
+        else:
+            problem.writeLP(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return f"{out}: {formulation} model, {len(problem.variables())} variables, {len(problem.constraints)} rows"
+
+
+@click.command()
+@click.argument("instance", type=click.Path(path_type=Path))
+@click.option("--formulation", type=click.Choice(["compact", "column"]), default="compact", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["mps", "lp"]), default="mps", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write (atomically)")
+def export(instance: Path, formulation: str, fmt: str, out: Path) -> None:
+    """Write the F2 (compact) or F3 (column) model of INSTANCE as an MPS or LP file."""
+    try:
+        click.echo(export_model(instance, formulation, fmt, out))
+    except SplitLLMError as exc:
+        from splitllm.cli import EXIT_BAD_INPUT  # not at the top: splitllm.cli imports this module
+
+        for line in str(exc).splitlines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+COMMANDS = [export]
