@@ -191,7 +191,28 @@ def measure_kinds(
             decode["embed"].append([c, timed(lambda: blocks.embed(ids, c - 1))])
             decode["layer"].append([c, timed(lambda: blocks.layer(x, cache))])
             decode["head"].append([c, timed(lambda: blocks.head(x))])
-    return {k: KindCosts(Curve.from_points(prefill[k]), Curve.from_points(decode[k])) for k in prefill}
+    return {k: KindCosts(monotone(prefill[k]), monotone(decode[k])) for k in prefill}
+
+
+MONOTONE_NOTE = (
+    "Curves made non-decreasing (running maximum of the medians): a longer prompt or context is never cheaper, "
+    "and noise must not make the extrapolation fall. "
+)
+
+
+def monotone(points: list[list[float]]) -> Curve:
+    """The curve through ``points`` with each y raised to the largest y before it.
+
+    Examples
+    --------
+    >>> monotone([[1, 2.0], [2, 1.0], [3, 3.0]]).to_points()
+    [[1.0, 2.0], [2.0, 2.0], [3.0, 3.0]]
+    """
+    out, top = [], 0.0
+    for x, y in points:
+        top = max(top, y)
+        out.append([x, top])
+    return Curve.from_points(out)
 
 
 def cpu_name() -> str:
@@ -276,6 +297,7 @@ def measure_profile(
         "torch (splitllm.instances.profiler): embed, one layer, head (final norm on every position, LM head and "
         "greedy sampling on the last; bert: pooler and classifier). Prefill: a whole prompt of n tokens; decode: "
         f"one token against a KV cache of context - 1 tokens. Median of {repeats} runs after {warmup} warm-up. "
+        + MONOTONE_NOTE
         + ("Encoder: no decode (curves are 0; use output_tokens = 1). " if shape.encoder else "")
         + (f"Command: {command}" if command else "")
     )

@@ -132,3 +132,9 @@ def test_bundled_example_regenerates(tmp_path: Path) -> None:
     assert {k: v for k, v in again.items() if k != "description"} == {k: v for k, v in data.items() if k != "description"}
     inst = load_instance(path)
     assert 5 <= inst.n_requests <= 8 and len(inst.clients) == 2 and inst.objective == "min_server_work"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_defaults_valid_for_many_seeds(seed: int) -> None:
+    for trace in ("azure-conv", "azure-code", "mooncake"):
+        parse_instance(generate_instance(requests=30, seed=seed, trace=trace))
