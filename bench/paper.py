@@ -8,10 +8,10 @@ than running everything on the server and 19% less than a greedy placement. Here
   setting), and Llama-2-7B autoregressive (``o = 128``: prefill and decode);
 * **server**: an A100 80GB; Llama-2-7B from vidur's measured ops (bundled profile),
   GPT-2 and BERT derived from the same GPU's measured ops (:mod:`splitllm.bench.gpu_derived`);
-* **clients**: this machine's CPU, measured by ``splitllm profile``, for GPT-2 and BERT
-  (bundled in ``instances/profiles/`` or measured for this experiment in
-  ``bench/profiles/``; a derived Apple M1 profile stands in when neither exists), and a
-  derived RTX 4090 profile for Llama-2-7B (see each profile's provenance);
+* **clients**: for GPT-2 and BERT, this machine's CPU, measured by ``splitllm profile``
+  (bundled in ``instances/profiles/`` or in ``bench/profiles/``; a derived Apple M1
+  profile stands in when neither exists), and, as a faster client, a derived Apple M1
+  Max; for Llama-2-7B a derived RTX 4090 (see each profile's provenance);
 * **sweep**: SLO tightness ``f`` (each request's SLO is ``f`` times its own all-server
   latency: E2E for ``o = 1``, TTFT and TPOT for Llama) x link (:data:`LINKS`: bandwidth
   each way with a round-trip time to match), three prompt lengths per instance;
@@ -56,8 +56,9 @@ PAPER_REDUCTION, PAPER_VS_GREEDY = 1 / 3, 0.19
 
 @dataclass(frozen=True)
 class Setting:
-    """One model's part of the experiment."""
+    """One (model, client) part of the experiment; ``label`` names its instances."""
 
+    label: str
     model: str
     client: str
     client_memory_bytes: float
@@ -66,10 +67,13 @@ class Setting:
     fallback_client: str = ""
 
 
+SINGLE_PASS, LLAMA_PROMPTS = (32, 128, 512), (128, 512, 1024)
 SETTINGS = (
-    Setting("bert-base", "cpu", 16e9, (32, 128, 512), 1, fallback_client="apple-m1-q4"),
-    Setting("gpt2", "cpu", 16e9, (32, 128, 512), 1, fallback_client="apple-m1-q4"),
-    Setting("llama-2-7b", "rtx-4090", 24e9, (128, 512, 1024), 128),
+    Setting("bert-base", "bert-base", "cpu", 16e9, SINGLE_PASS, 1, fallback_client="apple-m1-q4"),
+    Setting("gpt2", "gpt2", "cpu", 16e9, SINGLE_PASS, 1, fallback_client="apple-m1-q4"),
+    Setting("bert-base@m1-max", "bert-base", "apple-m1-max", 64e9, SINGLE_PASS, 1),
+    Setting("gpt2@m1-max", "gpt2", "apple-m1-max", 64e9, SINGLE_PASS, 1),
+    Setting("llama-2-7b", "llama-2-7b", "rtx-4090", 24e9, LLAMA_PROMPTS, 128),
 )
 
 
@@ -156,11 +160,11 @@ def write_instances(folder: Path, quick: bool = False) -> dict[str, dict[str, An
         for link in links:
             for factor in factors:
                 data = with_slos(_base_instance(setting, server, client, link), factor)
-                data["name"] = f"{setting.model}_slo{factor:g}_{link[0]:g}mbps"
+                data["name"] = f"{setting.label}_slo{factor:g}_{link[0]:g}mbps"
                 path = folder / f"{data['name']}.json"
                 write_json(path, data)
                 manifest[str(path)] = {
-                    "model": setting.model, "slo_factor": factor, "uplink_mbps": link[0], "rtt_ms": link[1] * 1e3,
+                    "model": setting.label, "slo_factor": factor, "uplink_mbps": link[0], "rtt_ms": link[1] * 1e3,
                     "server": server["device"], "server_source": server["source"],
                     "client": client["device"], "client_source": client["source"],
                 }
@@ -211,7 +215,7 @@ def grid_rows(records: Sequence[Record], manifest: dict[str, dict[str, Any]]) ->
     rows = []
     per_instance = _per_instance(records)
     for solver in ("dp", *DP_GRID):
-        for model in [s.model for s in SETTINGS]:
+        for model in [s.label for s in SETTINGS]:
             cells = [c for p, c in per_instance.items() if manifest[p]["model"] == model and solver in c and "dp" in c]
             if not cells:
                 continue
@@ -234,7 +238,7 @@ def paper_markdown(records: Sequence[Record], manifest: dict[str, dict[str, Any]
     figs = figures(records, manifest)
     devices = sorted({(m["model"], m["server"], m["server_source"], m["client"], m["client_source"]) for m in manifest.values()})
     rows = [["paper (SplitLLM, abstract)", f"{100 * PAPER_REDUCTION:.0f}% (about 1/3)", "-", f"{100 * PAPER_VS_GREEDY:.0f}%"]]
-    for group in [s.model for s in SETTINGS] + ["all"]:
+    for group in [s.label for s in SETTINGS] + ["all"]:
         f = figs.get(group, {})
         rows.append([f"ours: {group}", _pct(f.get("dp_reduction", [])), _pct(f.get("greedy_reduction", [])), _pct(f.get("dp_vs_greedy", []))])
     parts = [
@@ -280,7 +284,7 @@ def _sweep_table(records: Sequence[Record], manifest: dict[str, dict[str, Any]])
     rows = []
     for setting in SETTINGS:
         for factor in sorted({m["slo_factor"] for m in manifest.values()}):
-            rows.append([setting.model, f"{factor:g}"] + [cells.get((setting.model, factor, u), "-") for u in uplinks])
+            rows.append([setting.label, f"{factor:g}"] + [cells.get((setting.label, factor, u), "-") for u in uplinks])
     return header, rows
 
 
@@ -291,11 +295,15 @@ def plot_paper(records: Sequence[Record], manifest: dict[str, dict[str, Any]], p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = [s.model for s in SETTINGS]
+    models = [s.label for s in SETTINGS]
     uplinks = sorted({m["uplink_mbps"] for m in manifest.values()})
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), sharey=True)
+    ncols = 3
+    nrows = -(-len(models) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.6 * nrows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
     per_instance = _per_instance(records)
-    for ax, model in zip(np.atleast_1d(axes), models):
+    for ax, model in zip(axes.flat, models):
         for k, uplink in enumerate(uplinks):
             chosen = sorted((m["slo_factor"], p) for p, m in manifest.items() if m["model"] == model and m["uplink_mbps"] == uplink)
             for solver, style in (("dp", "-"), ("greedy", "--")):
@@ -304,14 +312,13 @@ def plot_paper(records: Sequence[Record], manifest: dict[str, dict[str, Any]], p
                 if points:
                     ax.plot(*zip(*points), style, marker="o", ms=3, color=f"C{k}", label=f"{solver}, {uplink:g} Mbit/s")
         ax.axhline(100 * PAPER_REDUCTION, color="black", lw=0.8, ls=":", label="paper: about 1/3")
-        ax.set_xscale("log")
-        ax.set_xticks(sorted({m["slo_factor"] for m in manifest.values()}))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xticks([1, 2, 3, 4, 5])
         ax.set_title(model)
         ax.set_xlabel("SLO = factor x all-server latency")
         ax.grid(True, alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("server work saved vs all-server (%)")
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="upper left")
+    for row in axes:
+        row[0].set_ylabel("server work saved vs all-server (%)")
+    axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     save_figure(fig, path)
 

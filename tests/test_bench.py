@@ -149,8 +149,9 @@ def test_paper_instances_are_valid_and_all_server_meets_every_slo(tmp_path: Path
     from splitllm.registry import solve
 
     manifest = write_instances(tmp_path, quick=True)
-    assert {m["model"] for m in manifest.values()} == {"bert-base", "gpt2", "llama-2-7b"}
+    assert {m["model"] for m in manifest.values()} == {"bert-base", "gpt2", "bert-base@m1-max", "gpt2@m1-max", "llama-2-7b"}
     assert {m["server_source"] for m in manifest.values() if m["model"] != "llama-2-7b"} == {"derived"}
+    assert {m["client_source"] for m in manifest.values() if m["model"] in ("gpt2", "bert-base")} == {"measured"}
     for path in manifest:
         inst = load_instance(path)
         works = [solve(inst, name).objective for name in ("dp", "greedy", "all-server")]
