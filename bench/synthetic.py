@@ -1,0 +1,102 @@
+"""Random explicit-cost instances with realistic magnitudes, for tests and benchmarks.
+
+Seconds run from ~1e-4 (one server layer) to seconds (client prefill), bytes from 4 (a
+token id) to ~1e9 (weights, KV caches), so numerics are exercised as in real instances.
+SLOs are drawn between the all-server and all-client figures so that they bind.
+
+Examples
+--------
+>>> inst = random_instance(0, n_requests=2, n_blocks=5)
+>>> inst.n_requests, inst.n_blocks
+(2, 5)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from splitllm.instance import Instance, parse_instance
+
+
+def random_instance_data(
+    seed: int,
+    n_requests: int = 3,
+    n_blocks: int = 6,
+    objective: str = "min_server_work",
+    slo_tightness: float = 1.0,
+    memory_fraction: float | None = None,
+    vary_layers: float = 0.3,
+) -> dict[str, Any]:
+    """A Llama-like chain (embed, layers, head) with seconds ~1e-4..1 and bytes ~1e6..1e9.
+
+    SLOs are drawn around the all-server and all-client figures so that they bind, scaled
+    by ``slo_tightness``; ``memory_fraction`` sets client memory as a share of the whole
+    model (random when ``None``).
+    """
+    rng = np.random.default_rng(seed)
+    layer_weight = 200e6
+    blocks = [{"kind": "embed", "weight_bytes": 260e6, "kv_bytes_per_token": 0}]
+    blocks += [{"kind": "layer", "weight_bytes": layer_weight, "kv_bytes_per_token": 512e3} for _ in range(n_blocks - 2)]
+    blocks += [{"kind": "head", "weight_bytes": 260e6, "kv_bytes_per_token": 0}]
+    total_weight = sum(b["weight_bytes"] for b in blocks)
+    clients = {}
+    for name in ("phone", "laptop"):
+        frac = memory_fraction if memory_fraction is not None else float(rng.uniform(0.1, 1.2))
+        clients[name] = {
+            "memory_bytes": frac * total_weight,
+            "uplink_bytes_per_s": float(10 ** rng.uniform(7, 9.5)),
+            "downlink_bytes_per_s": float(10 ** rng.uniform(7, 9.5)),
+            "rtt_s": float(rng.uniform(0.0, 0.01)),
+        }
+    requests = []
+    for r in range(n_requests):
+        p, o = int(rng.integers(1, 2000)), int(rng.integers(1, 300))
+        scale = 1 + vary_layers * rng.uniform(-1, 1, n_blocks)
+        server_prefill = 1e-4 * p / 100 * scale + 2e-4
+        server_decode = 1.5e-4 * scale
+        slow = rng.uniform(3, 30)
+        client_prefill = server_prefill * slow
+        client_decode = server_decode * slow / 3
+        ttft_all_server = server_prefill.sum()
+        ttft_all_client = client_prefill.sum()
+        slo: dict[str, float] = {}
+        pick = rng.integers(0, 4)
+        if pick in (0, 3):
+            slo["ttft_s"] = slo_tightness * float(rng.uniform(ttft_all_server, ttft_all_client))
+        if pick in (1, 3) and o > 1:
+            slo["tpot_s"] = slo_tightness * float(rng.uniform(server_decode.sum(), client_decode.sum() * 1.2))
+        if pick == 2:
+            e2e_server = ttft_all_server + (o - 1) * server_decode.sum()
+            slo["e2e_s"] = slo_tightness * float(rng.uniform(e2e_server, 3 * e2e_server))
+        requests.append(
+            {
+                "id": f"r{r}",
+                "client": "phone" if rng.random() < 0.5 else "laptop",
+                "prompt_tokens": p,
+                "output_tokens": o,
+                "slo": slo,
+                "weight": float(rng.integers(1, 4)),
+                "costs": {
+                    "server_prefill_s": server_prefill.tolist(),
+                    "server_decode_s": server_decode.tolist(),
+                    "client_prefill_s": client_prefill.tolist(),
+                    "client_decode_s": client_decode.tolist(),
+                },
+            }
+        )
+    return {
+        "format": "splitllm/instance",
+        "version": 1,
+        "name": f"random-{seed}",
+        "objective": objective,
+        "model": {"blocks": blocks, "activation_bytes_per_token": 1024, "token_bytes": 4},
+        "server": {},
+        "clients": clients,
+        "requests": requests,
+    }
+
+
+def random_instance(seed: int, **kwargs: Any) -> Instance:
+    return parse_instance(random_instance_data(seed, **kwargs))
