@@ -1,19 +1,26 @@
 """``dp``: the exact Pareto-label DP over the F1 layer-chain graph.
 
-A label is one partial placement's resource vector at a node: server work, server KV,
-TTFT, TPOT, E2E and client memory so far. Labels move along the graph in topological
-order and are pruned three ways, each safe for optimality:
+A label is one partial placement's resource vector at a node of F1: server work, server
+KV, TTFT, TPOT, E2E and client memory so far. Labels move block by block (F1's
+topological order) and are pruned four ways, each safe for optimality:
 
-1. *Lower bounds*: a label whose value plus the least that the rest of any path adds
-   breaks a limit can never finish feasible; one whose work plus the least remaining
-   work reaches the incumbent can never improve on it.
-2. *Limits that can no longer bind*: if a label's value plus the most the rest of any
-   path adds still meets a limit, that limit is dropped from the label's dominance key.
-3. *Dominance*: a label no better than another in every key that can still bind is
-   dropped; identical keys merge into one label.
+1. *Remaining minimum*: a label whose value plus the least the rest of any path adds
+   breaks a limit can never finish feasible.
+2. *Lagrangian bound and incumbent*: for multipliers ``lam >= 0`` on the limits,
+   ``L(node) = min over completions of work + lam . resources`` gives a lower bound on
+   the work of every feasible completion, ``work + L(node) + lam . (values - limits)``.
+   Multipliers come from a small search for the best dual bound at the source; the
+   Lagrangian paths found on the way supply a feasible incumbent. A label whose bound
+   reaches the incumbent cannot improve on it.
+3. *Limits that can no longer bind*: if a label's value plus the most the rest of any
+   path adds still meets a limit, that limit leaves the label's dominance key.
+4. *Dominance*: a label no better than another in every key is dropped; identical keys
+   merge.
 
-With ``keep_kv=True`` (the columns of F3) the DP keeps every Pareto-optimal feasible
-placement in (work, kv) instead of one optimum, and no incumbent is used.
+The DP works on F1's edge costs in layered array form, ``cost[b, from_side, to_side]``
+(:func:`splitllm.formulations.chain_graph.edge_costs`); :func:`label_dp` runs it on a
+networkx F1 graph. With ``keep_kv=True`` (the columns of F3) it keeps every
+Pareto-optimal feasible placement in (work, kv) and uses no incumbent.
 
 Examples
 --------
@@ -28,11 +35,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import networkx as nx
 import numpy as np
+from numpy.typing import NDArray
 
+from splitllm.evaluator import FEASIBILITY_RTOL
 from splitllm.formulations import chain_graph
 from splitllm.instance import Arrays, Instance
 from splitllm.registry import register
@@ -41,104 +49,36 @@ from splitllm.solvers.per_request import RequestOutcome, solve_independently
 
 # Label value slots. WORK and KV are objectives; the others are limited.
 WORK, KV, TTFT, TPOT, E2E, MEM = range(6)
-LIMITED = (TTFT, TPOT, E2E, MEM)
-Values = tuple[float, float, float, float, float, float]
+LIMITED = [TTFT, TPOT, E2E, MEM]
+SLOTS = 6
+#: A label must beat the incumbent by this relative margin to survive (float noise).
+INCUMBENT_RTOL = 1e-12
+#: Labels per node in the heuristic beam pass that seeds the incumbent.
+BEAM_WIDTH = 8
+Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class Label:
-    values: Values
-    node: Any
-    parent: Label | None
+    """A finished label: its resource values and its placement (True = server)."""
+
+    values: tuple[float, ...]
+    placement: NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
 class LabelSearch:
-    """What :func:`label_dp` found: the best sink label (or all Pareto ones) and a count."""
+    """What the DP found: the least-work label (``None`` if none beats the incumbent),
+    every Pareto label at the sink, and how many labels it created."""
 
     best: Label | None
     pareto: list[Label]
     labels_created: int
 
 
-def _edge_values(data: dict[str, float], steps: int) -> Values:
-    return (data["work"], data["kv"], data["ttft"], data["tpot"], data["ttft"] + steps * data["tpot"], data["client_mem"])
-
-
-def _bounds_to_sink(g: nx.DiGraph, order: list[Any], steps: int) -> tuple[dict[Any, Values], dict[Any, Values]]:
-    """Least and most each slot can still grow from every node to the sink."""
-    low: dict[Any, Values] = {chain_graph.SINK: (0.0,) * 6}  # type: ignore[dict-item]
-    high: dict[Any, Values] = {chain_graph.SINK: (0.0,) * 6}  # type: ignore[dict-item]
-    for node in reversed(order):
-        if node == chain_graph.SINK:
-            continue
-        outs = [(_edge_values(d, steps), v) for _, v, d in g.out_edges(node, data=True)]
-        low[node] = tuple(min(c[k] + low[v][k] for c, v in outs) for k in range(6))  # type: ignore[assignment]
-        high[node] = tuple(max(c[k] + high[v][k] for c, v in outs) for k in range(6))  # type: ignore[assignment]
-    return low, high
-
-
-def label_dp(
-    g: nx.DiGraph,
-    limits: dict[str, float],
-    output_tokens: int,
-    incumbent: float = math.inf,
-    keep_kv: bool = False,
-) -> LabelSearch:
-    """Resource-constrained shortest path (least server work) over an F1 graph.
-
-    ``limits`` has ``ttft``, ``tpot``, ``e2e``, ``client_mem`` (``inf`` = unbounded).
-    Labels that cannot beat ``incumbent`` are pruned, so ``best`` is ``None`` when no
-    placement is strictly better than it.
-    """
-    steps = output_tokens - 1
-    limit = {TTFT: limits["ttft"], TPOT: limits["tpot"] if steps > 0 else math.inf, E2E: limits["e2e"], MEM: limits["client_mem"]}
-    if keep_kv:
-        incumbent = math.inf
-    order = list(nx.topological_sort(g))
-    low, high = _bounds_to_sink(g, order, steps)
-    labels: dict[Any, list[Label]] = {chain_graph.SRC: [Label((0.0,) * 6, chain_graph.SRC, None)]}  # type: ignore[arg-type]
-    created = 0
-    for node in order[1:]:
-        lo, hi = low[node], high[node]
-        candidates: list[tuple[tuple[float, ...], Label]] = []
-        for pred, _, data in g.in_edges(node, data=True):
-            cost = _edge_values(data, steps)
-            for label in labels.get(pred, ()):
-                values = tuple(a + b for a, b in zip(label.values, cost))
-                created += 1
-                if values[WORK] + lo[WORK] >= incumbent or any(values[k] + lo[k] > limit[k] for k in LIMITED):
-                    continue
-                key = (values[WORK], values[KV] if keep_kv else 0.0) + tuple(
-                    values[k] if values[k] + hi[k] > limit[k] else -math.inf for k in LIMITED
-                )
-                candidates.append((key, Label(values, node, label)))  # type: ignore[arg-type]
-        labels[node] = _pareto_front(candidates)
-    final = labels.get(chain_graph.SINK, [])
-    best = min(final, key=lambda lab: lab.values[WORK], default=None)
-    return LabelSearch(best, final, created)
-
-
-def _pareto_front(candidates: list[tuple[tuple[float, ...], Label]]) -> list[Label]:
-    """Labels whose key no other key dominates; identical keys merge into the first."""
-    candidates.sort(key=lambda item: item[0])
-    kept: list[tuple[float, ...]] = []
-    front: list[Label] = []
-    for key, label in candidates:
-        if not any(all(a <= b for a, b in zip(other, key)) for other in kept):
-            kept.append(key)
-            front.append(label)
-    return front
-
-
-def placement_of(label: Label) -> np.ndarray:
-    """The boolean placement (True = server) of a sink label, by backtracking."""
-    sides = []
-    node = label.parent
-    while node is not None and node.node != chain_graph.SRC:
-        sides.append(node.node[2] == chain_graph.SERVER)
-        node = node.parent
-    return np.array(sides[::-1], dtype=bool)
+def placement_of(label: Label) -> NDArray[np.bool_]:
+    """The boolean placement (True = server) of a finished label."""
+    return label.placement
 
 
 def request_limits(arrays: Arrays, r: int) -> dict[str, float]:
@@ -151,14 +91,313 @@ def request_limits(arrays: Arrays, r: int) -> dict[str, float]:
     }
 
 
+def _stack(costs: dict[str, np.ndarray], steps: int) -> np.ndarray:
+    """Resource dict of equal-shaped arrays -> one array with the 6 slots last."""
+    e2e = costs["ttft"] + steps * costs["tpot"]
+    return np.stack([costs["work"], costs["kv"], costs["ttft"], costs["tpot"], e2e, costs["client_mem"]], axis=-1)
+
+
+def _limit_vector(limits: dict[str, float], steps: int) -> Array:
+    limit = np.full(SLOTS, np.inf)
+    limit[[TTFT, TPOT, E2E, MEM]] = [limits["ttft"], limits["tpot"] if steps > 0 else np.inf, limits["e2e"], limits["client_mem"]]
+    return limit
+
+
+def _graph_costs(g: nx.DiGraph, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """F1 graph edges -> ``cost[b, from, to, slot]`` and ``sink[anchor, side, slot]``."""
+    n_blocks = g.graph["n_blocks"]
+    names = chain_graph.RESOURCES
+    cost = {k: np.zeros((n_blocks, 2, 2)) for k in names}
+    sink = {k: np.zeros((2, 2)) for k in names}
+    for u, v, data in g.edges(data=True):
+        for k in names:
+            if u == chain_graph.SRC:
+                cost[k][0, :, v[2]] = data[k]
+            elif v == chain_graph.SINK:
+                sink[k][u[0], u[2]] = data[k]
+            else:
+                cost[k][v[1], u[2], v[2]] = data[k]
+    return _stack(cost, steps), _stack(sink, steps)
+
+
+def label_dp(
+    g: nx.DiGraph, limits: dict[str, float], output_tokens: int, incumbent: float = math.inf, keep_kv: bool = False
+) -> LabelSearch:
+    """Resource-constrained shortest path (least server work) over an F1 graph.
+
+    ``limits`` has ``ttft``, ``tpot``, ``e2e``, ``client_mem`` (``inf`` = unbounded).
+    Labels that cannot beat ``incumbent`` are pruned, so ``best`` is ``None`` when no
+    placement is strictly better than it.
+    """
+    steps = output_tokens - 1
+    cost, sink = _graph_costs(g, steps)
+    return _search(cost, sink, _limit_vector(limits, steps), incumbent, keep_kv)
+
+
+def search_request(arrays: Arrays, r: int, incumbent: float = math.inf, keep_kv: bool = False) -> LabelSearch:
+    """:func:`label_dp` for request ``r`` straight from the compiled arrays."""
+    steps = int(arrays.output_tokens[r]) - 1
+    cost = _stack(chain_graph.edge_costs(arrays, r), steps)
+    sink = _stack(chain_graph.sink_costs(arrays, r), steps)
+    return _search(cost, sink, _limit_vector(request_limits(arrays, r), steps), incumbent, keep_kv)
+
+
+def _to_sink(cost: np.ndarray, sink: np.ndarray, pick: np.ufunc) -> np.ndarray:
+    """``out[b, anchor, side, ...]``: least (``np.minimum``) or most (``np.maximum``) that
+    the edges after block ``b`` add up to, over every way to the sink."""
+    n_blocks = cost.shape[0]
+    out = np.empty((n_blocks,) + sink.shape)
+    out[-1] = sink
+    for b in range(n_blocks - 2, -1, -1):
+        # through[anchor, side, next_side, ...] = edge b+1 (side -> next_side) + rest
+        through = cost[b + 1][None] + out[b + 1][:, None]
+        out[b] = pick.reduce(through, axis=2)
+    return out
+
+
+@dataclass(frozen=True)
+class Lagrangian:
+    """Multipliers (K x 6, 1 on WORK) with ``bound[b, anchor, side, k]``: least
+    ``work + lam_k . resources`` from after block ``b`` to the sink."""
+
+    lam: np.ndarray
+    bound: np.ndarray
+
+
+def _dual_values(cost: np.ndarray, sink: np.ndarray, lam: np.ndarray, limit: Array) -> tuple[np.ndarray, np.ndarray]:
+    """Dual bound ``min_P work + lam.(res - limit)`` at the source for each row of ``lam``."""
+    scalar_cost, scalar_sink = cost @ lam.T, sink @ lam.T
+    bound = _to_sink(scalar_cost, scalar_sink, np.minimum)
+    anchors = np.arange(2)
+    at_source = (scalar_cost[0, 0, anchors] + bound[0, anchors, anchors]).min(axis=0)
+    finite = np.where(np.isfinite(limit), limit, 0.0)
+    return at_source - lam @ finite, bound
+
+
+def _lagrangian(cost: np.ndarray, sink: np.ndarray, limit: Array) -> Lagrangian:
+    """A few good multipliers: best per limit on a geometric grid, then their mixes.
+
+    Units: multiplier ``j`` is scanned as ``2**t * W / limit_j`` where ``W`` is the
+    all-server work, so the scan is scale-free.
+    """
+    bounded = [j for j in LIMITED if np.isfinite(limit[j]) and limit[j] > 0]
+    base = np.zeros(SLOTS)
+    base[WORK] = 1.0
+    if not bounded:
+        return Lagrangian(base[None], _dual_values(cost, sink, base[None], limit)[1])
+    work_scale = max(float(cost[..., WORK].max()) * cost.shape[0], 1e-30)
+    singles = [base]
+    for j in bounded:
+        for t in range(-10, 11, 2):
+            lam = base.copy()
+            lam[j] = 2.0**t * work_scale / limit[j]
+            singles.append(lam)
+    values, _ = _dual_values(cost, sink, np.array(singles), limit)
+    best_per_limit = [base]
+    for i, j in enumerate(bounded):
+        block = slice(1 + 11 * i, 1 + 11 * (i + 1))
+        best_per_limit.append(np.array(singles[block])[int(np.argmax(values[block]))])
+    mixes = [base + sum(w * (lam - base) for w, lam in zip(weights, best_per_limit[1:])) for weights in _mix_weights(len(bounded))]
+    lam_all = np.unique(np.array(best_per_limit + mixes), axis=0)
+    values, _ = _dual_values(cost, sink, lam_all, limit)
+    keep = lam_all[np.argsort(values)[::-1][: len(bounded) + 2]]
+    return Lagrangian(keep, _dual_values(cost, sink, keep, limit)[1])
+
+
+def _mix_weights(n: int) -> list[tuple[float, ...]]:
+    grids = np.meshgrid(*([np.array([0.0, 0.5, 1.0])] * n), indexing="ij")
+    return [tuple(w) for w in np.stack([g.ravel() for g in grids], axis=1)]
+
+
+def _lagrangian_paths(cost: np.ndarray, sink: np.ndarray, lag: Lagrangian) -> np.ndarray:
+    """The placement minimising ``work + lam_k . resources`` for each multiplier ``k``."""
+    scalar_cost = cost @ lag.lam.T
+    n_blocks, n_lam = cost.shape[0], lag.lam.shape[0]
+    ks = np.arange(n_lam)
+    anchors = np.arange(2)
+    anchor = np.argmin(scalar_cost[0, 0, anchors] + lag.bound[0, anchors, anchors], axis=0)
+    sides = np.empty((n_lam, n_blocks), dtype=np.int64)
+    sides[:, 0] = anchor
+    for b in range(1, n_blocks):
+        options = scalar_cost[b, sides[:, b - 1], :, ks] + lag.bound[b, anchor, :, ks]  # (k, next side)
+        sides[:, b] = np.argmin(options, axis=1)
+    return sides.astype(bool)
+
+
+def _path_values(cost: np.ndarray, sink: np.ndarray, placements: np.ndarray) -> np.ndarray:
+    """Resource values (n x 6) of whole placements."""
+    sides = placements.astype(np.int64)
+    n_blocks = cost.shape[0]
+    prev = np.concatenate([np.zeros((len(sides), 1), np.int64), sides[:, :-1]], axis=1)
+    values = cost[np.arange(n_blocks)[None, :], prev, sides].sum(axis=1)
+    return values + sink[sides[:, 0], sides[:, -1]]
+
+
+def _feasible(values: np.ndarray, limit: Array) -> np.ndarray:
+    return np.all(values[:, LIMITED] <= limit[LIMITED] * (1 + FEASIBILITY_RTOL), axis=1)
+
+
+def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, keep_kv: bool) -> LabelSearch:
+    low = _to_sink(cost, sink, np.minimum)
+    high = _to_sink(cost, sink, np.maximum)
+    incumbent_label = None
+    lag = None
+    if not keep_kv:
+        lag = _lagrangian(cost, sink, limit)
+        candidates = _lagrangian_paths(cost, sink, lag)
+        values = _path_values(cost, sink, candidates)
+        ok = np.nonzero(_feasible(values, limit))[0]
+        if ok.size:
+            i = ok[np.argmin(values[ok, WORK])]
+            if values[i, WORK] < incumbent:
+                incumbent, incumbent_label = float(values[i, WORK]), Label(tuple(values[i]), candidates[i])
+        # A narrow beam of the most promising labels finds a near-optimal incumbent fast.
+        beam = _labels(cost, sink, limit, low, high, incumbent, lag, keep_kv=False, beam=BEAM_WIDTH)
+        if beam.best is not None and beam.best.values[WORK] < incumbent:
+            incumbent, incumbent_label = beam.best.values[WORK], beam.best
+    search = _labels(cost, sink, limit, low, high, incumbent, lag, keep_kv)
+    best = search.best if search.best is not None else incumbent_label
+    return LabelSearch(best, search.pareto if keep_kv else ([best] if best else []), search.labels_created)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """The labels after one block: values (n x 6), node ``2 * anchor + side``, and the
+    row of each label's parent in the previous layer."""
+
+    values: np.ndarray
+    node: NDArray[np.int64]
+    parent: NDArray[np.int64]
+
+
+def _labels(
+    cost: np.ndarray,
+    sink: np.ndarray,
+    limit: Array,
+    low: np.ndarray,
+    high: np.ndarray,
+    incumbent: float,
+    lag: Lagrangian | None,
+    keep_kv: bool,
+    beam: int | None = None,
+) -> LabelSearch:
+    """The label pass, one block (all four F1 nodes of it) at a time.
+
+    With ``beam`` it keeps only the labels of least Lagrangian bound at each node: a
+    heuristic, used for the incumbent.
+    """
+    cutoff = incumbent - INCUMBENT_RTOL * abs(incumbent) if math.isfinite(incumbent) else math.inf
+    prune = _Pruning(limit, cutoff, lag, keep_kv, beam)
+    anchors = np.array([0, 1])
+    layer = _Layer(cost[0, 0, anchors], 3 * anchors, np.zeros(2, np.int64))  # nodes (0, 0) and (1, 1)
+    layers = [layer]
+    created = 2
+    for b in range(1, cost.shape[0]):
+        anchor, side = layer.node // 2, layer.node % 2
+        values = np.concatenate([layer.values + cost[b, side, to] for to in (0, 1)])
+        node = np.concatenate([2 * anchor + to for to in (0, 1)])
+        parent = np.tile(np.arange(len(layer.node)), 2)
+        created += len(node)
+        keep = prune.survivors(b, values, node, low[b].reshape(4, SLOTS), high[b].reshape(4, SLOTS))
+        layer = _Layer(values[keep], node[keep], parent[keep])
+        layers.append(layer)
+    final = layer.values + sink.reshape(4, SLOTS)[layer.node]
+    rows = np.nonzero(_feasible(final, limit) & ((final[:, WORK] < cutoff) | keep_kv))[0]
+    key = np.zeros((rows.size, 2))
+    key[:, 0] = final[rows, WORK]
+    key[:, 1] = final[rows, KV] if keep_kv else 0.0
+    rows = rows[_pareto_rows(key)] if rows.size > 1 else rows
+    labels = [Label(tuple(final[row]), _backtrack(layers, int(row))) for row in rows]
+    best = min(labels, key=lambda lab: lab.values[WORK], default=None)
+    return LabelSearch(best, labels, created)
+
+
+@dataclass(frozen=True)
+class _Pruning:
+    """The pruning rules of one label pass (see the module docstring)."""
+
+    limit: Array
+    cutoff: float
+    lag: Lagrangian | None
+    keep_kv: bool
+    beam: int | None
+
+    def survivors(self, b: int, values: np.ndarray, node: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Rows of the candidate labels after block ``b`` that survive."""
+        limit = self.limit
+        ok = np.all(values[:, LIMITED] + low[node][:, LIMITED] <= limit[LIMITED] * (1 + FEASIBILITY_RTOL), axis=1)
+        bound = None
+        if self.lag is not None:
+            bound = self._lagrangian_bound(b, values, node)
+            ok &= bound < self.cutoff
+        idx = np.nonzero(ok)[0]
+        if self.beam is not None and bound is not None:
+            idx = _best_per_node(idx, bound[idx], node[idx], self.beam)
+        if idx.size <= 1:
+            return idx
+        v = values[idx]
+        key = np.where(v + high[node[idx]] > limit, v, -np.inf)  # limits that can still bind
+        key[:, WORK] = v[:, WORK]
+        key[:, KV] = v[:, KV] if self.keep_kv else 0.0
+        return idx[_pareto_rows(key, node[idx])]
+
+    def _lagrangian_bound(self, b: int, values: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """Least work of any feasible completion, by the Lagrangian bound of each multiplier."""
+        assert self.lag is not None
+        lam = self.lag.lam.copy()
+        lam[:, [WORK, KV]] = 0.0
+        finite_limit = np.where(np.isfinite(self.limit), self.limit, 0.0)
+        rest = self.lag.bound[b].reshape(4, -1)[node]
+        return (values[:, [WORK]] + rest + (values - finite_limit) @ lam.T).max(axis=1)  # type: ignore[no-any-return]
+
+
+def _best_per_node(idx: np.ndarray, score: np.ndarray, node: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` rows of least ``score`` at each node."""
+    order = np.lexsort((score, node))
+    sorted_node = node[order]
+    start = np.searchsorted(sorted_node, sorted_node)  # first position of each row's node
+    rank = np.arange(len(order)) - start
+    return np.sort(idx[order[rank < width]])
+
+
+def _pareto_rows(key: np.ndarray, group: np.ndarray | None = None, chunk: int = 256) -> np.ndarray:
+    """Rows of ``key`` that no other row of the same ``group`` dominates (<= in every
+    column); identical rows keep one.
+
+    After a lexicographic sort a row can only be dominated by an earlier one, so each
+    row is compared with the rows before it in its group.
+    """
+    group = np.zeros(len(key), np.int64) if group is None else group
+    order = np.lexsort((*key.T[::-1], group))
+    key, group = key[order], group[order]
+    keep = np.ones(len(key), dtype=bool)
+    bounds = np.flatnonzero(np.diff(group)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(key)]):
+        for start in range(lo + 1, hi, chunk):
+            block = key[start : min(start + chunk, hi)]
+            rows = start + np.arange(len(block))
+            earlier = np.arange(lo, rows[-1] + 1)[None, :] < rows[:, None]
+            dominated = np.all(key[None, lo : rows[-1] + 1] <= block[:, None], axis=2) & earlier
+            keep[rows] = ~dominated.any(axis=1)
+    return np.sort(order[keep])
+
+
+def _backtrack(layers: list[_Layer], row: int) -> NDArray[np.bool_]:
+    """The placement of the label at ``row`` of the last layer."""
+    sides = []
+    for layer in reversed(layers):
+        sides.append(layer.node[row] % 2 == 1)
+        row = int(layer.parent[row])
+    return np.array(sides[::-1], dtype=bool)
+
+
 def solve_request(arrays: Arrays, r: int, incumbent: float = math.inf) -> RequestOutcome:
     """Least-work placement of request ``r``, proven optimal, or proven infeasible."""
-    g = chain_graph.build(arrays, r)
-    search = label_dp(g, request_limits(arrays, r), int(arrays.output_tokens[r]), incumbent)
+    search = search_request(arrays, r, incumbent)
     if search.best is None:
         return RequestOutcome("infeasible", bound=math.inf, info={"labels": search.labels_created})
     work = search.best.values[WORK]
-    return RequestOutcome("optimal", placement_of(search.best), work, work, {"labels": search.labels_created})
+    return RequestOutcome("optimal", search.best.placement, work, work, {"labels": search.labels_created})
 
 
 @register("dp", "exact Pareto-label DP over the F1 layer-chain graph (per request)", exact=True)
