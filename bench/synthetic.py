@@ -28,12 +28,14 @@ def random_instance_data(
     slo_tightness: float = 1.0,
     memory_fraction: float | None = None,
     vary_layers: float = 0.3,
+    slos: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """A Llama-like chain (embed, layers, head) with seconds ~1e-4..1 and bytes ~1e6..1e9.
 
     SLOs are drawn around the all-server and all-client figures so that they bind, scaled
     by ``slo_tightness``; ``memory_fraction`` sets client memory as a share of the whole
-    model (random when ``None``).
+    model's weights (random when ``None``). ``slos`` names the SLOs every request gets
+    (``ttft_s``, ``tpot_s``, ``e2e_s``); by default each request draws a random mix.
     """
     rng = np.random.default_rng(seed)
     layer_weight = 200e6
@@ -63,6 +65,8 @@ def random_instance_data(
         ttft_all_client = client_prefill.sum()
         slo: dict[str, float] = {}
         pick = rng.integers(0, 4)
+        if slos is not None:
+            pick = {("ttft_s",): 0, ("tpot_s",): 1, ("e2e_s",): 2, ("tpot_s", "ttft_s"): 3}[tuple(sorted(slos))]
         if pick in (0, 3):
             slo["ttft_s"] = slo_tightness * float(rng.uniform(ttft_all_server, ttft_all_client))
         if pick in (1, 3) and o > 1:

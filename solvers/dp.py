@@ -237,27 +237,128 @@ def _feasible(values: np.ndarray, limit: Array) -> np.ndarray:
     return np.all(values[:, LIMITED] <= limit[LIMITED] * (1 + FEASIBILITY_RTOL), axis=1)
 
 
+@dataclass(frozen=True)
+class BudgetBound:
+    """Least remaining work as a function of one limit's remaining budget.
+
+    ``table[b, anchor, side, k]`` is the least work from after block ``b`` to the sink
+    over completions whose costs in this limit, each rounded *down* to whole cells of
+    ``limit / cells``, fit in ``k`` cells. Rounding down makes it a relaxation, so it is
+    a true lower bound for every completion that fits the real remaining budget.
+    """
+
+    slot: int
+    unit: float
+    table: np.ndarray
+
+    @classmethod
+    def build(cls, cost: np.ndarray, sink: np.ndarray, slot: int, limit: float, cells: int) -> BudgetBound:
+        unit = limit / cells
+        used = np.floor(cost[..., slot] / unit * (1 - 1e-9)).astype(np.int64)
+        used_sink = np.floor(sink[..., slot] / unit * (1 - 1e-9)).astype(np.int64)
+        k = np.arange(cells + 1)
+        table = np.empty((cost.shape[0], 2, 2, cells + 1))
+        table[-1] = np.where(k[None, None, :] >= used_sink[..., None], sink[..., WORK][..., None], np.inf)
+        for b in range(cost.shape[0] - 2, -1, -1):
+            nxt = table[b + 1]  # (anchor, side, k)
+            for side in (0, 1):
+                best = np.full((2, cells + 1), np.inf)
+                for to in (0, 1):
+                    shift = used[b + 1, side, to]
+                    if shift <= cells:
+                        moved = np.full((2, cells + 1), np.inf)
+                        moved[:, shift:] = nxt[:, to, : cells + 1 - shift]
+                        np.minimum(best, moved + cost[b + 1, side, to, WORK], out=best)
+                table[b, :, side] = best
+        return cls(slot, unit, table)
+
+    def bound(self, b: int, values: np.ndarray, node: np.ndarray, limit: float) -> np.ndarray:
+        """Lower bound on the remaining work of each label (``inf``: no completion fits)."""
+        remaining = limit * (1 + FEASIBILITY_RTOL) - values[:, self.slot]
+        cells = self.table.shape[-1] - 1
+        k = np.floor(remaining / self.unit * (1 + 1e-9))
+        safe_k = np.clip(k, 0, cells).astype(np.int64)
+        rest = self.table[b].reshape(4, -1)[node, safe_k]
+        return np.where(k < 0, np.inf, rest)
+
+
+#: Cells per limit in the budget bounds (a relaxation, so any number is exact; more is tighter).
+BUDGET_CELLS = 1024
+
+
+def _budget_bounds(cost: np.ndarray, sink: np.ndarray, limit: Array, high: np.ndarray) -> list[BudgetBound]:
+    """One :class:`BudgetBound` per limit that some placement breaks (``high``: see
+    :func:`_to_sink`)."""
+    starts = cost[0, 0, [0, 1]] + high[0, [0, 1], [0, 1]]  # most each anchor's paths use
+    return [
+        BudgetBound.build(cost, sink, j, float(limit[j]), BUDGET_CELLS)
+        for j in LIMITED
+        if np.isfinite(limit[j]) and limit[j] > 0 and starts[:, j].max() > limit[j]
+    ]
+
+
 def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, keep_kv: bool) -> LabelSearch:
     low = _to_sink(cost, sink, np.minimum)
     high = _to_sink(cost, sink, np.maximum)
     incumbent_label = None
     lag = None
+    budgets = _budget_bounds(cost, sink, limit, high)
     if not keep_kv:
-        lag = _lagrangian(cost, sink, limit)
-        candidates = _lagrangian_paths(cost, sink, lag)
-        values = _path_values(cost, sink, candidates)
-        ok = np.nonzero(_feasible(values, limit))[0]
-        if ok.size:
-            i = ok[np.argmin(values[ok, WORK])]
-            if values[i, WORK] < incumbent:
-                incumbent, incumbent_label = float(values[i, WORK]), Label(tuple(values[i]), candidates[i])
-        # A narrow beam of the most promising labels finds a near-optimal incumbent fast.
-        beam = _labels(cost, sink, limit, low, high, incumbent, lag, keep_kv=False, beam=BEAM_WIDTH)
-        if beam.best is not None and beam.best.values[WORK] < incumbent:
-            incumbent, incumbent_label = beam.best.values[WORK], beam.best
-    search = _labels(cost, sink, limit, low, high, incumbent, lag, keep_kv)
+        if len(budgets) > 1:  # with one binding limit its budget bound is the stronger one
+            lag = _lagrangian(cost, sink, limit)
+            candidates = _lagrangian_paths(cost, sink, lag)
+            values = _path_values(cost, sink, candidates)
+            ok = np.nonzero(_feasible(values, limit))[0]
+            if ok.size:
+                i = ok[np.argmin(values[ok, WORK])]
+                if values[i, WORK] < incumbent:
+                    incumbent, incumbent_label = float(values[i, WORK]), Label(tuple(values[i]), candidates[i])
+        # Incumbents, cheapest first: follow the bounds greedily, then a narrow beam. When
+        # one meets the lower bound at the source it is optimal and the search is over.
+        source_bound = _source_bound(cost, low, lag, budgets, limit) * (1 + INCUMBENT_RTOL)
+        heuristics = (
+            lambda: _guided_walk(cost, sink, limit, low, _Pruning(limit, math.inf, lag, budgets, False, None)),
+            lambda: _labels(cost, sink, limit, low, high, incumbent, lag, budgets, keep_kv=False, beam=BEAM_WIDTH).best,
+        )
+        for heuristic in heuristics:
+            found = heuristic()
+            if found is not None and found.values[WORK] < incumbent:
+                incumbent, incumbent_label = found.values[WORK], found
+            if incumbent <= source_bound:
+                return LabelSearch(incumbent_label, [incumbent_label], 0)  # type: ignore[list-item]
+    search = _labels(cost, sink, limit, low, high, incumbent, lag, budgets, keep_kv)
     best = search.best if search.best is not None else incumbent_label
     return LabelSearch(best, search.pareto if keep_kv else ([best] if best else []), search.labels_created)
+
+
+def _source_bound(cost: np.ndarray, low: np.ndarray, lag: Lagrangian | None, budgets: list[BudgetBound], limit: Array) -> float:
+    """The least work any feasible placement can have, by the pruning bounds at block 0."""
+    prune = _Pruning(limit, math.inf, lag, budgets, False, None)
+    anchors = np.array([0, 1])
+    return float(prune.lower_bound(0, cost[0, 0, anchors], 3 * anchors, low[0].reshape(4, SLOTS)).min())
+
+
+def _guided_walk(cost: np.ndarray, sink: np.ndarray, limit: Array, low: np.ndarray, prune: _Pruning) -> Label | None:
+    """From each anchor, take at every block the side whose label has the least lower
+    bound; the better feasible end of the two walks, if any."""
+    anchors = np.array([0, 1])
+    values, node = cost[0, 0, anchors], 3 * anchors
+    sides = [anchors]
+    for b in range(1, cost.shape[0]):
+        side = node % 2
+        options = np.stack([values + cost[b, side, to] for to in (0, 1)])  # (to, walk, 6)
+        option_node = np.stack([node - side + to for to in (0, 1)])
+        bound = prune.lower_bound(b, options.reshape(-1, SLOTS), option_node.ravel(), low.reshape(cost.shape[0], 4, SLOTS)[b])
+        choice = np.argmin(bound.reshape(2, -1), axis=0)
+        walks = np.arange(len(node))
+        values, node = options[choice, walks], option_node[choice, walks]
+        sides.append(choice)
+    final = values + sink.reshape(4, SLOTS)[node]
+    ok = np.nonzero(_feasible(final, limit))[0]
+    if not ok.size:
+        return None
+    best = ok[np.argmin(final[ok, WORK])]
+    return Label(tuple(final[best]), np.array([s[best] for s in sides], dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -278,6 +379,7 @@ def _labels(
     high: np.ndarray,
     incumbent: float,
     lag: Lagrangian | None,
+    budgets: list[BudgetBound],
     keep_kv: bool,
     beam: int | None = None,
 ) -> LabelSearch:
@@ -287,7 +389,7 @@ def _labels(
     heuristic, used for the incumbent.
     """
     cutoff = incumbent - INCUMBENT_RTOL * abs(incumbent) if math.isfinite(incumbent) else math.inf
-    prune = _Pruning(limit, cutoff, lag, keep_kv, beam)
+    prune = _Pruning(limit, cutoff, lag, budgets, keep_kv, beam)
     anchors = np.array([0, 1])
     layer = _Layer(cost[0, 0, anchors], 3 * anchors, np.zeros(2, np.int64))  # nodes (0, 0) and (1, 1)
     layers = [layer]
@@ -319,24 +421,32 @@ class _Pruning:
     limit: Array
     cutoff: float
     lag: Lagrangian | None
+    budgets: list[BudgetBound]
     keep_kv: bool
     beam: int | None
 
-    def survivors(self, b: int, values: np.ndarray, node: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """Rows of the candidate labels after block ``b`` that survive."""
+    def lower_bound(self, b: int, values: np.ndarray, node: np.ndarray, low: np.ndarray) -> np.ndarray:
+        """Least total work any feasible completion of each label can reach; ``inf`` when a
+        limit is broken whatever follows."""
         limit = self.limit
         ok = np.all(values[:, LIMITED] + low[node][:, LIMITED] <= limit[LIMITED] * (1 + FEASIBILITY_RTOL), axis=1)
-        bound = None
+        bound = values[:, WORK] + low[node][:, WORK]
         if self.lag is not None:
-            bound = self._lagrangian_bound(b, values, node)
-            ok &= bound < self.cutoff
-        idx = np.nonzero(ok)[0]
-        if self.beam is not None and bound is not None:
+            bound = np.maximum(bound, self._lagrangian_bound(b, values, node))
+        for budget in self.budgets if not self.keep_kv else ():
+            bound = np.maximum(bound, values[:, WORK] + budget.bound(b, values, node, limit[budget.slot]))
+        return np.where(ok, bound, np.inf)
+
+    def survivors(self, b: int, values: np.ndarray, node: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Rows of the candidate labels after block ``b`` that survive."""
+        bound = self.lower_bound(b, values, node, low)
+        idx = np.nonzero(bound < self.cutoff)[0] if math.isfinite(self.cutoff) else np.nonzero(np.isfinite(bound))[0]
+        if self.beam is not None:
             idx = _best_per_node(idx, bound[idx], node[idx], self.beam)
         if idx.size <= 1:
             return idx
         v = values[idx]
-        key = np.where(v + high[node[idx]] > limit, v, -np.inf)  # limits that can still bind
+        key = np.where(v + high[node[idx]] > self.limit, v, -np.inf)  # limits that can still bind
         key[:, WORK] = v[:, WORK]
         key[:, KV] = v[:, KV] if self.keep_kv else 0.0
         return idx[_pareto_rows(key, node[idx])]
