@@ -9,7 +9,7 @@ than running everything on the server and 19% less than a greedy placement. Here
 * **server**: an A100 80GB; Llama-2-7B from vidur's measured ops (bundled profile),
   GPT-2 and BERT derived from the same GPU's measured ops (:mod:`splitllm.bench.gpu_derived`);
 * **clients**: for GPT-2 and BERT, this machine's CPU, measured by ``splitllm profile``
-  (bundled in ``instances/profiles/`` or in ``bench/profiles/``; a derived Apple M1
+  (bundled in ``instances/profiles/``; a derived Apple M1
   profile stands in when neither exists), and, as a faster client, a derived Apple M1
   Max; for Llama-2-7B a derived RTX 4090 (see each profile's provenance);
 * **sweep**: SLO tightness ``f`` (each request's SLO is ``f`` times its own all-server
@@ -49,7 +49,6 @@ QUICK_SLO_FACTORS, QUICK_LINKS = (1.5, 3.0), ((100.0, 0.010),)
 DP_GRID = ("dp-grid", "dp-grid:grid_step=0.05")
 SOLVERS = ("all-server", "greedy", "dp", *DP_GRID)
 SERVER = "a100-80gb"
-DERIVED_DIR = Path(__file__).with_name("profiles")
 #: The paper's headline figures (abstract of arXiv:2410.10759).
 PAPER_REDUCTION, PAPER_VS_GREEDY = 1 / 3, 0.19
 
@@ -81,10 +80,9 @@ SETTINGS = (
 
 
 def server_profile(model: str) -> dict[str, Any]:
-    """The A100 profile of ``model``: bundled (measured) if there is one, else ours (derived)."""
-    if (SERVER, model) in list_bundled():
-        return bundled_json(SERVER, model)
-    return dict(read_json(DERIVED_DIR / f"{SERVER}_{model}.json"))
+    """The bundled A100 profile of ``model``: measured (vidur) for Llama-2-7B, derived by
+    :mod:`splitllm.bench.gpu_derived` for GPT-2 and BERT."""
+    return bundled_json(SERVER, model)
 
 
 def _measured(paths: list[Path], setting: Setting) -> dict[str, Any] | None:
@@ -97,10 +95,10 @@ def _measured(paths: list[Path], setting: Setting) -> dict[str, Any] | None:
 
 def client_profile(setting: Setting) -> dict[str, Any]:
     """The client profile: a *measured* profile of a ``setting.client*`` device for the model,
-    bundled or in ``bench/profiles/``; else the bundled (or derived) fallback device."""
+    bundled; else the bundled (or derived) fallback device."""
     from splitllm.instances.bundled import profiles_dir
 
-    candidates = sorted(profiles_dir().glob(f"*_{setting.model}.json")) + sorted(DERIVED_DIR.glob(f"*_{setting.model}.json"))
+    candidates = sorted(profiles_dir().glob(f"*_{setting.model}.json"))
     measured = _measured(candidates, setting)
     if measured is not None:
         return measured

@@ -51,17 +51,19 @@ def scale_instance(n: int, objective: str, distinct: int, share: float, seed: in
     return parse_instance(base)
 
 
-def run(sizes: tuple[int, ...], time_limit: float, distinct: int, share: float, seed: int) -> list[dict[str, Any]]:
+def run(
+    sizes: tuple[int, ...], time_limit: float, distinct: int, share: float, seed: int, only: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     rows = []
     for objective in ("min_server_work", "max_admitted"):
         for n in sizes:
             inst = scale_instance(n, objective, distinct, share, seed)
             for name, options, largest in SOLVERS:
-                if n > largest:
+                label = name + (f" ({options['backend']})" if "backend" in options else "")
+                if n > largest or (only and label not in only):
                     continue
                 start = time.perf_counter()
                 result = solve(inst, name, time_limit=time_limit, **options)
-                label = name + (f" ({options['backend']})" if "backend" in options else "")
                 rows.append(
                     {
                         "objective": objective,
@@ -94,9 +96,11 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.6, help="capacity share under max_admitted")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=None, help="also write the Markdown table here")
+    parser.add_argument("--solvers", default="", help='only these, comma-separated, e.g. "decomp,milp (highs)"')
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    text = table(run(tuple(args.sizes), args.time_limit, args.distinct, args.share, args.seed))
+    only = tuple(name.strip() for name in args.solvers.split(",") if name.strip())
+    text = table(run(tuple(args.sizes), args.time_limit, args.distinct, args.share, args.seed, only))
     print(text)
     if args.out:
         from splitllm.jsonio import write_atomic

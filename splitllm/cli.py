@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +113,18 @@ def _fmt(value: float, limit: float) -> str:
     return f"{value:.4g}" + (f"/{limit:.4g}" if np.isfinite(limit) else "")
 
 
+def run_lengths(placement: np.ndarray) -> str:
+    """A placement as runs, client first: ``[0, 0, 1, 1, 1, 0]`` -> ``'2C 3S 1C'``.
+
+    Examples
+    --------
+    >>> run_lengths(np.array([False, False, True, True, True, False]))
+    '2C 3S 1C'
+    """
+    text = "".join("S" if side else "C" for side in placement)
+    return " ".join(f"{len(m.group())}{m.group()[0]}" for m in re.finditer(r"C+|S+", text))
+
+
 def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> str:
     """The readable table of ``splitllm solve``: per request, totals, saving vs all-server."""
     lines = [f"{inst.name or 'instance'}: solver {result.solver}, status {result.status.value}, {result.time_s:.3f} s"]
@@ -121,15 +134,14 @@ def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> st
     if evaluation is None or result.placements is None:
         return "\n".join(lines)
     a, m = inst.arrays, evaluation.metrics
+    lines.append("placement: runs of blocks from the embedding to the head, C = client, S = server")
     lines.append(f"{'request':<14} {'placement':<12} {'TTFT s/SLO':>16} {'TPOT s/SLO':>16} {'E2E s/SLO':>16} {'server work s':>14}")
     for i, request in enumerate(inst.requests[:max_rows]):
         if not evaluation.admitted[i]:
             lines.append(f"{str(request.id):<14} {'rejected':<12}")
             continue
-        row = "".join("S" if s else "C" for s in result.placements[i])
-        shown = row if len(row) <= 12 else f"{row.count('C')}C/{row.count('S')}S"
         lines.append(
-            f"{str(request.id):<14} {shown:<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
+            f"{str(request.id):<14} {run_lengths(result.placements[i]):<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
             f"{_fmt(m.tpot[i], a.tpot_limit[i]):>16} {_fmt(m.e2e[i], a.e2e_limit[i]):>16} {m.work[i]:>14.6g}"
         )
     if inst.n_requests > max_rows:
