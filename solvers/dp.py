@@ -53,6 +53,8 @@ LIMITED = [TTFT, TPOT, E2E, MEM]
 SLOTS = 6
 #: A label must beat the incumbent by this relative margin to survive (float noise).
 INCUMBENT_RTOL = 1e-12
+#: Multipliers scanned per limit, in units of (all-server work / limit).
+LAMBDA_SCAN = 2.0 ** np.arange(-10, 11, 2)
 #: Labels per node in the heuristic beam pass that seeds the incumbent.
 BEAM_WIDTH = 8
 Array = NDArray[np.float64]
@@ -177,8 +179,8 @@ def _dual_values(cost: np.ndarray, sink: np.ndarray, lam: np.ndarray, limit: Arr
 def _lagrangian(cost: np.ndarray, sink: np.ndarray, limit: Array) -> Lagrangian:
     """A few good multipliers: best per limit on a geometric grid, then their mixes.
 
-    Units: multiplier ``j`` is scanned as ``2**t * W / limit_j`` where ``W`` is the
-    all-server work, so the scan is scale-free.
+    Units: multiplier ``j`` is scanned as ``LAMBDA_SCAN * W / limit_j`` where ``W``
+    bounds the all-server work, so the scan is scale-free.
     """
     bounded = [j for j in LIMITED if np.isfinite(limit[j]) and limit[j] > 0]
     base = np.zeros(SLOTS)
@@ -186,17 +188,12 @@ def _lagrangian(cost: np.ndarray, sink: np.ndarray, limit: Array) -> Lagrangian:
     if not bounded:
         return Lagrangian(base[None], _dual_values(cost, sink, base[None], limit)[1])
     work_scale = max(float(cost[..., WORK].max()) * cost.shape[0], 1e-30)
-    singles = [base]
-    for j in bounded:
-        for t in range(-10, 11, 2):
-            lam = base.copy()
-            lam[j] = 2.0**t * work_scale / limit[j]
-            singles.append(lam)
-    values, _ = _dual_values(cost, sink, np.array(singles), limit)
-    best_per_limit = [base]
+    singles = np.tile(base, (len(bounded), len(LAMBDA_SCAN), 1))
     for i, j in enumerate(bounded):
-        block = slice(1 + 11 * i, 1 + 11 * (i + 1))
-        best_per_limit.append(np.array(singles[block])[int(np.argmax(values[block]))])
+        singles[i, :, j] = LAMBDA_SCAN * work_scale / limit[j]
+    values, _ = _dual_values(cost, sink, singles.reshape(-1, SLOTS), limit)
+    best = np.argmax(values.reshape(len(bounded), -1), axis=1)
+    best_per_limit = [base] + [singles[i, k] for i, k in enumerate(best)]
     mixes = [base + sum(w * (lam - base) for w, lam in zip(weights, best_per_limit[1:])) for weights in _mix_weights(len(bounded))]
     lam_all = np.unique(np.array(best_per_limit + mixes), axis=0)
     values, _ = _dual_values(cost, sink, lam_all, limit)

@@ -18,7 +18,7 @@ import numpy as np
 
 from splitllm.errors import SplitLLMError
 from splitllm.instance import Instance, load_instance
-from splitllm.result import SolveResult, Status
+from splitllm.result import SolveResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 

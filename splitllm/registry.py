@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from splitllm.errors import SolverUnavailable
 from splitllm.evaluator import evaluate
 from splitllm.instance import Instance
@@ -114,8 +112,3 @@ def verify(instance: Instance, result: SolveResult) -> SolveResult:
 def _bound_violated(objective: str, value: float, bound: float) -> bool:
     slack = OBJECTIVE_RTOL * max(1.0, abs(value))
     return bool(bound > value + slack) if objective == "min_server_work" else bool(bound < value - slack)
-
-
-def all_server_placements(instance: Instance) -> np.ndarray:
-    """Every block of every request on the server: the reference placement."""
-    return np.ones((instance.n_requests, instance.n_blocks), dtype=bool)
