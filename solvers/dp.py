@@ -501,7 +501,7 @@ def solve_request(arrays: Arrays, r: int, incumbent: float = math.inf) -> Reques
     search = search_request(arrays, r, incumbent)
     if search.best is None:
         return RequestOutcome("infeasible", bound=math.inf, info={"labels": search.labels_created})
-    work = search.best.values[WORK]
+    work = float(search.best.values[WORK])
     return RequestOutcome("optimal", search.best.placement, work, work, {"labels": search.labels_created})
 
 

@@ -30,7 +30,7 @@ def _key(result):  # (status, weight, work) for comparison
     return result.status, result.evaluation.admitted_weight, result.evaluation.server_work
 
 
-@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10_000),
     n_requests=st.integers(2, 4),
