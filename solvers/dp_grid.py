@@ -155,6 +155,29 @@ def solve_request(arrays: Arrays, r: int, grid_step: float = 0.01, bound: bool =
 def solve(instance: Instance, *, time_limit: float | None = None, grid_step: float = 0.01, bound: bool = True) -> SolveResult:
     if not 0 < grid_step <= 1:
         raise SplitLLMError(f"grid_step: must be in (0, 1] (a fraction of each limit), got {grid_step}")
-    return solve_independently(
-        instance, "dp-grid", lambda arrays, r: solve_request(arrays, r, grid_step, bound), time_limit
-    )
+    result = solve_independently(instance, "dp-grid", lambda arrays, r: solve_request(arrays, r, grid_step, bound), time_limit)
+    if bound and "request_status" in result.info:
+        result.message = "; ".join(filter(None, [result.message, grid_report(result.info)]))
+    return result
+
+
+def grid_report(info: dict[str, list]) -> str:  # type: ignore[type-arg]
+    """What the rounded-down pass says about the grid's answers, request by request.
+
+    Examples
+    --------
+    >>> grid_report({"request_status": ["optimal", "feasible", "unsolved"],
+    ...              "request_work": [1.0, 2.0, float("nan")], "request_bound": [1.0, 1.5, 0.7]})
+    'grid: 1 of 3 requests proven optimal; 1 may have lost the optimum (by at most 25% of their work); 1 got no placement from the grid though the rounded-down grid has one (it may have wrongly found them infeasible)'
+    """
+    status, work, lower = info["request_status"], info["request_work"], info["request_bound"]
+    lost = [(w - b) / w for s, w, b in zip(status, work, lower) if s == "feasible" and w > 0]
+    parts = [f"grid: {status.count('optimal')} of {len(status)} requests proven optimal"]
+    if lost:
+        parts.append(f"{len(lost)} may have lost the optimum (by at most {100 * max(lost):.3g}% of their work)")
+    if status.count("unsolved"):
+        parts.append(
+            f"{status.count('unsolved')} got no placement from the grid though the rounded-down grid has one "
+            "(it may have wrongly found them infeasible)"
+        )
+    return "; ".join(parts)

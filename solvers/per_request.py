@@ -85,7 +85,11 @@ def combine(instance: Instance, name: str, outcomes: list[RequestOutcome]) -> So
     found = np.array([o.placement is not None for o in outcomes])
     proven = all(o.status in ("optimal", "infeasible") for o in outcomes)
     infeasible = [i for i, o in enumerate(outcomes) if o.status == "infeasible"]
-    info: dict[str, Any] = {"request_status": [o.status for o in outcomes]}
+    info: dict[str, Any] = {
+        "request_status": [o.status for o in outcomes],
+        "request_work": [o.work for o in outcomes],
+        "request_bound": [o.bound for o in outcomes],
+    }
     if instance.objective == "max_admitted":
         weight = instance.arrays.weight
         admitted = found & (weight > 0)

@@ -109,3 +109,15 @@ def test_brute_refuses_large_models() -> None:
 
     with pytest.raises(SplitLLMError, match="refuses models over 20 blocks"):
         solve(random_instance(0, n_requests=1, n_blocks=21), "brute")
+
+
+def test_grid_says_when_it_may_have_lost_the_optimum() -> None:
+    from splitllm.instance import example_path, load_instance
+
+    inst = load_instance(example_path("llama2-7b"))
+    coarse = solve(inst, "dp-grid", grid_step=0.05)
+    assert solve(inst, "dp").status == Status.OPTIMAL
+    assert coarse.status == Status.NO_SOLUTION
+    assert "may have wrongly found them infeasible" in coarse.message
+    fine = solve(inst, "dp-grid", grid_step=0.001)
+    assert fine.status.has_solution and "grid:" in fine.message
