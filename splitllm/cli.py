@@ -5,41 +5,18 @@ Bad input prints ``error: <json path>: <message>`` on stderr and exits 2, never 
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import numpy as np
 
-from splitllm.errors import SplitLLMError
+from splitllm.cli_errors import EXIT_NEGATIVE, input_errors_exit
 from splitllm.instance import Instance, load_instance
 from splitllm.result import SolveResult
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: Exit codes: 0 solved/valid, 1 the answer is negative (infeasible, check failed, no
-#: solution), 2 bad input or misuse.
-EXIT_NEGATIVE, EXIT_BAD_INPUT = 1, 2
-
-
-def input_errors_exit(function: F) -> F:
-    """Turn :class:`SplitLLMError` into a message on stderr and exit code 2."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except SplitLLMError as exc:
-            for line in str(exc).splitlines():
-                click.echo(f"error: {line}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

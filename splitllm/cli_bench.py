@@ -6,34 +6,15 @@ Registered by :func:`splitllm.cli._register_extensions` through :data:`COMMANDS`
 
 from __future__ import annotations
 
-import functools
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from splitllm.errors import SplitLLMError
 
-F = TypeVar("F", bound=Callable[..., Any])
-EXIT_BAD_INPUT = 2
+from splitllm.cli_errors import input_errors_exit
 
-
-def _errors_exit(function: F) -> F:
-    """:class:`SplitLLMError` -> message on stderr, exit code 2, no traceback."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except SplitLLMError as exc:
-            for line in str(exc).splitlines():
-                click.echo(f"error: {line}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _command_line() -> str:
@@ -61,7 +42,7 @@ def _solver_list(value: str) -> list[str]:
 @click.option("--shift", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="shift (s) of the shifted geometric mean of times")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-@_errors_exit
+@input_errors_exit
 def bench(
     paths: tuple[Path, ...],
     solver_specs: str,
@@ -97,7 +78,7 @@ def bench(
 @click.option("--dask-scheduler", default=None, help="address of an existing Dask scheduler to run the cells on")
 @click.option("--quick", is_flag=True, help="a smaller sweep (for a smoke test)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-@_errors_exit
+@input_errors_exit
 def bench_paper(out: Path, time_limit: float, jobs: int, dask_scheduler: str | None, quick: bool, quiet: bool) -> None:
     """The SplitLLM paper's experiment: BERT and GPT-2 (o = 1) and Llama-2-7B, over SLO and bandwidth.
 

@@ -1,39 +1,21 @@
 """CLI commands for data: ``generate``, ``profile``, ``profiles`` and ``traces``.
 
 ``splitllm.cli`` adds every command of :data:`COMMANDS`. Bad input raises
-:class:`~splitllm.errors.SplitLLMError`, which :func:`exits_2` turns into a message and
+:class:`~splitllm.errors.SplitLLMError`, which :func:`~splitllm.cli_errors.input_errors_exit` turns into a message and
 exit code 2 (this module must not import ``splitllm.cli`` at import time).
 """
 
 from __future__ import annotations
 
-import functools
 import shlex
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from splitllm.errors import InputError, SplitLLMError
+from splitllm.errors import InputError
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def exits_2(function: F) -> F:
-    """Report :class:`SplitLLMError` as ``error: ...`` on stderr and exit 2."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except SplitLLMError as exc:
-            for line in str(exc).splitlines():
-                click.echo(f"error: {line}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
+from splitllm.cli_errors import input_errors_exit
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -79,7 +61,7 @@ def _command_line() -> str:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="instance file to write")
 @click.option("--suite", type=click.Path(path_type=Path), default=None, help="write a family of sizes into this folder")
 @click.option("--sizes", default="10,100,1000", show_default=True, help="request counts of --suite")
-@exits_2
+@input_errors_exit
 def generate(
     model: str, server: str, clients: tuple[str, ...], n_requests: int, trace: str, ttft: str, tpot: str, e2e: str,
     work_capacity: str | None, kv_capacity: str | None, objective: str, seed: int, dtype: str, name: str | None,
@@ -118,7 +100,7 @@ def generate(
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="profile file to write")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="write <name>_<model>.json here")
-@exits_2
+@input_errors_exit
 def profile(
     model: str, dtype: str, device: str, name: str | None, tokens: str, contexts: str, warmup: int, repeats: int,
     threads: int | None, out: Path | None, out_dir: Path | None,
@@ -170,7 +152,7 @@ def profiles_list() -> None:
 @click.argument("source", type=click.Choice(["vidur", "helix"]))
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="default: the bundled profiles folder")
-@exits_2
+@input_errors_exit
 def profiles_import(source: str, path: Path, out_dir: Path | None) -> None:
     """Build server profiles from vidur's mlp.csv tables or Helix's per-layer CSVs under PATH."""
     from splitllm.instances.bundled import profiles_dir, write_profile
@@ -187,7 +169,7 @@ def profiles_import(source: str, path: Path, out_dir: Path | None) -> None:
 @click.option("--device", "devices", multiple=True, help="client device (default: all with published figures)")
 @click.option("--model", "models", multiple=True, help="model shape (default: llama-2-7b and phi-2)")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="default: the bundled profiles folder")
-@exits_2
+@input_errors_exit
 def profiles_derive(devices: tuple[str, ...], models: tuple[str, ...], out_dir: Path | None) -> None:
     """Derive client profiles from published whole-model tokens/s (docs/profiles.md)."""
     from splitllm.instances.bundled import profiles_dir, write_profile
@@ -206,7 +188,7 @@ def traces() -> None:
 @traces.command(name="import")
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="default: the shipped lengths.json")
-@exits_2
+@input_errors_exit
 def traces_import(data_dir: Path, out: Path | None) -> None:
     """Sample (prompt, output) pairs from the Azure 2023 and Mooncake traces under DATA_DIR."""
     from splitllm.instances.traces import build_lengths, lengths_path, write_lengths

@@ -10,13 +10,12 @@ carry an ``OBJSENSE`` section. Written atomically.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import click
 
-from splitllm.errors import SplitLLMError
+from splitllm.cli_errors import input_errors_exit
 
 
 def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> str:
@@ -51,16 +50,10 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> 
 @click.option("--formulation", type=click.Choice(["compact", "column"]), default="compact", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["mps", "lp"]), default="mps", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write (atomically)")
+@input_errors_exit
 def export(instance: Path, formulation: str, fmt: str, out: Path) -> None:
     """Write the F2 (compact) or F3 (column) model of INSTANCE as an MPS or LP file."""
-    try:
-        click.echo(export_model(instance, formulation, fmt, out))
-    except SplitLLMError as exc:
-        from splitllm.cli import EXIT_BAD_INPUT  # not at the top: splitllm.cli imports this module
-
-        for line in str(exc).splitlines():
-            click.echo(f"error: {line}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+    click.echo(export_model(instance, formulation, fmt, out))
 
 
 COMMANDS = [export]
