@@ -52,10 +52,16 @@ def scale_instance(n: int, objective: str, distinct: int, share: float, seed: in
 
 
 def run(
-    sizes: tuple[int, ...], time_limit: float, distinct: int, share: float, seed: int, only: tuple[str, ...] = ()
+    sizes: tuple[int, ...],
+    time_limit: float,
+    distinct: int,
+    share: float,
+    seed: int,
+    only: tuple[str, ...] = (),
+    objectives: tuple[str, ...] = ("min_server_work", "max_admitted"),
 ) -> list[dict[str, Any]]:
     rows = []
-    for objective in ("min_server_work", "max_admitted"):
+    for objective in objectives:
         for n in sizes:
             inst = scale_instance(n, objective, distinct, share, seed)
             for name, options, largest in SOLVERS:
@@ -97,10 +103,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=None, help="also write the Markdown table here")
     parser.add_argument("--solvers", default="", help='only these, comma-separated, e.g. "decomp,milp (highs)"')
+    parser.add_argument("--objectives", default="min_server_work,max_admitted")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     only = tuple(name.strip() for name in args.solvers.split(",") if name.strip())
-    text = table(run(tuple(args.sizes), args.time_limit, args.distinct, args.share, args.seed, only))
+    objectives = tuple(args.objectives.split(","))
+    text = table(run(tuple(args.sizes), args.time_limit, args.distinct, args.share, args.seed, only, objectives))
     print(text)
     if args.out:
         from splitllm.jsonio import write_atomic
