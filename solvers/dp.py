@@ -428,7 +428,7 @@ class _Pruning:
         bound = values[:, WORK] + low[node][:, WORK]
         if self.lag is not None:
             bound = np.maximum(bound, self._lagrangian_bound(b, values, node))
-        for budget in self.budgets if not self.keep_kv else ():
+        for budget in self.budgets:
             bound = np.maximum(bound, values[:, WORK] + budget.bound(b, values, node, limit[budget.slot]))
         return np.where(ok, bound, np.inf)
 
