@@ -29,3 +29,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_command = opening_commands()[1].strip()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in [line.strip() for line in ci if not line.startswith("#")]
+
+
+def test_library_example_runs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## As a library\n\n```python\n(.*?)\n```", text, flags=re.S)
+    assert code is not None
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["result"].status.value == "optimal"
+    assert namespace["graph"].number_of_nodes() > 0 and namespace["problem"].numVariables() > 0
