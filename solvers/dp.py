@@ -6,16 +6,19 @@ topological order) and are pruned four ways, each safe for optimality:
 
 1. *Remaining minimum*: a label whose value plus the least the rest of any path adds
    breaks a limit can never finish feasible.
-2. *Lagrangian bound and incumbent*: for multipliers ``lam >= 0`` on the limits,
-   ``L(node) = min over completions of work + lam . resources`` gives a lower bound on
-   the work of every feasible completion, ``work + L(node) + lam . (values - limits)``.
-   Multipliers come from a small search for the best dual bound at the source; the
-   Lagrangian paths found on the way supply a feasible incumbent. A label whose bound
-   reaches the incumbent cannot improve on it.
+2. *Lower bounds on the remaining work*, against an incumbent: a :class:`BudgetBound`
+   per binding limit (a backward DP over that limit's remaining budget on a grid, costs
+   rounded down, so a relaxation) and, when several limits bind, a Lagrangian bound
+   ``work + L(node) + lam . (values - limits)`` with multipliers from a small dual
+   search. A label whose bound reaches the incumbent cannot improve on it.
 3. *Limits that can no longer bind*: if a label's value plus the most the rest of any
    path adds still meets a limit, that limit leaves the label's dominance key.
 4. *Dominance*: a label no better than another in every key is dropped; identical keys
    merge.
+
+The incumbent comes from the Lagrangian paths, a walk that follows the bounds, or
+(failing those) a beam of the :data:`BEAM_WIDTH` best labels per node. When it meets the
+bound at the source it is optimal and no label pass is needed.
 
 The DP works on F1's edge costs in layered array form, ``cost[b, from_side, to_side]``
 (:func:`splitllm.formulations.chain_graph.edge_costs`); :func:`label_dp` runs it on a
