@@ -40,7 +40,6 @@ import numpy as np
 import pulp
 from numpy.typing import NDArray
 
-from splitllm.formulations import chain_graph
 from splitllm.formulations.units import capacity_scale, work_unit
 from splitllm.instance import Instance
 
@@ -82,10 +81,10 @@ class Columns:
 
 
 def _pareto_columns(instance: Instance, r: int) -> TypeColumns:
-    from splitllm.solvers.dp import WORK, label_dp, placement_of, request_limits  # solvers import this module
+    from splitllm.solvers.dp import WORK, placement_of, search_request  # solvers import this module
 
     a = instance.arrays
-    search = label_dp(chain_graph.build(a, r), request_limits(a, r), int(a.output_tokens[r]), keep_kv=True)
+    search = search_request(a, r, keep_kv=True)
     labels = sorted(search.pareto, key=lambda lab: (lab.values[WORK], lab.values[1]))
     placements = np.array([placement_of(lab) for lab in labels], dtype=bool).reshape(len(labels), instance.n_blocks)
     return TypeColumns(placements, a.work[r] @ placements.T, a.kv[r] @ placements.T)

@@ -26,10 +26,13 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pulp
@@ -64,6 +67,21 @@ def run(problem: pulp.LpProblem, backend: str, time_limit: float | None = None, 
     return _run_highs(problem, time_limit, threads) if backend == "highs" else _run_cbc(problem, time_limit, threads)
 
 
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 1 to /dev/null for a while."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _run_highs(problem: pulp.LpProblem, time_limit: float | None, threads: int | None) -> BackendOutcome:
     import highspy
 
@@ -76,7 +94,8 @@ def _run_highs(problem: pulp.LpProblem, time_limit: float | None, threads: int |
         primal_feasibility_tolerance=FEASIBILITY_TOL,
         mip_feasibility_tolerance=FEASIBILITY_TOL,
     )
-    problem.solve(solver)
+    with _native_stdout_silenced():  # HiGHS prints its banner on construction, msg or not
+        problem.solve(solver)
     h = problem.solverModel
     status, info = h.getModelStatus(), h.getInfo()
     sign = -1.0 if problem.sense == pulp.LpMaximize else 1.0
