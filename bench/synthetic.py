@@ -74,22 +74,9 @@ def random_instance_data(
         if pick == 2:
             e2e_server = ttft_all_server + (o - 1) * server_decode.sum()
             slo["e2e_s"] = slo_tightness * float(rng.uniform(e2e_server, 3 * e2e_server))
-        requests.append(
-            {
-                "id": f"r{r}",
-                "client": "phone" if rng.random() < 0.5 else "laptop",
-                "prompt_tokens": p,
-                "output_tokens": o,
-                "slo": slo,
-                "weight": float(rng.integers(1, 4)),
-                "costs": {
-                    "server_prefill_s": server_prefill.tolist(),
-                    "server_decode_s": server_decode.tolist(),
-                    "client_prefill_s": client_prefill.tolist(),
-                    "client_decode_s": client_decode.tolist(),
-                },
-            }
-        )
+        client = "phone" if rng.random() < 0.5 else "laptop"
+        costs = (server_prefill, server_decode, client_prefill, client_decode)
+        requests.append(explicit_request(f"r{r}", client, p, o, slo, float(rng.integers(1, 4)), *costs))
     return {
         "format": "splitllm/instance",
         "version": 1,
@@ -99,6 +86,35 @@ def random_instance_data(
         "server": {},
         "clients": clients,
         "requests": requests,
+    }
+
+
+def explicit_request(
+    rid: str,
+    client: str,
+    prompt_tokens: int,
+    output_tokens: int,
+    slo: dict[str, float],
+    weight: float,
+    server_prefill: np.ndarray,
+    server_decode: np.ndarray,
+    client_prefill: np.ndarray,
+    client_decode: np.ndarray,
+) -> dict[str, Any]:
+    """One request entry of DESIGN §2 with explicit per-block costs (seconds)."""
+    return {
+        "id": rid,
+        "client": client,
+        "prompt_tokens": prompt_tokens,
+        "output_tokens": output_tokens,
+        "slo": slo,
+        "weight": weight,
+        "costs": {
+            "server_prefill_s": server_prefill.tolist(),
+            "server_decode_s": server_decode.tolist(),
+            "client_prefill_s": client_prefill.tolist(),
+            "client_decode_s": client_decode.tolist(),
+        },
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from splitllm.bench.synthetic import explicit_request
 from splitllm.formulations.column import dp_columns
 from splitllm.instance import Instance, parse_instance
 
@@ -42,22 +43,9 @@ def coupled_data(seed: int, n_requests: int, n_blocks: int, objective: str) -> d
         slo = {"ttft_s": float(rng.uniform(server_prefill.sum() + 0.05, client_prefill.sum() + 0.1))}
         if o > 1 and rng.random() < 0.7:
             slo["tpot_s"] = float(rng.uniform(server_decode.sum() + 0.03, client_decode.sum() * 1.2 + 0.03))
-        requests.append(
-            {
-                "id": f"r{r}",
-                "client": "phone" if rng.random() < 0.5 else "laptop",
-                "prompt_tokens": p,
-                "output_tokens": o,
-                "slo": slo,
-                "weight": float(rng.integers(1, 4)),
-                "costs": {
-                    "server_prefill_s": server_prefill.tolist(),
-                    "server_decode_s": server_decode.tolist(),
-                    "client_prefill_s": client_prefill.tolist(),
-                    "client_decode_s": client_decode.tolist(),
-                },
-            }
-        )
+        client = "phone" if rng.random() < 0.5 else "laptop"
+        costs = (server_prefill, server_decode, client_prefill, client_decode)
+        requests.append(explicit_request(f"r{r}", client, p, o, slo, float(rng.integers(1, 4)), *costs))
     return {
         "format": "splitllm/instance",
         "version": 1,
