@@ -257,19 +257,16 @@ class BudgetBound:
         used = np.floor(cost[..., slot] / unit * (1 - 1e-9)).astype(np.int64)
         used_sink = np.floor(sink[..., slot] / unit * (1 - 1e-9)).astype(np.int64)
         k = np.arange(cells + 1)
-        table = np.empty((cost.shape[0], 2, 2, cells + 1))
+        table = np.full((cost.shape[0], 2, 2, cells + 1), np.inf)
         table[-1] = np.where(k[None, None, :] >= used_sink[..., None], sink[..., WORK][..., None], np.inf)
         for b in range(cost.shape[0] - 2, -1, -1):
             nxt = table[b + 1]  # (anchor, side, k)
             for side in (0, 1):
-                best = np.full((2, cells + 1), np.inf)
                 for to in (0, 1):
                     shift = used[b + 1, side, to]
-                    if shift <= cells:
-                        moved = np.full((2, cells + 1), np.inf)
-                        moved[:, shift:] = nxt[:, to, : cells + 1 - shift]
-                        np.minimum(best, moved + cost[b + 1, side, to, WORK], out=best)
-                table[b, :, side] = best
+                    if shift <= cells:  # k cells here leave k - shift for the rest
+                        best = table[b, :, side, shift:]
+                        np.minimum(best, nxt[:, to, : cells + 1 - shift] + cost[b + 1, side, to, WORK], out=best)
         return cls(slot, unit, table)
 
     def bound(self, b: int, values: np.ndarray, node: np.ndarray, limit: float) -> np.ndarray:
