@@ -250,6 +250,7 @@ class BudgetBound:
     slot: int
     unit: float
     table: np.ndarray
+    used: NDArray[np.int64]  # cells each edge uses, [b, from, to]
 
     @classmethod
     def build(cls, cost: np.ndarray, sink: np.ndarray, slot: int, limit: float, cells: int) -> BudgetBound:
@@ -267,7 +268,28 @@ class BudgetBound:
                     if shift <= cells:  # k cells here leave k - shift for the rest
                         best = table[b, :, side, shift:]
                         np.minimum(best, nxt[:, to, : cells + 1 - shift] + cost[b + 1, side, to, WORK], out=best)
-        return cls(slot, unit, table)
+        return cls(slot, unit, table, used)
+
+    def relaxed_placement(self, cost: np.ndarray) -> NDArray[np.bool_] | None:
+        """The placement the table says is least work within the rounded-down budget
+        (follow the table from the source). It may break the real limit by the rounding,
+        so callers check it; ``None`` when no placement fits even the relaxation."""
+        table, used = self.table, self.used
+        cells = table.shape[-1] - 1
+        start = [cost[0, 0, a, WORK] + table[0, a, a, cells - used[0, 0, a]] if used[0, 0, a] <= cells else np.inf for a in (0, 1)]
+        anchor = int(np.argmin(start))
+        if not np.isfinite(start[anchor]):
+            return None
+        side, k, sides = anchor, cells - used[0, 0, anchor], [anchor]
+        for b in range(1, cost.shape[0]):
+            options = [
+                cost[b, side, to, WORK] + table[b, anchor, to, k - used[b, side, to]] if used[b, side, to] <= k else np.inf
+                for to in (0, 1)
+            ]
+            to = int(np.argmin(options))
+            side, k = to, k - used[b, side, to]
+            sides.append(to)
+        return np.array(sides, dtype=bool)
 
     def bound(self, b: int, values: np.ndarray, node: np.ndarray, limit: float) -> np.ndarray:
         """Lower bound on the remaining work of each label (``inf``: no completion fits)."""
@@ -312,6 +334,7 @@ def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, 
         # one meets the lower bound at the source it is optimal and the search is over.
         source_bound = _source_bound(cost, low, lag, budgets, limit) * (1 + INCUMBENT_RTOL)
         heuristics = (
+            lambda: _relaxed_incumbent(cost, sink, limit, budgets),
             lambda: _guided_walk(cost, sink, limit, low, _Pruning(limit, math.inf, lag, budgets, False, None)),
             lambda: _labels(cost, sink, limit, low, high, incumbent, lag, budgets, keep_kv=False, beam=BEAM_WIDTH).best,
         )
@@ -324,6 +347,17 @@ def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, 
     search = _labels(cost, sink, limit, low, high, incumbent, lag, budgets, keep_kv)
     best = search.best if search.best is not None else incumbent_label
     return LabelSearch(best, search.pareto if keep_kv else ([best] if best else []), search.labels_created)
+
+
+def _relaxed_incumbent(cost: np.ndarray, sink: np.ndarray, limit: Array, budgets: list[BudgetBound]) -> Label | None:
+    """With one binding limit, the placement its budget table leads to, if truly feasible."""
+    if len(budgets) != 1:
+        return None
+    placement = budgets[0].relaxed_placement(cost)
+    if placement is None:
+        return None
+    values = _path_values(cost, sink, placement[None])
+    return Label(tuple(map(float, values[0])), placement) if _feasible(values, limit)[0] else None
 
 
 def _source_bound(cost: np.ndarray, low: np.ndarray, lag: Lagrangian | None, budgets: list[BudgetBound], limit: Array) -> float:
