@@ -16,8 +16,9 @@ topological order) and are pruned four ways, each safe for optimality:
 4. *Dominance*: a label no better than another in every key is dropped; identical keys
    merge.
 
-The incumbent comes from the Lagrangian paths, a walk that follows the bounds, or
-(failing those) a beam of the :data:`BEAM_WIDTH` best labels per node. When it meets the
+The incumbent comes from the Lagrangian paths, the placement a single binding limit's
+budget table leads to, a walk that follows the bounds, or (failing those) a beam of the
+:data:`BEAM_WIDTH` best labels per node. When it meets the
 bound at the source it is optimal and no label pass is needed.
 
 The DP works on F1's edge costs in layered array form, ``cost[b, from_side, to_side]``
