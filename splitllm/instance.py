@@ -16,7 +16,6 @@ Examples
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -142,12 +141,6 @@ class Instance:
     def coupled(self) -> bool:
         """True when requests share a finite server capacity."""
         return bool(np.isfinite(self.arrays.work_capacity) or np.isfinite(self.arrays.kv_capacity))
-
-    def with_requests(self, indices: list[int] | NDArray[np.int64]) -> Instance:
-        """A new instance holding only the given requests (in that order)."""
-        data = copy.deepcopy(self.source)
-        data["requests"] = [data["requests"][int(i)] for i in indices]
-        return parse_instance(data)
 
 
 def transfer_time(n_bytes: Array | float, bytes_per_s: Array | float, rtt_s: Array | float) -> Array:
