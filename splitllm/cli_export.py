@@ -9,13 +9,12 @@ carry an ``OBJSENSE`` section. Written atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from splitllm.cli_errors import input_errors_exit
+from splitllm.jsonio import atomic_path
 
 
 def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> str:
@@ -30,18 +29,11 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> 
         columns = column.dp_columns(inst)
         assert columns is not None  # no deadline
         problem, _ = column.build(inst, columns)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".{fmt}")
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=f".{fmt}") as tmp:
         if fmt == "mps":
-            problem.writeMPS(tmp, with_objsense=True)
+            problem.writeMPS(str(tmp), with_objsense=True)
         else:
-            problem.writeLP(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            problem.writeLP(str(tmp))
     return f"{out}: {formulation} model, {len(problem.variables())} variables, {len(problem.constraints)} rows"
 
 
