@@ -21,7 +21,6 @@ Examples
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from splitllm.jsonio import write_atomic
+from splitllm.jsonio import atomic_path, write_atomic
 
 Record = dict[str, Any]
 
@@ -250,13 +249,10 @@ def save_figure(fig: Any, path: Path) -> None:
     """Save a matplotlib figure as PNG atomically (readers see the old file or the new one)."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
 
 
