@@ -82,25 +82,32 @@ def exceeds(value: Array, limit: Array | float) -> BoolArray:
         return np.asarray(value > limit + FEASIBILITY_RTOL * np.abs(limit), dtype=bool) & np.isfinite(limit)
 
 
+def limit_pairs(arrays: Arrays, rows: NDArray[np.int64], m: Metrics) -> dict[str, tuple[Array, Array]]:
+    """Each per-request limit by its instance-file name: (figure, limit) per placement.
+
+    TPOT of a single-pass request (NaN) counts as 0: it has no decode steps to limit.
+    """
+    return {
+        "ttft_s": (m.ttft, arrays.ttft_limit[rows]),
+        "tpot_s": (np.nan_to_num(m.tpot, nan=0.0), arrays.tpot_limit[rows]),
+        "e2e_s": (m.e2e, arrays.e2e_limit[rows]),
+        "memory_bytes": (m.client_mem, arrays.mem_limit[rows]),
+    }
+
+
+def _broken(arrays: Arrays, rows: NDArray[np.int64], m: Metrics) -> dict[str, BoolArray]:
+    return {name: exceeds(value, limit) for name, (value, limit) in limit_pairs(arrays, rows, m).items()}
+
+
 def request_violations(arrays: Arrays, rows: NDArray[np.int64], m: Metrics) -> list[list[str]]:
     """For each placement, the names of the per-request limits it breaks."""
-    checks = {
-        "ttft_s": exceeds(m.ttft, arrays.ttft_limit[rows]),
-        "tpot_s": exceeds(np.nan_to_num(m.tpot, nan=0.0), arrays.tpot_limit[rows]),
-        "e2e_s": exceeds(m.e2e, arrays.e2e_limit[rows]),
-        "memory_bytes": exceeds(m.client_mem, arrays.mem_limit[rows]),
-    }
-    return [[name for name, bad in checks.items() if bad[i]] for i in range(len(rows))]
+    broken = _broken(arrays, rows, m)
+    return [[name for name, bad in broken.items() if bad[i]] for i in range(len(rows))]
 
 
 def feasible_mask(arrays: Arrays, rows: NDArray[np.int64], m: Metrics) -> BoolArray:
     """True where a placement meets its request's SLOs and client memory."""
-    return ~(
-        exceeds(m.ttft, arrays.ttft_limit[rows])
-        | exceeds(np.nan_to_num(m.tpot, nan=0.0), arrays.tpot_limit[rows])
-        | exceeds(m.e2e, arrays.e2e_limit[rows])
-        | exceeds(m.client_mem, arrays.mem_limit[rows])
-    )
+    return ~np.any(list(_broken(arrays, rows, m).values()), axis=0)
 
 
 @dataclass(frozen=True)
@@ -153,12 +160,7 @@ def evaluate(instance: Instance, placements: BoolArray, admitted: BoolArray) -> 
 
 def describe_violation(arrays: Arrays, m: Metrics, i: int, name: str) -> str:
     """``'ttft_s 1.2 s > SLO 1 s (by 0.2 s)'`` for request ``i`` and limit ``name``."""
-    value, limit, unit = {
-        "ttft_s": (m.ttft[i], arrays.ttft_limit[i], "s"),
-        "tpot_s": (m.tpot[i], arrays.tpot_limit[i], "s"),
-        "e2e_s": (m.e2e[i], arrays.e2e_limit[i], "s"),
-        "memory_bytes": (m.client_mem[i], arrays.mem_limit[i], "B"),
-    }[name]
-    what = "client memory" if name == "memory_bytes" else name
-    bound = "limit" if name == "memory_bytes" else "SLO"
+    values, limits = limit_pairs(arrays, np.arange(len(m.ttft)), m)[name]
+    value, limit = float(values[i]), float(limits[i])
+    what, bound, unit = ("client memory", "limit", "B") if name == "memory_bytes" else (name, "SLO", "s")
     return f"{what} {value:.6g} {unit} > {bound} {limit:.6g} {unit} (by {value - limit:.3g} {unit})"
