@@ -102,16 +102,3 @@ def build(arrays: Arrays, r: int) -> nx.DiGraph:
 def placement_of(path: list[Node]) -> str:
     """The ``C``/``S`` string of a src -> sink path."""
     return "".join("S" if node[2] == SERVER else "C" for node in path[1:-1])
-
-
-def path_of(placement: str) -> list[Node]:
-    """The src -> sink path of a ``C``/``S`` string (inverse of :func:`placement_of`)."""
-    sides = [SERVER if ch == "S" else CLIENT for ch in placement]
-    return [SRC, *[(sides[0], b, side) for b, side in enumerate(sides)], SINK]
-
-
-def metrics_along(g: nx.DiGraph, path: list[Node], output_tokens: int) -> dict[str, float]:
-    """Sum every resource along ``path``; adds ``e2e = ttft + (o - 1) * tpot``."""
-    out = {k: float(nx.path_weight(g, path, k)) for k in RESOURCES}
-    out["e2e"] = out["ttft"] + (output_tokens - 1) * out["tpot"]
-    return out

@@ -134,6 +134,14 @@ def label_dp(
     ``limits`` has ``ttft``, ``tpot``, ``e2e``, ``client_mem`` (``inf`` = unbounded).
     Labels that cannot beat ``incumbent`` are pruned, so ``best`` is ``None`` when no
     placement is strictly better than it.
+
+    Examples
+    --------
+    >>> from splitllm.instance import load_instance, example_path
+    >>> a = load_instance(example_path("tiny")).arrays
+    >>> found = label_dp(chain_graph.build(a, 0), request_limits(a, 0), int(a.output_tokens[0]))
+    >>> found.best.placement.tolist() == search_request(a, 0).best.placement.tolist()
+    True
     """
     steps = output_tokens - 1
     cost, sink = _graph_costs(g, steps)

@@ -30,7 +30,6 @@ from splitllm.profiles import Profile, parse_profile
 from splitllm.schema_check import schema_errors
 
 Objective = Literal["min_server_work", "max_admitted"]
-SLO_KEYS = ("ttft_s", "tpot_s", "e2e_s")
 COST_KEYS = ("server_prefill_s", "server_decode_s", "client_prefill_s", "client_decode_s")
 Array = NDArray[np.float64]
 
