@@ -77,12 +77,24 @@ def random_instance_data(
         client = "phone" if rng.random() < 0.5 else "laptop"
         costs = (server_prefill, server_decode, client_prefill, client_decode)
         requests.append(explicit_request(f"r{r}", client, p, o, slo, float(rng.integers(1, 4)), *costs))
+    return explicit_instance(f"random-{seed}", objective, blocks, 1024, clients, requests)
+
+
+def explicit_instance(
+    name: str,
+    objective: str,
+    blocks: list[dict[str, Any]],
+    activation_bytes_per_token: float,
+    clients: dict[str, Any],
+    requests: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """An instance dict (DESIGN §2) of explicit-cost requests, without capacities."""
     return {
         "format": "splitllm/instance",
         "version": 1,
-        "name": f"random-{seed}",
+        "name": name,
         "objective": objective,
-        "model": {"blocks": blocks, "activation_bytes_per_token": 1024, "token_bytes": 4},
+        "model": {"blocks": blocks, "activation_bytes_per_token": activation_bytes_per_token, "token_bytes": 4},
         "server": {},
         "clients": clients,
         "requests": requests,

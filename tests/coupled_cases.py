@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from splitllm.bench.synthetic import explicit_request
+from splitllm.bench.synthetic import explicit_instance, explicit_request
 from splitllm.formulations.column import dp_columns
 from splitllm.instance import Instance, parse_instance
 
@@ -46,16 +46,7 @@ def coupled_data(seed: int, n_requests: int, n_blocks: int, objective: str) -> d
         client = "phone" if rng.random() < 0.5 else "laptop"
         costs = (server_prefill, server_decode, client_prefill, client_decode)
         requests.append(explicit_request(f"r{r}", client, p, o, slo, float(rng.integers(1, 4)), *costs))
-    return {
-        "format": "splitllm/instance",
-        "version": 1,
-        "name": f"coupled-{seed}",
-        "objective": objective,
-        "model": {"blocks": blocks, "activation_bytes_per_token": 8192, "token_bytes": 4},
-        "server": {},
-        "clients": clients,
-        "requests": requests,
-    }
+    return explicit_instance(f"coupled-{seed}", objective, blocks, 8192, clients, requests)
 
 
 def coupled_instance(seed: int, n_requests: int = 3, n_blocks: int = 5, objective: str = "min_server_work") -> Instance:
