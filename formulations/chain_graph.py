@@ -39,46 +39,55 @@ SRC, SINK = "src", "sink"
 Node = Any
 
 
-def edge_costs(arrays: Arrays, r: int) -> dict[str, np.ndarray]:
+def edge_costs(arrays: Arrays, r: int | np.ndarray) -> dict[str, np.ndarray]:
     """Per-edge resource arrays of request ``r``, indexed ``[b, from_side, to_side]``.
 
     Entry ``b = 0`` is the edge out of ``src`` (its ``from_side`` is irrelevant: the prompt
-    starts on the client). The sink edge's costs are in :func:`sink_costs`.
+    starts on the client). The sink edge's costs are in :func:`sink_costs`. ``r`` may be
+    an array of requests: its axes then lead, ``[..., b, from_side, to_side]``.
     """
     a = arrays
+    lead = np.shape(r)
     n_blocks = a.work.shape[1]
-    cost = {name: np.zeros((n_blocks, 2, 2)) for name in RESOURCES}
+    cost = {name: np.zeros(lead + (n_blocks, 2, 2)) for name in RESOURCES}
+
+    def per_block(x: np.ndarray) -> np.ndarray:  # (..., B) -> (..., B, from_side)
+        return x[r][..., None]
+
+    def per_request(x: np.ndarray) -> np.ndarray:  # (...) -> broadcast over the next axis
+        return np.asarray(x[r])[..., None]
+
     for to in (CLIENT, SERVER):
         on_server = to == SERVER
-        cost["work"][:, :, to] = a.work[r][:, None] if on_server else 0.0
-        cost["kv"][:, :, to] = a.kv[r][:, None] if on_server else 0.0
-        cost["client_mem"][:, :, to] = 0.0 if on_server else a.client_mem[r][:, None]
-        prefill = a.server_prefill[r] if on_server else a.client_prefill[r]
-        decode = a.server_decode[r] if on_server else a.client_decode[r]
-        cost["ttft"][:, :, to] = prefill[:, None]
-        cost["tpot"][:, :, to] = decode[:, None]
+        cost["work"][..., to] = per_block(a.work) if on_server else 0.0
+        cost["kv"][..., to] = per_block(a.kv) if on_server else 0.0
+        cost["client_mem"][..., to] = 0.0 if on_server else per_block(a.client_mem)
+        cost["ttft"][..., to] = per_block(a.server_prefill if on_server else a.client_prefill)
+        cost["tpot"][..., to] = per_block(a.server_decode if on_server else a.client_decode)
     # crossings between blocks b-1 and b
-    cost["ttft"][1:, CLIENT, SERVER] += a.act_up_prefill[r]
-    cost["ttft"][1:, SERVER, CLIENT] += a.act_down_prefill[r]
-    cost["tpot"][1:, CLIENT, SERVER] += a.act_up_decode[r]
-    cost["tpot"][1:, SERVER, CLIENT] += a.act_down_decode[r]
+    cost["ttft"][..., 1:, CLIENT, SERVER] += per_request(a.act_up_prefill)
+    cost["ttft"][..., 1:, SERVER, CLIENT] += per_request(a.act_down_prefill)
+    cost["tpot"][..., 1:, CLIENT, SERVER] += per_request(a.act_up_decode)
+    cost["tpot"][..., 1:, SERVER, CLIENT] += per_request(a.act_down_decode)
     # the prompt's token ids go up when block 0 is on the server
-    cost["ttft"][0, :, SERVER] += a.prompt_up[r]
+    cost["ttft"][..., 0, :, SERVER] += per_request(a.prompt_up)
     return cost
 
 
-def sink_costs(arrays: Arrays, r: int) -> dict[str, np.ndarray]:
-    """Costs of the edge ``(anchor, B-1, side) -> sink``, indexed ``[anchor, side]``.
+def sink_costs(arrays: Arrays, r: int | np.ndarray) -> dict[str, np.ndarray]:
+    """Costs of the edge ``(anchor, B-1, side) -> sink``, indexed ``[anchor, side]``
+    (``[..., anchor, side]`` for an array of requests).
 
     The first token goes down if the head is on the server (TTFT), and each decode step
     closes the cycle head -> embed (TPOT).
     """
-    ttft = np.zeros((2, 2))
-    ttft[:, SERVER] = arrays.first_token_down[r]
-    tpot = np.zeros((2, 2))
-    tpot[SERVER, CLIENT] = arrays.token_up_decode[r]  # head on client, embed on server
-    tpot[CLIENT, SERVER] = arrays.token_down_decode[r]  # head on server, embed on client
-    zero = np.zeros((2, 2))
+    shape = np.shape(r) + (2, 2)
+    ttft = np.zeros(shape)
+    ttft[..., SERVER] = np.asarray(arrays.first_token_down[r])[..., None]
+    tpot = np.zeros(shape)
+    tpot[..., SERVER, CLIENT] = arrays.token_up_decode[r]  # head on client, embed on server
+    tpot[..., CLIENT, SERVER] = arrays.token_down_decode[r]  # head on server, embed on client
+    zero = np.zeros(shape)
     return {"work": zero, "kv": zero, "ttft": ttft, "tpot": tpot, "client_mem": zero}
 
 

@@ -80,23 +80,33 @@ class Columns:
         return self.per_type[int(self.type_of[r])]
 
 
-def _pareto_columns(instance: Instance, r: int) -> TypeColumns:
-    from splitllm.solvers.dp import WORK, placement_of, search_request  # solvers import this module
+#: Distinct requests per batched Pareto label pass (bounds its memory; the deadline is
+#: checked between batches).
+PARETO_BATCH = 256
+
+
+def _pareto_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
+    from splitllm.solvers.dp import WORK, KV, pareto_search  # solvers import this module
 
     a = instance.arrays
-    search = search_request(a, r, keep_kv=True)
-    labels = sorted(search.pareto, key=lambda lab: (lab.values[WORK], lab.values[1]))
-    placements = np.array([placement_of(lab) for lab in labels], dtype=bool).reshape(len(labels), instance.n_blocks)
-    return TypeColumns(placements, a.work[r] @ placements.T, a.kv[r] @ placements.T)
+    per_type = []
+    for r, search in zip(rows, pareto_search(a, rows)):
+        labels = sorted(search.pareto, key=lambda lab: (lab.values[WORK], lab.values[KV]))
+        placements = np.array([lab.placement for lab in labels], dtype=bool).reshape(len(labels), instance.n_blocks)
+        per_type.append(TypeColumns(placements, a.work[r] @ placements.T, a.kv[r] @ placements.T))
+    return per_type
 
 
-def _least_work_column(instance: Instance, r: int) -> TypeColumns:
+def _least_work_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
     from splitllm.solvers.dp import solve_request
 
     a = instance.arrays
-    outcome = solve_request(a, r)
-    placements = np.zeros((0, instance.n_blocks), dtype=bool) if outcome.placement is None else outcome.placement[None, :]
-    return TypeColumns(placements, a.work[r] @ placements.T, a.kv[r] @ placements.T)
+    per_type = []
+    for r in rows:
+        outcome = solve_request(a, int(r))
+        placements = np.zeros((0, instance.n_blocks), dtype=bool) if outcome.placement is None else outcome.placement[None, :]
+        per_type.append(TypeColumns(placements, a.work[r] @ placements.T, a.kv[r] @ placements.T))
+    return per_type
 
 
 def dp_columns(instance: Instance, deadline: float | None = None) -> Columns | None:
@@ -107,12 +117,14 @@ def dp_columns(instance: Instance, deadline: float | None = None) -> Columns | N
     from splitllm.solvers.per_request import unique_requests
 
     first, inverse = unique_requests(instance.arrays)
-    one = _pareto_columns if math.isfinite(instance.arrays.kv_capacity) else _least_work_column
-    per_type = []
-    for r in first:
+    pareto = math.isfinite(instance.arrays.kv_capacity)
+    batch = PARETO_BATCH if pareto else 1
+    per_type: list[TypeColumns] = []
+    for start in range(0, len(first), batch):
         if deadline is not None and time.perf_counter() > deadline:
             return None
-        per_type.append(one(instance, int(r)))
+        rows = first[start : start + batch]
+        per_type += _pareto_columns(instance, rows) if pareto else _least_work_columns(instance, rows)
     return Columns(per_type, first, inverse)
 
 

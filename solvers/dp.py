@@ -87,26 +87,33 @@ def placement_of(label: Label) -> NDArray[np.bool_]:
     return label.placement
 
 
-def request_limits(arrays: Arrays, r: int) -> dict[str, float]:
-    """The limits of request ``r`` in the F1 graph's resource names."""
+def request_limits(arrays: Arrays, r: int | NDArray[np.int64]) -> dict[str, float | Array]:
+    """The limits of request ``r`` (or of each request of an array) in the F1 graph's
+    resource names."""
     return {
-        "ttft": float(arrays.ttft_limit[r]),
-        "tpot": float(arrays.tpot_limit[r]),
-        "e2e": float(arrays.e2e_limit[r]),
-        "client_mem": float(arrays.mem_limit[r]),
+        "ttft": arrays.ttft_limit[r],
+        "tpot": arrays.tpot_limit[r],
+        "e2e": arrays.e2e_limit[r],
+        "client_mem": arrays.mem_limit[r],
     }
 
 
-def _stack(costs: dict[str, np.ndarray], steps: int) -> np.ndarray:
-    """Resource dict of equal-shaped arrays -> one array with the 6 slots last."""
+def _stack(costs: dict[str, np.ndarray], steps: int | np.ndarray) -> np.ndarray:
+    """Resource dict of equal-shaped arrays -> one array with the 6 slots last.
+
+    ``steps`` (decode steps) is one number or one per request of a batch (leading axes).
+    """
+    steps = np.reshape(steps, np.shape(steps) + (1,) * (costs["ttft"].ndim - np.ndim(steps)))
     e2e = costs["ttft"] + steps * costs["tpot"]
     return np.stack([costs["work"], costs["kv"], costs["ttft"], costs["tpot"], e2e, costs["client_mem"]], axis=-1)
 
 
-def _limit_vector(limits: dict[str, float], steps: int) -> Array:
-    limit = np.full(SLOTS, np.inf)
-    limit[[TTFT, TPOT, E2E, MEM]] = [limits["ttft"], limits["tpot"] if steps > 0 else np.inf, limits["e2e"], limits["client_mem"]]
-    return limit
+def _limit_vector(limits: dict[str, float | Array], steps: int | NDArray[np.int64]) -> Array:
+    """``limit[..., slot]``; the limits and ``steps`` may be arrays over a batch of requests."""
+    tpot = np.where(np.asarray(steps) > 0, limits["tpot"], np.inf)  # one token: no decode step
+    ttft, tpot, e2e, mem = np.broadcast_arrays(limits["ttft"], tpot, limits["e2e"], limits["client_mem"])
+    unlimited = np.full(ttft.shape, np.inf)
+    return np.stack([unlimited, unlimited, ttft, tpot, e2e, mem], axis=-1).astype(np.float64)
 
 
 def _graph_costs(g: nx.DiGraph, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,16 +163,48 @@ def search_request(arrays: Arrays, r: int, incumbent: float = math.inf, keep_kv:
     return _search(cost, sink, _limit_vector(request_limits(arrays, r), steps), incumbent, keep_kv)
 
 
+def pareto_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
+    """``search_request(arrays, r, keep_kv=True)`` for every ``r`` in ``rows``, in one
+    label pass over the whole batch: numpy's per-call cost is paid once per block instead
+    of once per block and request (measured in bench/README-scale.md).
+
+    Examples
+    --------
+    >>> from splitllm.instance import load_instance, example_path
+    >>> a = load_instance(example_path("tiny")).arrays
+    >>> [[lab.placement.tolist() for lab in s.pareto] for s in pareto_search(a, np.array([0, 1]))]
+    [[[False, True, False]], [[True, True, False]]]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    steps = arrays.output_tokens[rows].astype(np.int64) - 1
+    cost = np.moveaxis(_stack(chain_graph.edge_costs(arrays, rows), steps), 1, 0)  # [b, r, from, to, slot]
+    sink = _stack(chain_graph.sink_costs(arrays, rows), steps)
+    return _pareto_batch(cost, sink, _limit_vector(request_limits(arrays, rows), steps))
+
+
+def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[LabelSearch]:
+    """The ``keep_kv`` label pass over a batch (``cost[b, r, from, to, slot]``,
+    ``sink[r, anchor, side, slot]``, ``limit[r, slot]``). No incumbent prunes here, so
+    the budget and Lagrangian bounds would only repeat the remaining-minimum test."""
+    low = _to_sink(cost, sink, np.minimum)
+    high = _to_sink(cost, sink, np.maximum)
+    return _labels(cost, sink, limit, low, high, math.inf, None, [], keep_kv=True)
+
+
 def _to_sink(cost: np.ndarray, sink: np.ndarray, pick: np.ufunc) -> np.ndarray:
-    """``out[b, anchor, side, ...]``: least (``np.minimum``) or most (``np.maximum``) that
-    the edges after block ``b`` add up to, over every way to the sink."""
+    """``out[b, ..., anchor, side, k]``: least (``np.minimum``) or most (``np.maximum``)
+    that the edges after block ``b`` add up to in slot ``k``, over every way to the sink.
+
+    ``cost`` is ``[b, ..., from, to, k]`` and ``sink`` ``[..., anchor, side, k]``; the
+    ``...`` axes (a batch of requests) are carried along.
+    """
     n_blocks = cost.shape[0]
     out = np.empty((n_blocks,) + sink.shape)
     out[-1] = sink
     for b in range(n_blocks - 2, -1, -1):
-        # through[anchor, side, next_side, ...] = edge b+1 (side -> next_side) + rest
-        through = cost[b + 1][None] + out[b + 1][:, None]
-        out[b] = pick.reduce(through, axis=2)
+        # through[..., anchor, side, next_side, k] = edge b+1 (side -> next_side) + rest from next_side
+        through = np.expand_dims(cost[b + 1], -4) + np.expand_dims(out[b + 1], -3)
+        out[b] = pick.reduce(through, axis=-2)
     return out
 
 
@@ -243,7 +282,8 @@ def _path_values(cost: np.ndarray, sink: np.ndarray, placements: np.ndarray) -> 
 
 
 def _feasible(values: np.ndarray, limit: Array) -> np.ndarray:
-    return np.all(values[:, LIMITED] <= limit[LIMITED] * (1 + FEASIBILITY_RTOL), axis=1)
+    """Rows of ``values`` within ``limit`` (one limit vector, or one per row)."""
+    return np.all(values[:, LIMITED] <= limit[..., LIMITED] * (1 + FEASIBILITY_RTOL), axis=1)
 
 
 @dataclass(frozen=True)
@@ -324,38 +364,41 @@ def _budget_bounds(cost: np.ndarray, sink: np.ndarray, limit: Array, high: np.nd
 
 
 def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, keep_kv: bool) -> LabelSearch:
+    """The search of one request (``cost[b, from, to, slot]``, ``limit[slot]``)."""
+    if keep_kv:
+        return _pareto_batch(cost[:, None], sink[None], limit[None])[0]
     low = _to_sink(cost, sink, np.minimum)
     high = _to_sink(cost, sink, np.maximum)
     incumbent_label = None
     lag = None
     budgets = _budget_bounds(cost, sink, limit, high)
-    if not keep_kv:
-        if len(budgets) > 1:  # with one binding limit its budget bound is the stronger one
-            lag = _lagrangian(cost, sink, limit)
-            candidates = _lagrangian_paths(cost, sink, lag)
-            values = _path_values(cost, sink, candidates)
-            ok = np.nonzero(_feasible(values, limit))[0]
-            if ok.size:
-                i = ok[np.argmin(values[ok, WORK])]
-                if values[i, WORK] < incumbent:
-                    incumbent, incumbent_label = float(values[i, WORK]), Label(tuple(values[i]), candidates[i])
-        # Incumbents, cheapest first: follow the bounds greedily, then a narrow beam. When
-        # one meets the lower bound at the source it is optimal and the search is over.
-        source_bound = _source_bound(cost, low, lag, budgets, limit) * (1 + INCUMBENT_RTOL)
-        heuristics = (
-            lambda: _relaxed_incumbent(cost, sink, limit, budgets),
-            lambda: _guided_walk(cost, sink, limit, low, _Pruning(limit, math.inf, lag, budgets, False, None)),
-            lambda: _labels(cost, sink, limit, low, high, incumbent, lag, budgets, keep_kv=False, beam=BEAM_WIDTH).best,
-        )
-        for heuristic in heuristics:
-            found = heuristic()
-            if found is not None and found.values[WORK] < incumbent:
-                incumbent, incumbent_label = found.values[WORK], found
-            if incumbent <= source_bound:
-                return LabelSearch(incumbent_label, [incumbent_label], 0)  # type: ignore[list-item]
-    search = _labels(cost, sink, limit, low, high, incumbent, lag, budgets, keep_kv)
+    if len(budgets) > 1:  # with one binding limit its budget bound is the stronger one
+        lag = _lagrangian(cost, sink, limit)
+        candidates = _lagrangian_paths(cost, sink, lag)
+        values = _path_values(cost, sink, candidates)
+        ok = np.nonzero(_feasible(values, limit))[0]
+        if ok.size:
+            i = ok[np.argmin(values[ok, WORK])]
+            if values[i, WORK] < incumbent:
+                incumbent, incumbent_label = float(values[i, WORK]), Label(tuple(values[i]), candidates[i])
+    batch = (cost[:, None], sink[None], limit[None], low[:, None], high[:, None])  # _labels' layout
+    # Incumbents, cheapest first: follow the bounds greedily, then a narrow beam. When
+    # one meets the lower bound at the source it is optimal and the search is over.
+    source_bound = _source_bound(cost, low, lag, budgets, limit) * (1 + INCUMBENT_RTOL)
+    heuristics = (
+        lambda: _relaxed_incumbent(cost, sink, limit, budgets),
+        lambda: _guided_walk(cost, sink, limit, low, _Pruning(limit[None], math.inf, lag, budgets, False, None)),
+        lambda: _labels(*batch, incumbent, lag, budgets, keep_kv=False, beam=BEAM_WIDTH)[0].best,
+    )
+    for heuristic in heuristics:
+        found = heuristic()
+        if found is not None and found.values[WORK] < incumbent:
+            incumbent, incumbent_label = found.values[WORK], found
+        if incumbent <= source_bound:
+            return LabelSearch(incumbent_label, [incumbent_label], 0)  # type: ignore[list-item]
+    search = _labels(*batch, incumbent, lag, budgets, keep_kv=False)[0]
     best = search.best if search.best is not None else incumbent_label
-    return LabelSearch(best, search.pareto if keep_kv else ([best] if best else []), search.labels_created)
+    return LabelSearch(best, [best] if best else [], search.labels_created)
 
 
 def _relaxed_incumbent(cost: np.ndarray, sink: np.ndarray, limit: Array, budgets: list[BudgetBound]) -> Label | None:
@@ -371,7 +414,7 @@ def _relaxed_incumbent(cost: np.ndarray, sink: np.ndarray, limit: Array, budgets
 
 def _source_bound(cost: np.ndarray, low: np.ndarray, lag: Lagrangian | None, budgets: list[BudgetBound], limit: Array) -> float:
     """The least work any feasible placement can have, by the pruning bounds at block 0."""
-    prune = _Pruning(limit, math.inf, lag, budgets, False, None)
+    prune = _Pruning(limit[None], math.inf, lag, budgets, False, None)
     anchors = np.array([0, 1])
     return float(prune.lower_bound(0, cost[0, 0, anchors], 3 * anchors, low[0].reshape(4, SLOTS)).min())
 
@@ -420,41 +463,53 @@ def _labels(
     budgets: list[BudgetBound],
     keep_kv: bool,
     beam: int | None = None,
-) -> LabelSearch:
-    """The label pass, one block (all four F1 nodes of it) at a time.
+) -> list[LabelSearch]:
+    """The label pass over a batch of requests, one block (all four F1 nodes of each
+    request) at a time; one :class:`LabelSearch` per request.
 
-    With ``beam`` it keeps only the labels of least Lagrangian bound at each node: a
-    heuristic, used for the incumbent.
+    The batch axis follows the block axis: ``cost[b, r, from, to, slot]``,
+    ``sink[r, anchor, side, slot]``, ``limit[r, slot]``, ``low`` and ``high`` as
+    :func:`_to_sink` gives them. A label's node is ``4 r + 2 anchor + side``. An
+    ``incumbent``, ``lag`` and ``budgets`` belong to one request, so come with a batch of
+    one. With ``beam`` it keeps only the labels of least bound at each node: a heuristic,
+    used for the incumbent.
     """
+    n_blocks, n_requests = cost.shape[:2]
     cutoff = incumbent - INCUMBENT_RTOL * abs(incumbent) if math.isfinite(incumbent) else math.inf
     prune = _Pruning(limit, cutoff, lag, budgets, keep_kv, beam)
-    anchors = np.array([0, 1])
-    layer = _Layer(cost[0, 0, anchors], 3 * anchors, np.zeros(2, np.int64))  # nodes (0, 0) and (1, 1)
+    request, anchor = np.divmod(np.arange(2 * n_requests), 2)
+    layer = _Layer(cost[0, request, 0, anchor], 4 * request + 3 * anchor, np.zeros(2 * n_requests, np.int64))
     layers = [layer]
-    created = 2
-    for b in range(1, cost.shape[0]):
-        anchor, side = layer.node // 2, layer.node % 2
-        values = np.concatenate([layer.values + cost[b, side, to] for to in (0, 1)])
-        node = np.concatenate([2 * anchor + to for to in (0, 1)])
+    created = np.full(n_requests, 2)
+    for b in range(1, n_blocks):
+        request, side = layer.node // 4, layer.node % 2
+        values = np.concatenate([layer.values + cost[b, request, side, to] for to in (0, 1)])
+        node = np.concatenate([layer.node - side + to for to in (0, 1)])
         parent = np.tile(np.arange(len(layer.node)), 2)
-        created += len(node)
-        keep = prune.survivors(b, values, node, low[b].reshape(4, SLOTS), high[b].reshape(4, SLOTS))
+        created += 2 * np.bincount(request, minlength=n_requests)
+        keep = prune.survivors(b, values, node, low[b].reshape(-1, SLOTS), high[b].reshape(-1, SLOTS))
         layer = _Layer(values[keep], node[keep], parent[keep])
         layers.append(layer)
-    final = layer.values + sink.reshape(4, SLOTS)[layer.node]
-    rows = np.nonzero(_feasible(final, limit) & ((final[:, WORK] < cutoff) | keep_kv))[0]
+    final = layer.values + sink.reshape(-1, SLOTS)[layer.node]
+    request = layer.node // 4
+    rows = np.nonzero(_feasible(final, limit[request]) & ((final[:, WORK] < cutoff) | keep_kv))[0]
     key = np.zeros((rows.size, 2))
     key[:, 0] = final[rows, WORK]
     key[:, 1] = final[rows, KV] if keep_kv else 0.0
-    rows = rows[_pareto_rows(key)] if rows.size > 1 else rows
-    labels = [Label(tuple(final[row]), _backtrack(layers, int(row))) for row in rows]
-    best = min(labels, key=lambda lab: lab.values[WORK], default=None)
-    return LabelSearch(best, labels, created)
+    rows = rows[_pareto_rows(key, request[rows])]
+    per_request: list[list[Label]] = [[] for _ in range(n_requests)]
+    for row, placement in zip(rows, _backtrack(layers, rows)):
+        per_request[request[row]].append(Label(tuple(final[row]), placement))
+    return [
+        LabelSearch(min(labels, key=lambda lab: lab.values[WORK], default=None), labels, int(n))
+        for labels, n in zip(per_request, created)
+    ]
 
 
 @dataclass(frozen=True)
 class _Pruning:
-    """The pruning rules of one label pass (see the module docstring)."""
+    """The pruning rules of one label pass (see the module docstring); ``limit[r, slot]``
+    per request of the batch."""
 
     limit: Array
     cutoff: float
@@ -466,13 +521,14 @@ class _Pruning:
     def lower_bound(self, b: int, values: np.ndarray, node: np.ndarray, low: np.ndarray) -> np.ndarray:
         """Least total work any feasible completion of each label can reach; ``inf`` when a
         limit is broken whatever follows."""
-        limit = self.limit
-        ok = np.all(values[:, LIMITED] + low[node][:, LIMITED] <= limit[LIMITED] * (1 + FEASIBILITY_RTOL), axis=1)
-        bound = values[:, WORK] + low[node][:, WORK]
+        rest = low[node]
+        slack = np.repeat(self.limit[:, LIMITED], 4, axis=0) * (1 + FEASIBILITY_RTOL) - low[:, LIMITED]  # per node
+        ok = np.all(values[:, LIMITED] <= slack[node], axis=1)
+        bound = values[:, WORK] + rest[:, WORK]
         if self.lag is not None:
             bound = np.maximum(bound, self._lagrangian_bound(b, values, node))
-        for budget in self.budgets:
-            bound = np.maximum(bound, values[:, WORK] + budget.bound(b, values, node, limit[budget.slot]))
+        for budget in self.budgets:  # a batch of one request
+            bound = np.maximum(bound, values[:, WORK] + budget.bound(b, values, node, self.limit[0, budget.slot]))
         return np.where(ok, bound, np.inf)
 
     def survivors(self, b: int, values: np.ndarray, node: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -484,17 +540,17 @@ class _Pruning:
         if idx.size <= 1:
             return idx
         v = values[idx]
-        key = np.where(v + high[node[idx]] > self.limit, v, -np.inf)  # limits that can still bind
+        key = np.where(v + high[node[idx]] > self.limit[node[idx] // 4], v, -np.inf)  # limits that can still bind
         key[:, WORK] = v[:, WORK]
         key[:, KV] = v[:, KV] if self.keep_kv else 0.0
         return idx[_pareto_rows(key, node[idx])]
 
     def _lagrangian_bound(self, b: int, values: np.ndarray, node: np.ndarray) -> np.ndarray:
         """Least work of any feasible completion, by the Lagrangian bound of each multiplier."""
-        assert self.lag is not None
+        assert self.lag is not None and len(self.limit) == 1  # multipliers of one request
         lam = self.lag.lam.copy()
         lam[:, [WORK, KV]] = 0.0
-        finite_limit = np.where(np.isfinite(self.limit), self.limit, 0.0)
+        finite_limit = np.where(np.isfinite(self.limit[0]), self.limit[0], 0.0)
         rest = self.lag.bound[b].reshape(4, -1)[node]
         return (values[:, [WORK]] + rest + (values - finite_limit) @ lam.T).max(axis=1)  # type: ignore[no-any-return]
 
@@ -508,35 +564,106 @@ def _best_per_node(idx: np.ndarray, score: np.ndarray, node: np.ndarray, width: 
     return np.sort(idx[order[rank < width]])
 
 
-def _pareto_rows(key: np.ndarray, group: np.ndarray | None = None, chunk: int = 256) -> np.ndarray:
+#: Pairwise comparisons per chunk of :func:`_pareto_rows` (bounds its memory).
+PARETO_CHUNK_PAIRS = 1 << 18
+
+
+def _pareto_rows(key: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
     """Rows of ``key`` that no other row of the same ``group`` dominates (<= in every
     column); identical rows keep one.
 
-    After a lexicographic sort a row can only be dominated by an earlier one, so each
-    row is compared with the rows before it in its group.
+    Sorted by group, column 0 and then :func:`_tie_breaker`, a row can only be
+    dominated by an earlier row of its group, so each row is compared with those, all
+    groups at once as flat pairs (a float tie in the tie-breaker can only keep a
+    dominated row, never drop an undominated one). Three
+    cheap exact filters come first: repeated rows go, columns the sort leaves
+    non-decreasing hold for every pair, and a row beating in some column the least
+    value of all earlier rows of its group cannot be dominated.
+
+    >>> _pareto_rows(np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0]]), np.array([0, 0, 0, 1])).tolist()
+    [0, 1, 3]
     """
+    if len(key) == 0:
+        return np.zeros(0, np.int64)
     group = np.zeros(len(key), np.int64) if group is None else group
-    order = np.lexsort((*key.T[::-1], group))
-    key, group = key[order], group[order]
-    keep = np.ones(len(key), dtype=bool)
-    bounds = np.flatnonzero(np.diff(group)) + 1
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(key)]):
-        for start in range(lo + 1, hi, chunk):
-            block = key[start : min(start + chunk, hi)]
-            rows = start + np.arange(len(block))
-            earlier = np.arange(lo, rows[-1] + 1)[None, :] < rows[:, None]
-            dominated = np.all(key[None, lo : rows[-1] + 1] <= block[:, None], axis=2) & earlier
-            keep[rows] = ~dominated.any(axis=1)
+    varying = [c for c in range(1, key.shape[1]) if np.any(key[:, c] != key[0, c])]
+    order = _sort_order(group, key[:, 0], _tie_breaker(key[:, varying]))
+    columns, group = key[order][:, [0] + varying].T.copy(), group[order]
+    repeat = np.zeros(len(group), dtype=bool)
+    repeat[1:] = (group[1:] == group[:-1]) & np.all(columns[:, 1:] == columns[:, :-1], axis=0)
+    order, columns, group = order[~repeat], columns[:, ~repeat], group[~repeat]
+    first = np.searchsorted(group, group)  # the first row of each row's group
+    earlier = np.arange(len(group)) - first
+    same_group = group[1:] == group[:-1]
+    compared = [col for col in columns[1:] if np.any((col[1:] < col[:-1]) & same_group)]
+    maybe = earlier > 0
+    for col in compared[:3]:
+        maybe &= _least_before(col, earlier) <= col
+    keep = np.ones(len(group), dtype=bool)
+    rows = np.flatnonzero(maybe)
+    pairs_through = np.cumsum(earlier[rows])
+    lo = 0
+    while lo < len(rows):
+        before = pairs_through[lo] - earlier[rows[lo]]
+        hi = max(lo + 1, int(np.searchsorted(pairs_through, before + PARETO_CHUNK_PAIRS, side="right")))
+        counts = earlier[rows[lo:hi]]
+        row = np.repeat(rows[lo:hi], counts)
+        other = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts - first[rows[lo:hi]], counts)
+        for col in compared:  # drop pairs as soon as a column fails
+            holds = col[other] <= col[row]
+            row, other = row[holds], other[holds]
+        keep[row] = False
+        lo = hi
     return np.sort(order[keep])
 
 
-def _backtrack(layers: list[_Layer], row: int) -> NDArray[np.bool_]:
-    """The placement of the label at ``row`` of the last layer."""
-    sides = []
-    for layer in reversed(layers):
-        sides.append(layer.node[row] % 2 == 1)
-        row = int(layer.parent[row])
-    return np.array(sides[::-1], dtype=bool)
+def _sort_order(group: NDArray[np.int64], primary: np.ndarray, secondary: np.ndarray) -> NDArray[np.int64]:
+    """``np.lexsort((secondary, primary, group))`` up to the order of rows tied in both
+    floats, from one integer sort (floats' lexsort is several times slower)."""
+    n = len(group)
+    if (int(group.max()) + 1) * n * n >= 2**62:
+        return np.lexsort((secondary, primary, group))
+    by_primary = np.argsort(primary)
+    sorted_primary = primary[by_primary]
+    primary_rank = np.empty(n, np.int64)  # dense: equal values share a rank
+    primary_rank[by_primary] = np.cumsum(np.r_[0, sorted_primary[1:] != sorted_primary[:-1]])
+    secondary_rank = np.empty(n, np.int64)
+    secondary_rank[np.argsort(secondary)] = np.arange(n)
+    return np.argsort((group * n + primary_rank) * n + secondary_rank, kind="stable")
+
+
+def _tie_breaker(key: np.ndarray) -> np.ndarray:
+    """A sum of the columns, each mapped monotonically to a finite value in [-2, 1]
+    (``-inf``, "this limit cannot bind", below every finite value), so that a row
+    dominating another with the same column 0 has a smaller or equal sum."""
+    total = np.zeros(len(key))
+    for col in key.T:
+        finite = np.isfinite(col)
+        scale = max(float(np.abs(col[finite]).max(initial=0.0)), 1e-300)
+        total += np.where(finite, col / scale, -2.0)
+    return total
+
+
+def _least_before(values: np.ndarray, earlier: NDArray[np.int64]) -> np.ndarray:
+    """For each row, the least value of the ``earlier[i]`` rows just before it (``inf``
+    if none): a segmented prefix minimum by doubling steps."""
+    least = values.copy()
+    step = 1
+    while step <= earlier.max(initial=0):
+        least[step:] = np.where(earlier[step:] >= step, np.minimum(least[step:], least[:-step]), least[step:])
+        step *= 2
+    shifted = np.full(len(values), np.inf)
+    shifted[1:] = least[:-1]
+    return np.where(earlier > 0, shifted, np.inf)
+
+
+def _backtrack(layers: list[_Layer], rows: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """The placements (one per row) of the labels at ``rows`` of the last layer."""
+    sides = np.empty((len(rows), len(layers)), dtype=bool)
+    for b in range(len(layers) - 1, -1, -1):
+        sides[:, b] = layers[b].node[rows] % 2 == 1
+        rows = layers[b].parent[rows]
+    return sides
 
 
 def solve_request(arrays: Arrays, r: int, incumbent: float = math.inf) -> RequestOutcome:
