@@ -3,8 +3,10 @@
 A *column* is one SLO- and memory-feasible placement of a request with its server work
 and KV. :func:`dp_columns` computes, once per distinct request
 (:func:`splitllm.solvers.per_request.unique_requests`), the Pareto-optimal placements in
-(work, kv) from the exact label DP; with no KV capacity only the least-work placement
-matters (KV then constrains nothing and work is the objective), so only it is kept. The
+(work, kv) from the exact label DP, run as one batched pass over up to
+:data:`PARETO_BATCH` distinct requests (:func:`splitllm.solvers.dp.pareto_search`).
+With no KV capacity only the least-work placement matters (KV then constrains nothing
+and work is the objective), so only it is kept. The
 column sets are complete Pareto sets, so F3 is exact: any solution can swap each
 request's placement for a Pareto column that uses no more work and no more KV.
 

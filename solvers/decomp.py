@@ -1,7 +1,8 @@
 """``decomp``: exact decomposition, DP columns per distinct request and an aggregated master.
 
 1. The exact label DP gives each *distinct* request its complete Pareto set of feasible
-   placements in (work, kv) (only the least-work one when there is no KV capacity).
+   placements in (work, kv) (only the least-work one when there is no KV capacity), in
+   one label pass over all of them at once (:func:`splitllm.solvers.dp.pareto_search`).
 2. If the least-work placements fit the capacities, they are optimal: done.
 3. Otherwise the master is F3 aggregated over identical requests
    (:func:`splitllm.formulations.column.build` with ``aggregate=True``): one integer per

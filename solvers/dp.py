@@ -185,10 +185,23 @@ def pareto_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
 def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[LabelSearch]:
     """The ``keep_kv`` label pass over a batch (``cost[b, r, from, to, slot]``,
     ``sink[r, anchor, side, slot]``, ``limit[r, slot]``). No incumbent prunes here, so
-    the budget and Lagrangian bounds would only repeat the remaining-minimum test."""
-    low = _to_sink(cost, sink, np.minimum)
-    high = _to_sink(cost, sink, np.maximum)
-    return _labels(cost, sink, limit, low, high, math.inf, None, [], keep_kv=True)
+    the budget and Lagrangian bounds would only repeat the remaining-minimum test.
+
+    A request whose all-client placement is feasible needs no pass: that placement has
+    no server work and no KV, so it alone is the Pareto set.
+    """
+    all_client = cost[:, :, 0, 0].sum(axis=0) + sink[:, 0, 0]  # [r, slot]
+    local = _feasible(all_client, limit) & (all_client[:, WORK] == 0) & (all_client[:, KV] == 0)
+    rest = np.flatnonzero(~local)
+    low = _to_sink(cost[:, rest], sink[rest], np.minimum)
+    high = _to_sink(cost[:, rest], sink[rest], np.maximum)
+    searched = iter(_labels(cost[:, rest], sink[rest], limit[rest], low, high, math.inf, None, [], keep_kv=True))
+    nothing_on_server = np.zeros(cost.shape[0], dtype=bool)
+    results = []
+    for is_local, values in zip(local, all_client):
+        label = Label(tuple(values), nothing_on_server)
+        results.append(LabelSearch(label, [label], 0) if is_local else next(searched))
+    return results
 
 
 def _to_sink(cost: np.ndarray, sink: np.ndarray, pick: np.ufunc) -> np.ndarray:
@@ -575,10 +588,9 @@ def _pareto_rows(key: np.ndarray, group: np.ndarray | None = None) -> np.ndarray
     Sorted by group, column 0 and then :func:`_tie_breaker`, a row can only be
     dominated by an earlier row of its group, so each row is compared with those, all
     groups at once as flat pairs (a float tie in the tie-breaker can only keep a
-    dominated row, never drop an undominated one). Three
-    cheap exact filters come first: repeated rows go, columns the sort leaves
-    non-decreasing hold for every pair, and a row beating in some column the least
-    value of all earlier rows of its group cannot be dominated.
+    dominated row, never drop an undominated one). Repeated rows go first, and columns
+    the sort leaves non-decreasing within groups are not compared: they hold for every
+    pair.
 
     >>> _pareto_rows(np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0]]), np.array([0, 0, 0, 1])).tolist()
     [0, 1, 3]
@@ -596,11 +608,8 @@ def _pareto_rows(key: np.ndarray, group: np.ndarray | None = None) -> np.ndarray
     earlier = np.arange(len(group)) - first
     same_group = group[1:] == group[:-1]
     compared = [col for col in columns[1:] if np.any((col[1:] < col[:-1]) & same_group)]
-    maybe = earlier > 0
-    for col in compared[:3]:
-        maybe &= _least_before(col, earlier) <= col
     keep = np.ones(len(group), dtype=bool)
-    rows = np.flatnonzero(maybe)
+    rows = np.flatnonzero(earlier)
     pairs_through = np.cumsum(earlier[rows])
     lo = 0
     while lo < len(rows):
@@ -642,19 +651,6 @@ def _tie_breaker(key: np.ndarray) -> np.ndarray:
         scale = max(float(np.abs(col[finite]).max(initial=0.0)), 1e-300)
         total += np.where(finite, col / scale, -2.0)
     return total
-
-
-def _least_before(values: np.ndarray, earlier: NDArray[np.int64]) -> np.ndarray:
-    """For each row, the least value of the ``earlier[i]`` rows just before it (``inf``
-    if none): a segmented prefix minimum by doubling steps."""
-    least = values.copy()
-    step = 1
-    while step <= earlier.max(initial=0):
-        least[step:] = np.where(earlier[step:] >= step, np.minimum(least[step:], least[:-step]), least[step:])
-        step *= 2
-    shifted = np.full(len(values), np.inf)
-    shifted[1:] = least[:-1]
-    return np.where(earlier > 0, shifted, np.inf)
 
 
 def _backtrack(layers: list[_Layer], rows: NDArray[np.int64]) -> NDArray[np.bool_]:
