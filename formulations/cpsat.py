@@ -35,10 +35,11 @@ from typing import Any, Literal
 import numpy as np
 from ortools.sat.python import cp_model
 
+from splitllm.formulations.column import Columns
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale
 from splitllm.instance import Instance
-from splitllm.solvers.tolerances import OPTIMAL_GAP
+from splitllm.tolerances import OPTIMAL_GAP
 
 RESOLUTION = 10**6
 Rounding = Literal["safe", "relaxed"]
@@ -89,6 +90,47 @@ def _limit_row(model: cp_model.CpModel, h: Handles, r: int, row: LinearRow, up: 
         constraint.OnlyEnforceIf(h["a"][r])
 
 
+def _capacity_row(model: cp_model.CpModel, terms: list[tuple[Any, float]], cap: float, up: bool, resolution: int) -> None:
+    """``sum coef * var <= cap`` in quanta of ``cap / resolution`` (no row when ``cap`` is inf)."""
+    if math.isfinite(cap):
+        q = capacity_scale(cap) / resolution
+        coef = _round(np.array([c for _, c in terms], dtype=float), q, up)
+        model.Add(sum(int(c) * v for (v, _), c in zip(terms, coef) if c) <= int(_round(cap, q, not up)))
+
+
+def _objective(
+    model: cp_model.CpModel,
+    h: Handles,
+    work_terms: list[tuple[Any, float]],
+    weight_terms: list[tuple[Any, float]],
+    n_placements: int,
+    scale: float,
+    up: bool,
+    resolution: int,
+    maximize: bool,
+) -> None:
+    """Integer work and weight expressions (``h["work"]``, ``h["weight"]``) and the objective.
+
+    The work quantum keeps the rounding of ``n_placements`` terms of one solution under
+    ``OPTIMAL_GAP / 10`` of ``scale`` (see the module docstring).
+    """
+    wq = OPTIMAL_GAP / 10 * scale / max(1, n_placements)
+    seconds = np.array([c for _, c in work_terms], dtype=float)
+    wcoef = np.rint(seconds / wq).astype(np.int64) if up else _round(seconds, wq, False)
+    h["work"] = sum(int(c) * v for (v, _), c in zip(work_terms, wcoef) if c)
+    h["work_quantum"] = wq
+    weights = np.array([w for _, w in weight_terms], dtype=float)
+    integral = bool(np.all(weights == np.round(weights)))
+    gq = 1.0 if integral or not weights.size else float(weights.max()) / resolution
+    gcoef = weights.astype(np.int64) if integral else (np.rint(weights / gq) if up else np.ceil(weights / gq)).astype(np.int64)
+    h["weight"] = sum(int(c) * v for (v, _), c in zip(weight_terms, gcoef))
+    h["weight_quantum"] = gq
+    if maximize:
+        model.Maximize(h["weight"])
+    else:
+        model.Minimize(h["work"])
+
+
 def build(
     instance: Instance, rounding: Rounding = "safe", resolution: int = RESOLUTION, work_scale: float | None = None
 ) -> tuple[cp_model.CpModel, Handles]:
@@ -102,22 +144,49 @@ def build(
         for row in request_rows(a, r):
             _limit_row(model, h, r, row, up, resolution, enforce=maximize)
     for matrix, cap in ((a.work, a.work_capacity), (a.kv, a.kv_capacity)):
-        if math.isfinite(cap):
-            q = capacity_scale(cap) / resolution
-            coef = _round(matrix, q, up)
-            model.Add(sum(int(coef[r, b]) * v for (r, b), v in h["x"].items() if coef[r, b]) <= int(_round(cap, q, not up)))
+        _capacity_row(model, [(v, float(matrix[r, b])) for (r, b), v in h["x"].items()], cap, up, resolution)
     scale = work_scale if work_scale and work_scale > 0 else float(a.work.sum()) or 1.0
-    wq = OPTIMAL_GAP / 10 * scale / max(1, a.work.size)
-    wcoef = _round(a.work, wq, False) if not up else np.rint(a.work / wq).astype(np.int64)
-    h["work"] = sum(int(wcoef[r, b]) * v for (r, b), v in h["x"].items() if wcoef[r, b])
-    h["work_quantum"] = wq
-    integral = bool(np.all(a.weight == np.round(a.weight)))
-    gq = 1.0 if integral else float(a.weight.max()) / resolution
-    gcoef = a.weight.astype(np.int64) if integral else (np.rint(a.weight / gq) if up else np.ceil(a.weight / gq)).astype(np.int64)
-    h["weight"] = sum(int(gcoef[r]) * h["a"][r] for r in range(instance.n_requests))
-    h["weight_quantum"] = gq
-    if maximize:
-        model.Maximize(h["weight"])
-    else:
-        model.Minimize(h["work"])
+    work_terms = [(v, float(a.work[r, b])) for (r, b), v in h["x"].items()]
+    weight_terms = [(h["a"][r], float(a.weight[r])) for r in range(instance.n_requests)]
+    _objective(model, h, work_terms, weight_terms, a.work.size, scale, up, resolution, maximize)
+    return model, h
+
+
+def build_columns(
+    instance: Instance, columns: Columns, rounding: Rounding = "safe", resolution: int = RESOLUTION, work_scale: float | None = None
+) -> tuple[cp_model.CpModel, Handles]:
+    """F3 with integer coefficients: per request type ``t`` (identical requests, see
+    :func:`splitllm.formulations.column.dp_columns`) an integer ``y[t, k]`` (``y_t{t}_k{k}``)
+    counting its requests on column ``k`` and ``a[t]`` (``a_t{t}``) counting admitted ones.
+
+    The columns meet every request's own limits already, so only the coupling rows are
+    rounded (as in :func:`build`).
+
+    >>> from splitllm.instance import load_instance, example_path
+    >>> from splitllm.formulations.column import dp_columns
+    >>> inst = load_instance(example_path("tiny"))
+    >>> model, h = build_columns(inst, dp_columns(inst), work_scale=0.4)
+    >>> solver = cp_model.CpSolver()
+    >>> solver.Solve(model) == cp_model.OPTIMAL, round(solver.ObjectiveValue() * h["work_quantum"], 6)
+    (True, 0.4)
+    """
+    a = instance.arrays
+    up = rounding == "safe"
+    maximize = instance.objective == "max_admitted"
+    model = cp_model.CpModel()
+    h: Handles = {"y": {}, "a": {}, "columns": columns}
+    terms: dict[str, list[tuple[Any, float]]] = {"work": [], "kv": [], "weight": []}
+    for t, n in enumerate(int(n) for n in columns.counts):
+        cols = columns.per_type[t]
+        h["a"][t] = model.NewIntVar(0 if maximize else n, n, f"a_t{t}")
+        y = [model.NewIntVar(0, n, f"y_t{t}_k{k}") for k in range(len(cols.work))]
+        h["y"].update({(t, k): v for k, v in enumerate(y)})
+        model.Add(sum(y) == h["a"][t])
+        terms["work"] += list(zip(y, map(float, cols.work)))
+        terms["kv"] += list(zip(y, map(float, cols.kv)))
+        terms["weight"].append((h["a"][t], float(a.weight[columns.representative[t]])))
+    _capacity_row(model, terms["work"], a.work_capacity, up, resolution)
+    _capacity_row(model, terms["kv"], a.kv_capacity, up, resolution)
+    scale = work_scale if work_scale and work_scale > 0 else float(a.work.sum()) or 1.0
+    _objective(model, h, terms["work"], terms["weight"], instance.n_requests, scale, up, resolution, maximize)
     return model, h

@@ -4,7 +4,7 @@ Every coupled solver ends here: the placements are re-evaluated by the independe
 evaluator (the objective reported is the evaluator's), the bound is tightened with the
 DP's coupling-free bound (:func:`splitllm.solvers.capacity.dp_bound`), and the status is
 ``optimal`` only when the backend proved it *and* the gap to that bound is at most
-:data:`~splitllm.solvers.tolerances.OPTIMAL_GAP` (:func:`proven_status`).
+:data:`~splitllm.tolerances.OPTIMAL_GAP` (:func:`proven_status`).
 
 Examples
 --------
@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from splitllm.evaluator import evaluate
 from splitllm.instance import Instance
 from splitllm.result import SolveResult, Status, gap
-from splitllm.solvers.tolerances import OPTIMAL_GAP
+from splitllm.tolerances import OPTIMAL_GAP
 
 
 def proven_status(backend_optimal: bool, objective: float | None, bound: float | None) -> Status:

@@ -9,8 +9,8 @@ runs that had not closed the gap (issue 3), so this module never trusts it:
   ``Objective value:`` and ``Lower bound:`` are parsed (CBC minimises; PuLP passes
   ``-max`` for maximisation, and CBC then logs the negated values).
 
-Both get :data:`~splitllm.solvers.tolerances.MIP_REL_GAP` and
-:data:`~splitllm.solvers.tolerances.FEASIBILITY_TOL`. Only HiGHS through highspy/PuLP is
+Both get :data:`~splitllm.tolerances.MIP_REL_GAP` and
+:data:`~splitllm.tolerances.FEASIBILITY_TOL`. Only HiGHS through highspy/PuLP is
 used: OR-Tools' own HiGHS build in the same process has segfaulted (issue 3).
 
 Examples
@@ -39,7 +39,7 @@ import pulp
 
 from splitllm.errors import SplitLLMError
 from splitllm.result import Status
-from splitllm.solvers.tolerances import FEASIBILITY_TOL, MIP_REL_GAP
+from splitllm.tolerances import FEASIBILITY_TOL, MIP_REL_GAP
 
 BACKENDS = ("cbc", "highs")
 

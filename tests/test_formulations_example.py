@@ -25,3 +25,13 @@ def test_docs_example_runs(objective: str, capsys: pytest.CaptureFixture[str]) -
     data["clients"]["laptop"]["memory_bytes"] = 1e12  # room for 3-server-block placements
     exec(compile(_example(), str(DOC), "exec"), {"instance_data": data})
     assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize("module", ["chain_graph", "compact", "column", "cpsat"])
+def test_each_formulation_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """A scheduler may import one formulation alone (no import cycle through the solvers)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import splitllm.formulations.{module}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

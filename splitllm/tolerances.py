@@ -1,4 +1,5 @@
-"""Tolerances every coupled solver shares.
+"""Tolerances every coupled solver and the CP-SAT model share (a core module: the
+formulations import it, so it must not import the solvers).
 
 - :data:`MIP_REL_GAP`: the relative gap MILP/CP-SAT backends are asked to close, a
   thousand times tighter than :data:`OPTIMAL_GAP`, so backend tolerances never decide
