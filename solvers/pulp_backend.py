@@ -7,7 +7,12 @@ runs that had not closed the gap (issue 3), so this module never trusts it:
   status and MIP dual bound are read from that ``highspy.Highs`` object.
 - ``cbc``: PuLP's CBC command writes CBC's log to a file; its ``Result - ...`` line,
   ``Objective value:`` and ``Lower bound:`` are parsed (CBC minimises; PuLP passes
-  ``-max`` for maximisation, and CBC then logs the negated values).
+  ``-max`` for maximisation, and CBC then logs the negated values). CBC does not look
+  at its clock in every phase (a 300 s limit once ran 405 s), so its process gets a
+  deadline too (:class:`_DeadlinePopen`): SIGINT at the limit (where CBC honours it, it
+  stops as on Ctrl-C and writes its incumbent) and a kill :data:`CBC_GRACE_S` later
+  (then the run has no solution: measured on the 100-request F2 model, CBC had not
+  stopped 5 s after SIGINT).
 
 Both get :data:`~splitllm.tolerances.MIP_REL_GAP` and
 :data:`~splitllm.tolerances.FEASIBILITY_TOL`. Only HiGHS through highspy/PuLP is
@@ -30,8 +35,13 @@ import contextlib
 import math
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
+import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -123,9 +133,40 @@ def _cbc_number(log: str, label: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+#: Seconds CBC gets to stop and write its incumbent after SIGINT before it is killed.
+CBC_GRACE_S = 2.0
+
+
+class _DeadlinePopen(subprocess.Popen):  # type: ignore[type-arg]
+    """``subprocess.Popen`` for PuLP's CBC command whose ``wait()`` holds the deadline
+    the calling thread set in :attr:`deadline` (none set: an ordinary ``Popen``)."""
+
+    deadline = threading.local()
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = getattr(_DeadlinePopen.deadline, "at", None)
+        if timeout is not None or deadline is None:
+            return super().wait(timeout)
+        try:
+            return super().wait(max(0.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            self.send_signal(signal.SIGINT)
+        try:
+            return super().wait(CBC_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return super().wait()
+
+
+# PuLP's CBC command reaches subprocess through its module's global name: point that one
+# name (and nothing else in the process) at a copy whose Popen is _DeadlinePopen.
+pulp.apis.coin_api.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": _DeadlinePopen})
+
+
 def _run_cbc(problem: pulp.LpProblem, time_limit: float | None, threads: int | None) -> BackendOutcome:
     fd, log_path = tempfile.mkstemp(prefix="splitllm-cbc-", suffix=".log")
     os.close(fd)
+    _DeadlinePopen.deadline.at = None if time_limit is None else time.perf_counter() + time_limit
     try:
         solver = pulp.PULP_CBC_CMD(
             msg=False,
@@ -136,10 +177,14 @@ def _run_cbc(problem: pulp.LpProblem, time_limit: float | None, threads: int | N
             logPath=log_path,
             options=[f"primalTolerance {FEASIBILITY_TOL}", f"integerTolerance {FEASIBILITY_TOL}"],
         )
-        problem.solve(solver)
+        try:
+            problem.solve(solver)
+        except pulp.PulpSolverError:  # killed after the grace period: no solution file
+            return BackendOutcome(Status.NO_SOLUTION, None, None, f"CBC: killed {CBC_GRACE_S:g} s after the time limit")
         with open(log_path, encoding="utf-8", errors="replace") as handle:
             log = handle.read()
     finally:
+        _DeadlinePopen.deadline.at = None
         os.unlink(log_path)
     return _parse_cbc(problem, log)
 
