@@ -216,7 +216,7 @@ def _to_sink(cost: np.ndarray, sink: np.ndarray, pick: np.ufunc) -> np.ndarray:
     out[-1] = sink
     for b in range(n_blocks - 2, -1, -1):
         # through[..., anchor, side, next_side, k] = edge b+1 (side -> next_side) + rest from next_side
-        through = np.expand_dims(cost[b + 1], -4) + np.expand_dims(out[b + 1], -3)
+        through = cost[b + 1][..., None, :, :, :] + out[b + 1][..., :, None, :, :]
         out[b] = pick.reduce(through, axis=-2)
     return out
 
@@ -579,18 +579,21 @@ def _best_per_node(idx: np.ndarray, score: np.ndarray, node: np.ndarray, width: 
 
 #: Pairwise comparisons per chunk of :func:`_pareto_rows` (bounds its memory).
 PARETO_CHUNK_PAIRS = 1 << 18
+#: Up to this many rows numpy's lexsort over every column beats :func:`_sort_order`
+#: (measured: 0.04 vs 0.11 ms at 300 rows, 0.39 vs 0.16 ms at 1,000).
+LEXSORT_ROWS = 500
 
 
 def _pareto_rows(key: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
     """Rows of ``key`` that no other row of the same ``group`` dominates (<= in every
     column); identical rows keep one.
 
-    Sorted by group, column 0 and then :func:`_tie_breaker`, a row can only be
-    dominated by an earlier row of its group, so each row is compared with those, all
-    groups at once as flat pairs (a float tie in the tie-breaker can only keep a
-    dominated row, never drop an undominated one). Repeated rows go first, and columns
-    the sort leaves non-decreasing within groups are not compared: they hold for every
-    pair.
+    Sorted by group, column 0 and then the other columns (or :func:`_tie_breaker` when
+    there are many rows), a row can only be dominated by an earlier row of its group, so
+    each row is compared with those, all groups at once as flat pairs (a float tie in the
+    tie-breaker can only keep a dominated row, never drop an undominated one). Repeated
+    rows go first, and columns the sort leaves non-decreasing within groups are not
+    compared: they hold for every pair.
 
     >>> _pareto_rows(np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0]]), np.array([0, 0, 0, 1])).tolist()
     [0, 1, 3]
@@ -599,7 +602,10 @@ def _pareto_rows(key: np.ndarray, group: np.ndarray | None = None) -> np.ndarray
         return np.zeros(0, np.int64)
     group = np.zeros(len(key), np.int64) if group is None else group
     varying = [c for c in range(1, key.shape[1]) if np.any(key[:, c] != key[0, c])]
-    order = _sort_order(group, key[:, 0], _tie_breaker(key[:, varying]))
+    if len(key) <= LEXSORT_ROWS:
+        order = np.lexsort((*key[:, varying].T[::-1], key[:, 0], group))
+    else:
+        order = _sort_order(group, key[:, 0], _tie_breaker(key[:, varying]))
     columns, group = key[order][:, [0] + varying].T.copy(), group[order]
     repeat = np.zeros(len(group), dtype=bool)
     repeat[1:] = (group[1:] == group[:-1]) & np.all(columns[:, 1:] == columns[:, :-1], axis=0)
