@@ -1,8 +1,9 @@
-"""F4: F2 with integer coefficients for OR-Tools CP-SAT (DESIGN §4).
+"""F4: F2 (and F3) with integer coefficients for OR-Tools CP-SAT (DESIGN §4).
 
-Same variables as F2 (``x[r, b]``, ``a[r]``, ``u[r, b]``, ``d[r, b]``, ``cu[r]``, ``cd[r]``,
-Booleans named as in F2); a rejected request's limits are switched off by the
-enforcement literal ``a[r]`` instead of a big-M.
+:func:`build` has the same variables as F2 (``x[r, b]``, ``a[r]``, ``u[r, b]``,
+``d[r, b]``, ``cu[r]``, ``cd[r]``, Booleans named as in F2); a rejected request's limits
+are switched off by the enforcement literal ``a[r]`` instead of a big-M.
+:func:`build_columns` is F3 over the DP's columns, aggregated over identical requests.
 
 **Rounding.** Each row is measured in quanta of ``scale / resolution`` (the row's limit or
 capacity over ``resolution``, default :data:`RESOLUTION` = 10**6 parts, i.e. 1 ppm of
