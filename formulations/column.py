@@ -90,25 +90,24 @@ PARETO_BATCH = 256
 def _pareto_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
     from splitllm.solvers.dp import WORK, KV, pareto_search  # solvers import this module
 
-    a = instance.arrays
     per_type = []
-    for r, search in zip(rows, pareto_search(a, rows)):
+    for r, search in zip(rows, pareto_search(instance.arrays, rows)):
         labels = sorted(search.pareto, key=lambda lab: (lab.values[WORK], lab.values[KV]))
-        placements = np.array([lab.placement for lab in labels], dtype=bool).reshape(len(labels), instance.n_blocks)
-        per_type.append(TypeColumns(placements, a.work[r] @ placements.T, a.kv[r] @ placements.T))
+        per_type.append(_type_columns(instance, r, [lab.placement for lab in labels]))
     return per_type
 
 
 def _least_work_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
     from splitllm.solvers.dp import solve_request
 
-    a = instance.arrays
-    per_type = []
-    for r in rows:
-        outcome = solve_request(a, int(r))
-        placements = np.zeros((0, instance.n_blocks), dtype=bool) if outcome.placement is None else outcome.placement[None, :]
-        per_type.append(TypeColumns(placements, a.work[r] @ placements.T, a.kv[r] @ placements.T))
-    return per_type
+    outcomes = (solve_request(instance.arrays, int(r)) for r in rows)
+    return [_type_columns(instance, r, [] if o.placement is None else [o.placement]) for r, o in zip(rows, outcomes)]
+
+
+def _type_columns(instance: Instance, r: int, placements: list[NDArray[np.bool_]]) -> TypeColumns:
+    """Request ``r``'s placements as columns, with their work and KV."""
+    x = np.array(placements, dtype=bool).reshape(len(placements), instance.n_blocks)
+    return TypeColumns(x, instance.arrays.work[r] @ x.T, instance.arrays.kv[r] @ x.T)
 
 
 def dp_columns(instance: Instance, deadline: float | None = None) -> Columns | None:

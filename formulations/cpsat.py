@@ -102,19 +102,21 @@ def _capacity_row(model: cp_model.CpModel, terms: list[tuple[Any, float]], cap: 
 def _objective(
     model: cp_model.CpModel,
     h: Handles,
+    instance: Instance,
     work_terms: list[tuple[Any, float]],
     weight_terms: list[tuple[Any, float]],
     n_placements: int,
-    scale: float,
+    work_scale: float | None,
     up: bool,
     resolution: int,
-    maximize: bool,
 ) -> None:
     """Integer work and weight expressions (``h["work"]``, ``h["weight"]``) and the objective.
 
     The work quantum keeps the rounding of ``n_placements`` terms of one solution under
-    ``OPTIMAL_GAP / 10`` of ``scale`` (see the module docstring).
+    ``OPTIMAL_GAP / 10`` of ``work_scale`` (see the module docstring; when it is not
+    positive, the all-server work of every request, or 1 s).
     """
+    scale = work_scale if work_scale and work_scale > 0 else float(instance.arrays.work.sum()) or 1.0
     wq = OPTIMAL_GAP / 10 * scale / max(1, n_placements)
     seconds = np.array([c for _, c in work_terms], dtype=float)
     wcoef = np.rint(seconds / wq).astype(np.int64) if up else _round(seconds, wq, False)
@@ -126,7 +128,7 @@ def _objective(
     gcoef = weights.astype(np.int64) if integral else (np.rint(weights / gq) if up else np.ceil(weights / gq)).astype(np.int64)
     h["weight"] = sum(int(c) * v for (v, _), c in zip(weight_terms, gcoef))
     h["weight_quantum"] = gq
-    if maximize:
+    if instance.objective == "max_admitted":
         model.Maximize(h["weight"])
     else:
         model.Minimize(h["work"])
@@ -146,10 +148,9 @@ def build(
             _limit_row(model, h, r, row, up, resolution, enforce=maximize)
     for matrix, cap in ((a.work, a.work_capacity), (a.kv, a.kv_capacity)):
         _capacity_row(model, [(v, float(matrix[r, b])) for (r, b), v in h["x"].items()], cap, up, resolution)
-    scale = work_scale if work_scale and work_scale > 0 else float(a.work.sum()) or 1.0
     work_terms = [(v, float(a.work[r, b])) for (r, b), v in h["x"].items()]
     weight_terms = [(h["a"][r], float(a.weight[r])) for r in range(instance.n_requests)]
-    _objective(model, h, work_terms, weight_terms, a.work.size, scale, up, resolution, maximize)
+    _objective(model, h, instance, work_terms, weight_terms, a.work.size, work_scale, up, resolution)
     return model, h
 
 
@@ -188,6 +189,5 @@ def build_columns(
         terms["weight"].append((h["a"][t], float(a.weight[columns.representative[t]])))
     _capacity_row(model, terms["work"], a.work_capacity, up, resolution)
     _capacity_row(model, terms["kv"], a.kv_capacity, up, resolution)
-    scale = work_scale if work_scale and work_scale > 0 else float(a.work.sum()) or 1.0
-    _objective(model, h, terms["work"], terms["weight"], instance.n_requests, scale, up, resolution, maximize)
+    _objective(model, h, instance, terms["work"], terms["weight"], instance.n_requests, work_scale, up, resolution)
     return model, h

@@ -37,6 +37,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -155,12 +156,18 @@ def label_dp(
     return _search(cost, sink, _limit_vector(limits, steps), incumbent, keep_kv)
 
 
-def search_request(arrays: Arrays, r: int, incumbent: float = math.inf, keep_kv: bool = False) -> LabelSearch:
-    """:func:`label_dp` for request ``r`` straight from the compiled arrays."""
-    steps = int(arrays.output_tokens[r]) - 1
+def _request_costs(arrays: Arrays, r: int | NDArray[np.int64]) -> tuple[np.ndarray, np.ndarray, Array]:
+    """Edge costs ``[..., b, from, to, slot]``, sink costs and limits of request ``r`` (or
+    of each request of an array, whose axes lead) straight from the compiled arrays."""
+    steps = arrays.output_tokens[r].astype(np.int64) - 1
     cost = _stack(chain_graph.edge_costs(arrays, r), steps)
     sink = _stack(chain_graph.sink_costs(arrays, r), steps)
-    return _search(cost, sink, _limit_vector(request_limits(arrays, r), steps), incumbent, keep_kv)
+    return cost, sink, _limit_vector(request_limits(arrays, r), steps)
+
+
+def search_request(arrays: Arrays, r: int, incumbent: float = math.inf, keep_kv: bool = False) -> LabelSearch:
+    """:func:`label_dp` for request ``r`` straight from the compiled arrays."""
+    return _search(*_request_costs(arrays, r), incumbent, keep_kv)
 
 
 def pareto_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
@@ -175,11 +182,8 @@ def pareto_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
     >>> [[lab.placement.tolist() for lab in s.pareto] for s in pareto_search(a, np.array([0, 1]))]
     [[[False, True, False]], [[True, True, False]]]
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    steps = arrays.output_tokens[rows].astype(np.int64) - 1
-    cost = np.moveaxis(_stack(chain_graph.edge_costs(arrays, rows), steps), 1, 0)  # [b, r, from, to, slot]
-    sink = _stack(chain_graph.sink_costs(arrays, rows), steps)
-    return _pareto_batch(cost, sink, _limit_vector(request_limits(arrays, rows), steps))
+    cost, sink, limit = _request_costs(arrays, np.asarray(rows, dtype=np.int64))
+    return _pareto_batch(np.moveaxis(cost, 1, 0), sink, limit)  # the batch axis after the block axis
 
 
 def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[LabelSearch]:
@@ -531,11 +535,16 @@ class _Pruning:
     keep_kv: bool
     beam: int | None
 
+    @functools.cached_property
+    def node_limit(self) -> Array:
+        """``limit`` with its feasibility tolerance, one row per node ``4 r + 2 anchor + side``."""
+        return np.repeat(self.limit, 4, axis=0) * (1 + FEASIBILITY_RTOL)
+
     def lower_bound(self, b: int, values: np.ndarray, node: np.ndarray, low: np.ndarray) -> np.ndarray:
         """Least total work any feasible completion of each label can reach; ``inf`` when a
         limit is broken whatever follows."""
         rest = low[node]
-        slack = np.repeat(self.limit[:, LIMITED], 4, axis=0) * (1 + FEASIBILITY_RTOL) - low[:, LIMITED]  # per node
+        slack = self.node_limit[:, LIMITED] - low[:, LIMITED]
         ok = np.all(values[:, LIMITED] <= slack[node], axis=1)
         bound = values[:, WORK] + rest[:, WORK]
         if self.lag is not None:

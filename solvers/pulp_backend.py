@@ -44,6 +44,7 @@ import time
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pulp
 
@@ -92,15 +93,16 @@ def _native_stdout_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+def _common_options(time_limit: float | None, threads: int | None) -> dict[str, Any]:
+    """What both backends get: silence, the time limit, the gap, threads."""
+    return {"msg": False, "timeLimit": time_limit, "gapRel": MIP_REL_GAP, "gapAbs": 0.0, "threads": threads}
+
+
 def _run_highs(problem: pulp.LpProblem, time_limit: float | None, threads: int | None) -> BackendOutcome:
     import highspy
 
     solver = pulp.HiGHS(
-        msg=False,
-        timeLimit=time_limit,
-        gapRel=MIP_REL_GAP,
-        gapAbs=0.0,
-        threads=threads,
+        **_common_options(time_limit, threads),
         primal_feasibility_tolerance=FEASIBILITY_TOL,
         mip_feasibility_tolerance=FEASIBILITY_TOL,
     )
@@ -169,11 +171,7 @@ def _run_cbc(problem: pulp.LpProblem, time_limit: float | None, threads: int | N
     _DeadlinePopen.deadline.at = None if time_limit is None else time.perf_counter() + time_limit
     try:
         solver = pulp.PULP_CBC_CMD(
-            msg=False,
-            timeLimit=time_limit,
-            gapRel=MIP_REL_GAP,
-            gapAbs=0.0,
-            threads=threads,
+            **_common_options(time_limit, threads),
             logPath=log_path,
             options=[f"primalTolerance {FEASIBILITY_TOL}", f"integerTolerance {FEASIBILITY_TOL}"],
         )
