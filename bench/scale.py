@@ -18,7 +18,7 @@ import time
 import warnings
 from typing import Any
 
-from splitllm.formulations.column import dp_columns
+from splitllm.solvers.columns import dp_columns
 from splitllm.instance import Instance, parse_instance
 from splitllm.instances.generate import generate_instance
 from splitllm.registry import solve

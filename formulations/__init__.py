@@ -1,4 +1,4 @@
-"""Formulations of the placement problem (DESIGN §4).
+"""Formulations of the placement problem (docs/formulations.md).
 
 - :mod:`splitllm.formulations.chain_graph` — F1, the layer-chain graph of one request.
 - :mod:`splitllm.formulations.compact` — F2, the compact MILP (PuLP).

@@ -1,4 +1,4 @@
-"""F1: the layer-chain graph of one request (DESIGN §4).
+"""F1: the layer-chain graph of one request.
 
 Nodes are ``"src"``, ``"sink"`` and ``(anchor, b, side)``: ``side`` is where block ``b``
 runs and ``anchor`` is the side of block 0, so the graph holds two copies of the chain
@@ -26,14 +26,17 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
 import numpy as np
 
 from splitllm.instance import Arrays
+from splitllm.resources import E2E, EDGE_RESOURCES, Resource
 
-RESOURCES = ("work", "kv", "ttft", "tpot", "client_mem")
+#: The resource keys every edge carries (:data:`splitllm.resources.EDGE_RESOURCES`).
+RESOURCES = tuple(res.key for res in EDGE_RESOURCES)
 CLIENT, SERVER = 0, 1
 SRC, SINK = "src", "sink"
 Node = Any
@@ -106,6 +109,21 @@ def build(arrays: Arrays, r: int) -> nx.DiGraph:
         for side in (CLIENT, SERVER):
             g.add_edge((anchor, n_blocks - 1, side), SINK, **{k: float(final[k][anchor, side]) for k in RESOURCES})
     return g
+
+
+def edge_weight(res: Resource, steps: int) -> str | Callable[[Node, Node, dict[str, float]], float]:
+    """A networkx ``weight`` for ``res`` on a request with ``steps`` decode steps: the edge
+    attribute itself, or E2E's ``ttft + steps * tpot``.
+
+    >>> w = edge_weight(E2E, 3)
+    >>> w("u", "v", {"ttft": 1.0, "tpot": 0.5})
+    2.5
+    """
+    if res.on_edges:
+        return res.key
+    if res is E2E:
+        return lambda u, v, d: d["ttft"] + steps * d["tpot"]
+    raise ValueError(f"no edge weight for {res.key!r}")
 
 
 def placement_of(path: list[Node]) -> str:

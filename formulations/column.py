@@ -1,14 +1,11 @@
-"""F3: the column (extended) MILP over DP columns (DESIGN §4), as a PuLP problem.
+"""F3: the column (extended) MILP over per-request placement columns, as a PuLP problem.
 
-A *column* is one SLO- and memory-feasible placement of a request with its server work
-and KV. :func:`dp_columns` computes, once per distinct request
-(:func:`splitllm.solvers.per_request.unique_requests`), the Pareto-optimal placements in
-(work, kv) from the exact label DP, run as one batched pass over up to
-:data:`PARETO_BATCH` distinct requests (:func:`splitllm.solvers.dp.pareto_search`).
-With no KV capacity only the least-work placement matters (KV then constrains nothing
-and work is the objective), so only it is kept. The
-column sets are complete Pareto sets, so F3 is exact: any solution can swap each
-request's placement for a Pareto column that uses no more work and no more KV.
+A *column* is one SLO- and memory-feasible placement of a request with its use of each
+coupled resource (server work and KV). F3 takes the columns as data
+(:class:`Columns`: one :class:`TypeColumns` per distinct request); the exact DP makes
+them (:func:`splitllm.solvers.columns.dp_columns`: the complete Pareto sets in the
+coupled resources), and then F3 is exact: any solution can swap each request's placement
+for a Pareto column that uses no more of any coupled resource.
 
 :func:`build` writes, per request ``r`` and column ``k``, a binary ``z[r, k]``
 (``z_r{r}_k{k}``) with ``sum_k z[r, k] = a[r]`` (``a_r{r}``, fixed to 1 under
@@ -21,9 +18,10 @@ F3 alike. With ``aggregate=True`` identical requests share integer counts
 
 Examples
 --------
+>>> import numpy as np
 >>> from splitllm.instance import load_instance, example_path
 >>> inst = load_instance(example_path("tiny"))
->>> cols = dp_columns(inst)
+>>> cols = Columns.from_placements(inst, [[[False, True, False]], [[True, True, False]]])
 >>> [c.work.round(6).tolist() for c in cols.per_type]
 [[0.29], [0.11]]
 >>> problem, h = build(inst, cols)
@@ -34,7 +32,7 @@ Examples
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,26 +41,46 @@ import pulp
 from numpy.typing import NDArray
 
 from splitllm.formulations.units import capacity_scale, work_unit
-from splitllm.instance import Instance
+from splitllm.instance import Arrays, Instance
+from splitllm.resources import COUPLED, KV, WORK, Resource
 
 Handles = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class TypeColumns:
-    """The columns of one distinct request: placements (K x B), work and KV (K)."""
+    """The columns of one distinct request: placements (K x B) and, per coupled resource
+    key, its use by each column (K)."""
 
     placements: NDArray[np.bool_]
-    work: NDArray[np.float64]
-    kv: NDArray[np.float64]
+    usage: dict[str, NDArray[np.float64]]
+
+    @classmethod
+    def of(cls, arrays: Arrays, r: int, placements: Sequence[Sequence[bool]] | NDArray[np.bool_]) -> TypeColumns:
+        """Request ``r``'s placements as columns, with their use of each coupled resource."""
+        x = np.array(placements, dtype=bool).reshape(len(placements), arrays.work.shape[1])
+        return cls(x, {res.key: arrays.usage(res)[r] @ x.T for res in COUPLED})
+
+    @property
+    def work(self) -> NDArray[np.float64]:
+        return self.usage[WORK.key]
+
+    @property
+    def kv(self) -> NDArray[np.float64]:
+        return self.usage[KV.key]
+
+    def least(self, res: Resource) -> float:
+        """The least use of ``res`` by any column (``inf`` when there is none)."""
+        values = self.usage[res.key]
+        return float(values.min()) if values.size else math.inf
 
     @property
     def least_work(self) -> float:
-        return float(self.work.min()) if self.work.size else math.inf
+        return self.least(WORK)
 
     @property
     def least_kv(self) -> float:
-        return float(self.kv.min()) if self.kv.size else math.inf
+        return self.least(KV)
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,12 @@ class Columns:
     representative: NDArray[np.int64]
     type_of: NDArray[np.int64]
 
+    @classmethod
+    def from_placements(cls, instance: Instance, per_request: Sequence[Sequence[Sequence[bool]]]) -> Columns:
+        """Columns given as placements, one list per request (each request its own type)."""
+        rows = np.arange(instance.n_requests, dtype=np.int64)
+        return cls([TypeColumns.of(instance.arrays, int(r), x) for r, x in zip(rows, per_request)], rows, rows)
+
     @property
     def counts(self) -> NDArray[np.int64]:
         """How many requests each type has."""
@@ -82,65 +106,18 @@ class Columns:
         return self.per_type[int(self.type_of[r])]
 
 
-#: Distinct requests per batched Pareto label pass (bounds its memory; the deadline is
-#: checked between batches).
-PARETO_BATCH = 256
-
-
-def _pareto_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
-    from splitllm.solvers.dp import WORK, KV, pareto_search  # solvers import this module
-
-    per_type = []
-    for r, search in zip(rows, pareto_search(instance.arrays, rows)):
-        labels = sorted(search.pareto, key=lambda lab: (lab.values[WORK], lab.values[KV]))
-        per_type.append(_type_columns(instance, r, [lab.placement for lab in labels]))
-    return per_type
-
-
-def _least_work_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
-    from splitllm.solvers.dp import solve_request
-
-    outcomes = (solve_request(instance.arrays, int(r)) for r in rows)
-    return [_type_columns(instance, r, [] if o.placement is None else [o.placement]) for r, o in zip(rows, outcomes)]
-
-
-def _type_columns(instance: Instance, r: int, placements: list[NDArray[np.bool_]]) -> TypeColumns:
-    """Request ``r``'s placements as columns, with their work and KV."""
-    x = np.array(placements, dtype=bool).reshape(len(placements), instance.n_blocks)
-    return TypeColumns(x, instance.arrays.work[r] @ x.T, instance.arrays.kv[r] @ x.T)
-
-
-def dp_columns(instance: Instance, deadline: float | None = None) -> Columns | None:
-    """Complete Pareto column sets per distinct request; ``None`` past ``deadline``.
-
-    ``deadline`` is a :func:`time.perf_counter` instant.
-    """
-    from splitllm.solvers.per_request import unique_requests
-
-    first, inverse = unique_requests(instance.arrays)
-    pareto = math.isfinite(instance.arrays.kv_capacity)
-    batch = PARETO_BATCH if pareto else 1
-    per_type: list[TypeColumns] = []
-    for start in range(0, len(first), batch):
-        if deadline is not None and time.perf_counter() > deadline:
-            return None
-        rows = first[start : start + batch]
-        per_type += _pareto_columns(instance, rows) if pareto else _least_work_columns(instance, rows)
-    return Columns(per_type, first, inverse)
-
-
 def _coupling_rows(problem: pulp.LpProblem, instance: Instance, terms: dict[str, list[tuple[Any, float]]]) -> None:
-    a = instance.arrays
-    for name, cap in (("work", a.work_capacity), ("kv", a.kv_capacity)):
+    for res in COUPLED:
+        cap = float(instance.arrays.limit(res))
         if math.isfinite(cap):
             s = capacity_scale(cap)
-            problem += pulp.LpAffineExpression([(v, c / s) for v, c in terms[name] if c != 0]) <= cap / s, f"{name}_capacity"
+            problem += pulp.LpAffineExpression([(v, c / s) for v, c in terms[res.key] if c != 0]) <= cap / s, f"{res.key}_capacity"
 
 
 def build(instance: Instance, columns: Columns, aggregate: bool = False) -> tuple[pulp.LpProblem, Handles]:
     """The F3 model over ``columns`` and its handles (see the module docstring)."""
     a = instance.arrays
-    maximize = instance.objective == "max_admitted"
+    maximize = instance.objective.maximize
     problem = pulp.LpProblem(f"F3_{instance.name or 'instance'}".replace("-", "_"), pulp.LpMaximize if maximize else pulp.LpMinimize)
     unit = work_unit(a)
     if aggregate:
@@ -151,15 +128,16 @@ def build(instance: Instance, columns: Columns, aggregate: bool = False) -> tupl
         var, admit = "z_r{}_k{}", "a_r{}"
     cat = pulp.LpInteger  # with bounds [0, n]; PuLP's LpBinary would reset a fixed lower bound
     h: Handles = {"z": {}, "a": {}, "x": {}, "work_unit": unit, "aggregate": aggregate}
-    terms: dict[str, list[tuple[Any, float]]] = {"work": [], "kv": [], "weight": []}
+    terms: dict[str, list[tuple[Any, float]]] = {res.key: [] for res in COUPLED}
+    terms["weight"] = []
     for g, n, cols, weight in groups:
         z = {k: pulp.LpVariable(var.format(g, k), 0, n, cat) for k in range(len(cols.work))}
         count = pulp.LpVariable(admit.format(g), n if not maximize else 0, n, cat)
         h["z"].update({(g, k): v for k, v in z.items()})
         h["a"][g] = count
         problem += pulp.lpSum(z.values()) == count, f"pick_{admit.format(g)}"
-        terms["work"] += [(z[k], float(cols.work[k])) for k in z]
-        terms["kv"] += [(z[k], float(cols.kv[k])) for k in z]
+        for res in COUPLED:
+            terms[res.key] += [(z[k], float(cols.usage[res.key][k])) for k in z]
         terms["weight"].append((count, weight))
         if not aggregate:
             h["x"].update({(g, b): pulp.lpSum(z[k] for k in z if cols.placements[k, b]) for b in range(instance.n_blocks)})

@@ -1,4 +1,4 @@
-"""F2: the compact MILP over all requests (DESIGN §4), as a PuLP problem.
+"""F2: the compact MILP over all requests, as a PuLP problem.
 
 Variables (names survive MPS/LP export: letters, digits and ``_`` only):
 
@@ -38,13 +38,14 @@ import pulp
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale, work_unit
 from splitllm.instance import Instance
+from splitllm.resources import COUPLED
 
 Handles = dict[str, Any]
 
 
 def _variables(instance: Instance, problem: pulp.LpProblem) -> Handles:
     n_req, n_blk = instance.n_requests, instance.n_blocks
-    fixed = 1 if instance.objective == "min_server_work" else None
+    fixed = 1 if instance.objective.serves_all else None
     h: Handles = {
         "x": {(r, b): pulp.LpVariable(f"x_r{r}_b{b}", cat=pulp.LpBinary) for r in range(n_req) for b in range(n_blk)},
         # integer in [0, 1] or [1, 1]: PuLP's LpBinary would reset a fixed lower bound
@@ -85,18 +86,19 @@ def _limit_row(problem: pulp.LpProblem, h: Handles, r: int, row: LinearRow, rela
 
 def _coupling(problem: pulp.LpProblem, instance: Instance, h: Handles) -> None:
     a = instance.arrays
-    for name, matrix, cap in (("work", a.work, a.work_capacity), ("kv", a.kv, a.kv_capacity)):
+    for res in COUPLED:
+        cap, matrix = float(a.limit(res)), a.usage(res)
         if cap == float("inf"):
             continue
         s = capacity_scale(cap)
         expr = pulp.LpAffineExpression([(v, matrix[r, b] / s) for (r, b), v in h["x"].items() if matrix[r, b] != 0])
-        problem += expr <= cap / s, f"{name}_capacity"
+        problem += expr <= cap / s, f"{res.key}_capacity"
 
 
 def build(instance: Instance) -> tuple[pulp.LpProblem, Handles]:
     """The F2 model of ``instance`` and its handles (see the module docstring)."""
     a = instance.arrays
-    maximize = instance.objective == "max_admitted"
+    maximize = instance.objective.maximize
     problem = pulp.LpProblem(f"F2_{instance.name or 'instance'}".replace("-", "_"), pulp.LpMaximize if maximize else pulp.LpMinimize)
     h = _variables(instance, problem)
     unit = work_unit(a)

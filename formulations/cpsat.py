@@ -1,4 +1,4 @@
-"""F4: F2 (and F3) with integer coefficients for OR-Tools CP-SAT (DESIGN §4).
+"""F4: F2 (and F3) with integer coefficients for OR-Tools CP-SAT.
 
 :func:`build` has the same variables as F2 (``x[r, b]``, ``a[r]``, ``u[r, b]``,
 ``d[r, b]``, ``cu[r]``, ``cd[r]``, Booleans named as in F2); a rejected request's limits
@@ -40,6 +40,7 @@ from splitllm.formulations.column import Columns
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale
 from splitllm.instance import Instance
+from splitllm.resources import COUPLED
 from splitllm.tolerances import OPTIMAL_GAP
 
 RESOLUTION = 10**6
@@ -69,7 +70,7 @@ def _variables(model: cp_model.CpModel, instance: Instance) -> Handles:
             model.Add(h["d"][r, b] >= x[b - 1] - x[b])
         model.Add(h["cu"][r] >= x[0] - x[-1])
         model.Add(h["cd"][r] >= x[-1] - x[0])
-        if instance.objective == "min_server_work":
+        if instance.objective.serves_all:
             model.Add(h["a"][r] == 1)
         else:
             for v in x:
@@ -128,7 +129,7 @@ def _objective(
     gcoef = weights.astype(np.int64) if integral else (np.rint(weights / gq) if up else np.ceil(weights / gq)).astype(np.int64)
     h["weight"] = sum(int(c) * v for (v, _), c in zip(weight_terms, gcoef))
     h["weight_quantum"] = gq
-    if instance.objective == "max_admitted":
+    if instance.objective.maximize:
         model.Maximize(h["weight"])
     else:
         model.Minimize(h["work"])
@@ -142,12 +143,13 @@ def build(
     up = rounding == "safe"
     model = cp_model.CpModel()
     h = _variables(model, instance)
-    maximize = instance.objective == "max_admitted"
+    maximize = instance.objective.maximize
     for r in range(instance.n_requests):
         for row in request_rows(a, r):
             _limit_row(model, h, r, row, up, resolution, enforce=maximize)
-    for matrix, cap in ((a.work, a.work_capacity), (a.kv, a.kv_capacity)):
-        _capacity_row(model, [(v, float(matrix[r, b])) for (r, b), v in h["x"].items()], cap, up, resolution)
+    for res in COUPLED:
+        matrix = a.usage(res)
+        _capacity_row(model, [(v, float(matrix[r, b])) for (r, b), v in h["x"].items()], float(a.limit(res)), up, resolution)
     work_terms = [(v, float(a.work[r, b])) for (r, b), v in h["x"].items()]
     weight_terms = [(h["a"][r], float(a.weight[r])) for r in range(instance.n_requests)]
     _objective(model, h, instance, work_terms, weight_terms, a.work.size, work_scale, up, resolution)
@@ -165,7 +167,7 @@ def build_columns(
     rounded (as in :func:`build`).
 
     >>> from splitllm.instance import load_instance, example_path
-    >>> from splitllm.formulations.column import dp_columns
+    >>> from splitllm.solvers.columns import dp_columns
     >>> inst = load_instance(example_path("tiny"))
     >>> model, h = build_columns(inst, dp_columns(inst), work_scale=0.4)
     >>> solver = cp_model.CpSolver()
@@ -174,20 +176,21 @@ def build_columns(
     """
     a = instance.arrays
     up = rounding == "safe"
-    maximize = instance.objective == "max_admitted"
+    maximize = instance.objective.maximize
     model = cp_model.CpModel()
     h: Handles = {"y": {}, "a": {}, "columns": columns}
-    terms: dict[str, list[tuple[Any, float]]] = {"work": [], "kv": [], "weight": []}
+    terms: dict[str, list[tuple[Any, float]]] = {res.key: [] for res in COUPLED}
+    terms["weight"] = []
     for t, n in enumerate(int(n) for n in columns.counts):
         cols = columns.per_type[t]
         h["a"][t] = model.NewIntVar(0 if maximize else n, n, f"a_t{t}")
         y = [model.NewIntVar(0, n, f"y_t{t}_k{k}") for k in range(len(cols.work))]
         h["y"].update({(t, k): v for k, v in enumerate(y)})
         model.Add(sum(y) == h["a"][t])
-        terms["work"] += list(zip(y, map(float, cols.work)))
-        terms["kv"] += list(zip(y, map(float, cols.kv)))
+        for res in COUPLED:
+            terms[res.key] += list(zip(y, map(float, cols.usage[res.key])))
         terms["weight"].append((h["a"][t], float(a.weight[columns.representative[t]])))
-    _capacity_row(model, terms["work"], a.work_capacity, up, resolution)
-    _capacity_row(model, terms["kv"], a.kv_capacity, up, resolution)
+    for res in COUPLED:
+        _capacity_row(model, terms[res.key], float(a.limit(res)), up, resolution)
     _objective(model, h, instance, terms["work"], terms["weight"], instance.n_requests, work_scale, up, resolution)
     return model, h

@@ -1,4 +1,4 @@
-"""The per-request limits of DESIGN §1 as linear rows over placement variables.
+"""The per-request limits of the cost model as linear rows over placement variables.
 
 F2 (PuLP) and F4 (CP-SAT) write the same rows; this module says once what they are.
 For request ``r`` with ``x[b]`` (block ``b`` on the server), crossing indicators
@@ -28,12 +28,14 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.instance import Arrays
+from splitllm.resources import CLIENT_MEM, E2E, REQUEST_LIMITS, TPOT, TTFT, Resource
 
 Array = NDArray[np.float64]
 
@@ -42,7 +44,7 @@ Array = NDArray[np.float64]
 class LinearRow:
     """One limit of one request: ``const + coefficients . variables <= limit``."""
 
-    name: str
+    resource: Resource
     const: float
     x_coef: Array
     u_coef: float
@@ -50,6 +52,11 @@ class LinearRow:
     cu_coef: float
     cd_coef: float
     limit: float
+
+    @property
+    def name(self) -> str:
+        """The limited resource's key, e.g. ``ttft`` (model rows are named after it)."""
+        return self.resource.key
 
     @property
     def big_m(self) -> float:
@@ -78,14 +85,14 @@ def _ttft(a: Arrays, r: int) -> LinearRow:
     coef[0] += a.prompt_up[r]
     coef[-1] += a.first_token_down[r]
     return LinearRow(
-        "ttft", float(a.client_prefill[r].sum()), coef, float(a.act_up_prefill[r]), float(a.act_down_prefill[r]), 0.0, 0.0,
+        TTFT, float(a.client_prefill[r].sum()), coef, float(a.act_up_prefill[r]), float(a.act_down_prefill[r]), 0.0, 0.0,
         float(a.ttft_limit[r]),
     )
 
 
 def _tpot(a: Arrays, r: int) -> LinearRow:
     return LinearRow(
-        "tpot",
+        TPOT,
         float(a.client_decode[r].sum()),
         a.server_decode[r] - a.client_decode[r],
         float(a.act_up_decode[r]),
@@ -100,7 +107,7 @@ def _e2e(a: Arrays, r: int) -> LinearRow:
     first, step = _ttft(a, r), _tpot(a, r)
     n = float(a.output_tokens[r] - 1)
     return LinearRow(
-        "e2e",
+        E2E,
         first.const + n * step.const,
         first.x_coef + n * step.x_coef,
         first.u_coef + n * step.u_coef,
@@ -112,12 +119,15 @@ def _e2e(a: Arrays, r: int) -> LinearRow:
 
 
 def _client_mem(a: Arrays, r: int) -> LinearRow:
-    return LinearRow("client_mem", float(a.client_mem[r].sum()), -a.client_mem[r], 0.0, 0.0, 0.0, 0.0, float(a.mem_limit[r]))
+    return LinearRow(CLIENT_MEM, float(a.client_mem[r].sum()), -a.client_mem[r], 0.0, 0.0, 0.0, 0.0, float(a.client_mem_limit[r]))
+
+
+#: How each per-request limit of :data:`splitllm.resources.REQUEST_LIMITS` is written.
+ROW_BUILDERS: dict[Resource, Callable[[Arrays, int], LinearRow]] = {TTFT: _ttft, TPOT: _tpot, E2E: _e2e, CLIENT_MEM: _client_mem}
 
 
 def request_rows(arrays: Arrays, r: int) -> list[LinearRow]:
     """The finite limits of request ``r`` as rows (TPOT only when ``o > 1``)."""
-    rows = [_ttft(arrays, r), _e2e(arrays, r), _client_mem(arrays, r)]
-    if arrays.output_tokens[r] > 1:
-        rows.insert(1, _tpot(arrays, r))
+    decoding = arrays.output_tokens[r] > 1
+    rows = [ROW_BUILDERS[res](arrays, r) for res in REQUEST_LIMITS if decoding or not res.decode_only]
     return [row for row in rows if math.isfinite(row.limit)]

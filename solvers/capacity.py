@@ -12,7 +12,7 @@ Examples
 --------
 >>> import dataclasses
 >>> from splitllm.instance import load_instance, example_path
->>> from splitllm.formulations.column import dp_columns
+>>> from splitllm.solvers.columns import dp_columns
 >>> inst = load_instance(example_path("tiny"))
 >>> round(dp_bound(inst, dp_columns(inst)), 6)
 0.4
@@ -28,25 +28,27 @@ import numpy as np
 from splitllm.diagnose import explain_infeasible as explain_request
 from splitllm.formulations.column import Columns
 from splitllm.instance import Instance
+from splitllm.resources import COUPLED, WORK, Resource
 
 
-def _least(columns: Columns, what: str) -> float:
-    per_type = np.array([getattr(c, f"least_{what}") for c in columns.per_type])
+def _least(columns: Columns, res: Resource) -> float:
+    """The least total use of coupled resource ``res`` over all requests."""
+    per_type = np.array([c.least(res) for c in columns.per_type])
     return float(per_type @ columns.counts)
 
 
 def dp_bound(instance: Instance, columns: Columns) -> float:
     """The coupling-free bound on the objective (see the module docstring)."""
-    if instance.objective == "max_admitted":
+    if instance.objective.maximize:
         servable = np.array([c.work.size > 0 for c in columns.per_type])[columns.type_of]
         return float(instance.arrays.weight[servable].sum())
-    return _least(columns, "work")
+    return _least(columns, WORK)
 
 
 #: The reason when an exact master proves infeasible what no single check above explains.
 JOINT_INFEASIBLE = (
-    "server.work_capacity_s and server.kv_capacity_bytes: each capacity alone can hold every request, "
-    "but no choice of placements meets both"
+    f"{' and '.join(res.limit_field for res in COUPLED)}: each capacity alone can hold every request, "
+    "but no choice of placements meets them all"
 )
 
 
@@ -60,11 +62,11 @@ def explain_infeasible(instance: Instance, columns: Columns) -> str | None:
         more = f" (+{len(rows) - 3} more requests)" if len(rows) > 3 else ""
         return "; ".join(reasons) + more
     reasons = []
-    for key, what, unit, cap in (
-        ("work", "server.work_capacity_s: least possible total server work", "s", a.work_capacity),
-        ("kv", "server.kv_capacity_bytes: least possible total server KV", "B", a.kv_capacity),
-    ):
-        least = _least(columns, key)
+    for res in COUPLED:
+        least, cap, unit = _least(columns, res), float(a.limit(res)), res.unit
         if least > cap:
-            reasons.append(f"{what} {least:.6g} {unit} > capacity {cap:.6g} {unit} (short by {least - cap:.3g} {unit})")
+            reasons.append(
+                f"{res.limit_field}: least possible total {res.label} {least:.6g} {unit} > capacity {cap:.6g} {unit} "
+                f"(short by {least - cap:.3g} {unit})"
+            )
     return "; ".join(reasons) if reasons else None

@@ -10,8 +10,8 @@ Examples
 --------
 >>> proven_status(True, 10.0, 10.0 - 1e-9).value, proven_status(True, 10.0, 9.0).value
 ('optimal', 'feasible')
->>> proven_status(False, 10.0, 10.0).value, tighter("min_server_work", 3.0, 4.0)
-('feasible', 4.0)
+>>> proven_status(False, 10.0, 10.0).value
+'feasible'
 """
 
 from __future__ import annotations
@@ -34,14 +34,6 @@ def proven_status(backend_optimal: bool, objective: float | None, bound: float |
         return Status.NO_SOLUTION
     g = gap(objective, bound)
     return Status.OPTIMAL if backend_optimal and g is not None and g <= OPTIMAL_GAP else Status.FEASIBLE
-
-
-def tighter(objective: str, *bounds: float | None) -> float | None:
-    """The best of several proven bounds (largest for a minimum, smallest for a maximum)."""
-    known = [b for b in bounds if b is not None]
-    if not known:
-        return None
-    return max(known) if objective == "min_server_work" else min(known)
 
 
 def remaining(deadline: float | None) -> float | None:

@@ -34,12 +34,13 @@ from ortools.sat.python import cp_model
 
 from splitllm.errors import SplitLLMError
 from splitllm.formulations import cpsat as f4
-from splitllm.formulations.column import Columns, dp_columns, expand, picks_from_counts
+from splitllm.formulations.column import Columns, expand, picks_from_counts
+from splitllm.solvers.columns import dp_columns
 from splitllm.instance import Instance
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.capacity import JOINT_INFEASIBLE, dp_bound, explain_infeasible
-from splitllm.solvers.certify import finish, remaining, tighter
+from splitllm.solvers.certify import finish, remaining
 from splitllm.tolerances import OPTIMAL_GAP
 
 
@@ -169,7 +170,7 @@ def solve(
     form = Form(instance, columns, formulation == "compact", resolution, scale)
     dp = dp_bound(instance, columns)
     message = f"CP-SAT on the {formulation} model, resolution 1/{resolution} of each limit"
-    if instance.objective == "min_server_work":
+    if instance.objective.serves_all:
         reason = explain_infeasible(instance, columns)
         if reason is not None:
             return SolveResult("cpsat", Status.INFEASIBLE, message=reason, bound=float("inf"))
@@ -184,4 +185,4 @@ def solve(
                 return SolveResult("cpsat", Status.INFEASIBLE, message=f"{JOINT_INFEASIBLE} ({message})", bound=float("inf"))
             return SolveResult("cpsat", Status.NO_SOLUTION, message=f"{message}: the safely rounded model is infeasible, the relaxed one is not")
         return SolveResult("cpsat", Status.NO_SOLUTION, message=f"{message}: no solution within the time limit")
-    return finish(instance, "cpsat", found.x, found.a, optimal, tighter(instance.objective, bound, dp), message, info)
+    return finish(instance, "cpsat", found.x, found.a, optimal, instance.objective.tightest(bound, dp), message, info)

@@ -34,8 +34,8 @@ from splitllm.errors import SplitLLMError
 from splitllm.formulations import chain_graph
 from splitllm.instance import Arrays, Instance
 from splitllm.registry import register
+from splitllm.resources import BY_KEY
 from splitllm.result import SolveResult
-from splitllm.solvers.dp import request_limits
 from splitllm.solvers.per_request import RequestOutcome, solve_independently
 
 #: Largest table (cells per node) the DP will allocate; a finer grid is refused.
@@ -44,14 +44,15 @@ Rounding = Callable[[np.ndarray], np.ndarray]
 
 
 def _edge_resource(data: dict[str, float], name: str, steps: int) -> float:
-    return data["ttft"] + steps * data["tpot"] if name == "e2e" else data[name]
+    weight = chain_graph.edge_weight(BY_KEY[name], steps)
+    return data[weight] if isinstance(weight, str) else weight(None, None, data)
 
 
 def binding_limits(g: nx.DiGraph, limits: dict[str, float], steps: int) -> dict[str, float]:
     """The limits some placement breaks (the others need no grid axis)."""
     out = {}
     for name, limit in limits.items():
-        if not math.isfinite(limit) or (name == "tpot" and steps == 0):
+        if not math.isfinite(limit) or (BY_KEY[name].decode_only and steps == 0):
             continue
         if _longest(g, name, steps) > limit:
             out[name] = limit
@@ -83,10 +84,8 @@ def grid_dp(
     for node in order[1:]:
         table = np.full(cells, np.inf)
         for pred, _, data in g.in_edges(node, data=True):
-            used = _units(data, cell, steps, rounding)
-            if used is not None:
-                shifted = _shift(tables[pred], used)
-                np.minimum(table, shifted + data["work"], out=table)
+            shifted = _shift(tables[pred], _units(data, cell, steps, rounding))
+            np.minimum(table, shifted + data["work"], out=table)
         tables[node] = table
     sink = tables[chain_graph.SINK]
     if not np.isfinite(sink).any():
@@ -95,12 +94,16 @@ def grid_dp(
     return float(sink[index]), _backtrack(g, tables, cell, steps, rounding, tuple(int(i) for i in index))
 
 
-def _units(data: dict[str, float], cell: dict[str, float], steps: int, rounding: Rounding) -> tuple[int, ...] | None:
-    """Whole cells an edge uses on each axis (``None``: more than a whole axis)."""
+def _units(data: dict[str, float], cell: dict[str, float], steps: int, rounding: Rounding) -> tuple[int, ...]:
+    """Whole cells an edge uses on each axis. A cell of size 0 (a limit of 0) fits only
+    what costs nothing; counts are capped at :data:`MAX_CELLS` (past any axis's end)."""
     if not cell:
         return ()
-    raw = np.array([_edge_resource(data, name, steps) / size for name, size in cell.items()])
-    return tuple(int(u) for u in rounding(raw))
+    values = np.array([_edge_resource(data, name, steps) for name in cell])
+    sizes = np.array(list(cell.values()))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.where(values > 0, values / sizes, 0.0)
+    return tuple(int(u) for u in np.minimum(rounding(raw), MAX_CELLS))
 
 
 def _shift(table: np.ndarray, used: tuple[int, ...]) -> np.ndarray:
@@ -137,7 +140,7 @@ def _backtrack(
 def solve_request(arrays: Arrays, r: int, grid_step: float = 0.01, bound: bool = True) -> RequestOutcome:
     """The grid DP for request ``r``, with the rounded-down pass as a proof when ``bound``."""
     g = chain_graph.build(arrays, r)
-    limits = request_limits(arrays, r)
+    limits = {key: float(limit) for key, limit in arrays.request_limits(r).items()}
     steps = int(arrays.output_tokens[r]) - 1
     work, path = grid_dp(g, limits, steps, grid_step, np.ceil)
     lower = grid_dp(g, limits, steps, grid_step, np.floor)[0] if bound else None

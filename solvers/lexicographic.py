@@ -56,7 +56,7 @@ def compact_solution(instance: Instance, h: dict[str, Any]) -> Solution:
     """Placements and admitted flags from F2/F3 (per request) variable values."""
     n_req, n_blk = instance.n_requests, instance.n_blocks
     placements = np.array([[(pulp.value(h["x"][r, b]) or 0) > 0.5 for b in range(n_blk)] for r in range(n_req)], dtype=bool)
-    if instance.objective == "min_server_work":  # a[r] is fixed to 1 (and may be in no row)
+    if instance.objective.serves_all:  # a[r] is fixed to 1 (and may be in no row)
         admitted = np.ones(n_req, dtype=bool)
     else:
         admitted = np.array([(pulp.value(h["a"][r]) or 0) > 0.5 for r in range(n_req)], dtype=bool)
@@ -82,7 +82,7 @@ def solve_lexicographic(
     if first.objective is None:
         return LexOutcome(first.status, None, None, None, False, first.message, info)
     placements, admitted = extract(instance, h)
-    if instance.objective == "min_server_work":
+    if instance.objective.serves_all:
         optimal = first.status == Status.OPTIMAL
         return LexOutcome(first.status, placements, admitted, _in_seconds(first, h["work_unit"]), optimal, first.message, info)
     return _second_phase(instance, problem, h, backend, deadline, extract, first, (placements, admitted), threads)

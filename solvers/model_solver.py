@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 import pulp
 
-from splitllm.formulations.column import Columns, dp_columns, expand
+from splitllm.formulations.column import Columns, expand
+from splitllm.solvers.columns import dp_columns
 from splitllm.instance import Instance
+from splitllm.resources import COUPLED
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.capacity import JOINT_INFEASIBLE, dp_bound, explain_infeasible
-from splitllm.solvers.certify import finish, tighter
+from splitllm.solvers.certify import finish
 from splitllm.solvers.lexicographic import Extract, solve_lexicographic
 
 Build = Callable[[Instance, Columns], tuple[pulp.LpProblem, dict[str, Any]]]
@@ -37,23 +39,19 @@ def least_work_picks(instance: Instance, columns: Columns) -> np.ndarray:
     """Each request's least-work column (columns are sorted by work), -1 when it has none
     or, under ``max_admitted``, when its weight is 0 (admitting it only adds work)."""
     has = np.array([c.work.size > 0 for c in columns.per_type])[columns.type_of]
-    if instance.objective == "max_admitted":
+    if instance.objective.maximize:
         has &= instance.arrays.weight > 0
     return np.where(has, 0, -1).astype(np.int64)
 
 
 def _fits(instance: Instance, columns: Columns, picks: np.ndarray) -> bool:
-    work, kv = _totals(columns, picks)
-    return bool(work <= instance.arrays.work_capacity and kv <= instance.arrays.kv_capacity)
-
-
-def _totals(columns: Columns, picks: np.ndarray) -> tuple[float, float]:
-    work = kv = 0.0
+    """Whether the columns ``picks`` chooses keep every coupled resource within its capacity."""
+    totals = dict.fromkeys((res.key for res in COUPLED), 0.0)
     for t, cols in enumerate(columns.per_type):
         chosen = picks[(columns.type_of == t) & (picks >= 0)]
-        work += float(cols.work[chosen].sum())
-        kv += float(cols.kv[chosen].sum())
-    return work, kv
+        for key in totals:
+            totals[key] += float(cols.usage[key][chosen].sum())
+    return all(totals[res.key] <= instance.arrays.limit(res) for res in COUPLED)
 
 
 def solve_with_model(
@@ -73,7 +71,7 @@ def solve_with_model(
         return SolveResult(name, Status.NO_SOLUTION, message="time limit reached while computing the DP columns")
     info: dict[str, Any] = {"distinct_requests": len(columns.per_type), "columns": int(sum(c.work.size for c in columns.per_type))}
     dp = dp_bound(instance, columns)
-    if instance.objective == "min_server_work":
+    if instance.objective.serves_all:
         reason = explain_infeasible(instance, columns)
         if reason is not None:
             return SolveResult(name, Status.INFEASIBLE, message=reason, bound=float("inf"), info=info)
@@ -86,16 +84,16 @@ def solve_with_model(
     info.update(out.info)
     if out.placements is None or out.admitted is None:
         return _no_solution(instance, name, columns, out.status, out.message, info)
-    bound = tighter(instance.objective, out.bound, dp)
+    bound = instance.objective.tightest(out.bound, dp)
     return finish(instance, name, out.placements, out.admitted, out.backend_optimal, bound, out.message, info)
 
 
 def _no_solution(instance: Instance, name: str, columns: Columns, status: Status, message: str, info: dict[str, Any]) -> SolveResult:
     if status != Status.INFEASIBLE:
         return SolveResult(name, status if status != Status.FEASIBLE else Status.NO_SOLUTION, message=message, info=info)
-    if instance.objective == "max_admitted":
+    if instance.objective.maximize:
         return SolveResult(name, Status.ERROR, message=f"{message}, but rejecting every request is always feasible", info=info)
     a = instance.arrays
-    if not (np.isfinite(a.work_capacity) and np.isfinite(a.kv_capacity)):
+    if not all(np.isfinite(a.limit(res)) for res in COUPLED):
         return SolveResult(name, Status.NO_SOLUTION, message=f"{message}, but the DP proves the instance feasible: not believed", info=info)
     return SolveResult(name, Status.INFEASIBLE, message=f"{JOINT_INFEASIBLE} ({message})", bound=float("inf"), info=info)

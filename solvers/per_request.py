@@ -99,7 +99,7 @@ def combine(instance: Instance, name: str, outcomes: list[RequestOutcome]) -> So
         "request_work": [o.work for o in outcomes],
         "request_bound": [o.bound for o in outcomes],
     }
-    if instance.objective == "max_admitted":
+    if instance.objective.maximize:
         weight = instance.arrays.weight
         admitted = found & (weight > 0)
         bound = float(weight[[o.status != "infeasible" for o in outcomes]].sum())

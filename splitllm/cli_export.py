@@ -1,6 +1,6 @@
 """``splitllm export``: write F2 (compact) or F3 (column) as an MPS or LP file.
 
-The file holds the model as built (DESIGN §4), in the scaled units of
+The file holds the model as built (docs/formulations.md), in the scaled units of
 :mod:`splitllm.formulations.units`: rows divided by their limits and capacities, the
 objective in work units (mean all-server work of one request) under ``min_server_work``
 and admitted weight (phase 1 of the lexicographic pair) under ``max_admitted``. MPS files
@@ -21,12 +21,13 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> 
     """Build ``formulation`` for the instance at ``instance_path`` and write it to ``out``."""
     from splitllm.formulations import column, compact
     from splitllm.instance import load_instance
+    from splitllm.solvers.columns import dp_columns
 
     inst = load_instance(instance_path)
     if formulation == "compact":
         problem, _ = compact.build(inst)
     else:
-        columns = column.dp_columns(inst)
+        columns = dp_columns(inst)
         assert columns is not None  # no deadline
         problem, _ = column.build(inst, columns)
     with atomic_path(out, suffix=f".{fmt}") as tmp:

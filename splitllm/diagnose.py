@@ -11,22 +11,29 @@ import networkx as nx
 
 from splitllm.formulations import chain_graph
 from splitllm.instance import Arrays
+from splitllm.resources import REQUEST_LIMITS, Resource
 
 
-def best_achievable(arrays: Arrays, r: int) -> dict[str, float]:
-    """Lowest TTFT, TPOT, E2E and client memory that some placement of request ``r`` reaches."""
+def best_achievable(arrays: Arrays, r: int) -> dict[Resource, float]:
+    """Lowest value of each per-request limit's figure that some placement of request
+    ``r`` reaches, each alone (a shortest path on F1)."""
     g = chain_graph.build(arrays, r)
     steps = int(arrays.output_tokens[r]) - 1
 
-    def shortest(weight: str | object) -> float:
+    def shortest(res: Resource) -> float:
+        if res.decode_only and steps == 0:
+            return 0.0
+        weight = res.key if res.on_edges else chain_graph.edge_weight(res, steps)
         return float(nx.shortest_path_length(g, chain_graph.SRC, chain_graph.SINK, weight=weight))  # type: ignore[arg-type]
 
-    return {
-        "ttft_s": shortest("ttft"),
-        "tpot_s": shortest("tpot") if steps > 0 else 0.0,
-        "e2e_s": shortest(lambda u, v, d: d["ttft"] + steps * d["tpot"]),
-        "memory_bytes": shortest("client_mem"),
-    }
+    return {res: shortest(res) for res in REQUEST_LIMITS}
+
+
+def request_limits(arrays: Arrays, r: int) -> dict[Resource, float]:
+    """The limits of request ``r`` (``inf`` = none; TPOT is none when ``o = 1``)."""
+    steps = int(arrays.output_tokens[r]) - 1
+    limits = arrays.request_limits(r)
+    return {res: float("inf") if res.decode_only and steps == 0 else float(limits[res.key]) for res in REQUEST_LIMITS}
 
 
 def explain_infeasible(arrays: Arrays, r: int) -> str:
@@ -41,24 +48,17 @@ def explain_infeasible(arrays: Arrays, r: int) -> str:
     >>> explain_infeasible(tight, 0)
     'ttft_s: best achievable 0.3105 s > SLO 0.1 s (misses by 0.2105 s, 210.5%)'
     """
-    limits = {
-        "ttft_s": arrays.ttft_limit[r],
-        "tpot_s": arrays.tpot_limit[r] if arrays.output_tokens[r] > 1 else float("inf"),
-        "e2e_s": arrays.e2e_limit[r],
-        "memory_bytes": arrays.mem_limit[r],
-    }
+    limits = request_limits(arrays, r)
     best = best_achievable(arrays, r)
     misses = []
-    for name, limit in limits.items():
-        if best[name] > limit:
-            unit, what = ("B", "limit") if name == "memory_bytes" else ("s", "SLO")
-            label = "client memory" if name == "memory_bytes" else name
-            pct = f", {100 * (best[name] - limit) / limit:.1f}%" if limit > 0 else ""
+    for res, limit in limits.items():
+        if best[res] > limit:
+            pct = f", {100 * (best[res] - limit) / limit:.4g}%" if limit > 0 else ""
             misses.append(
-                f"{label}: best achievable {best[name]:.6g} {unit} > {what} {limit:.6g} {unit} "
-                f"(misses by {best[name] - limit:.4g} {unit}{pct})"
+                f"{res.label}: best achievable {best[res]:.6g} {res.unit} > {res.limit_word} {limit:.6g} {res.unit} "
+                f"(misses by {best[res] - limit:.4g} {res.unit}{pct})"
             )
     if misses:
         return "; ".join(misses)
-    bounded = [name for name, limit in limits.items() if limit != float("inf")]
+    bounded = [res.limit_name for res, limit in limits.items() if limit != float("inf")]
     return f"no placement meets {', '.join(bounded)} together (each alone is achievable)"

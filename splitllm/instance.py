@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,9 +27,9 @@ from numpy.typing import NDArray
 from splitllm.errors import InputError, InputErrors
 from splitllm.jsonio import read_json
 from splitllm.profiles import Profile, parse_profile
+from splitllm.resources import COUPLED, REQUEST_LIMITS, Objective, Resource
 from splitllm.schema_check import schema_errors
 
-Objective = Literal["min_server_work", "max_admitted"]
 COST_KEYS = ("server_prefill_s", "server_decode_s", "client_prefill_s", "client_decode_s")
 Array = NDArray[np.float64]
 
@@ -101,7 +101,7 @@ class Arrays:
     ttft_limit: Array
     tpot_limit: Array
     e2e_limit: Array
-    mem_limit: Array
+    client_mem_limit: Array
     prompt_up: Array
     act_up_prefill: Array
     act_down_prefill: Array
@@ -112,6 +112,19 @@ class Arrays:
     token_down_decode: Array
     work_capacity: float
     kv_capacity: float
+
+    def limit(self, resource: Resource) -> Array | float:
+        """The limit on ``resource``: one per request, or the server's capacity (``inf`` = none)."""
+        return getattr(self, resource.limit_attr)  # type: ignore[no-any-return]
+
+    def request_limits(self, r: int | NDArray[np.int64]) -> dict[str, Array | float]:
+        """Every per-request limit of request ``r`` (or of each request of an array), by
+        resource key; ``inf`` where the instance sets none."""
+        return {res.key: self.limit(res)[r] for res in REQUEST_LIMITS}  # type: ignore[index]
+
+    def usage(self, resource: Resource) -> Array:
+        """Per-block use (requests x blocks) of a coupled resource by a block on the server."""
+        return getattr(self, resource.key)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +141,9 @@ class Instance:
     arrays: Arrays
     source: dict[str, Any] = field(repr=False, default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objective", Objective(self.objective))  # also from a plain string
+
     @property
     def n_requests(self) -> int:
         return len(self.requests)
@@ -139,7 +155,7 @@ class Instance:
     @property
     def coupled(self) -> bool:
         """True when requests share a finite server capacity."""
-        return bool(np.isfinite(self.arrays.work_capacity) or np.isfinite(self.arrays.kv_capacity))
+        return any(np.isfinite(self.arrays.limit(res)) for res in COUPLED)
 
 
 def transfer_time(n_bytes: Array | float, bytes_per_s: Array | float, rtt_s: Array | float) -> Array:
@@ -171,7 +187,7 @@ def parse_instance(data: Any) -> Instance:
     arrays = _compile(model, server, clients, requests, profiles)
     return Instance(
         name=str(data.get("name", "")),
-        objective=data["objective"],
+        objective=Objective(data["objective"]),
         model=model,
         server=server,
         clients=clients,
@@ -257,6 +273,8 @@ def _profile_costs(
         kind_prefill = curves.prefill.value(prompt)
         kind_decode = curves.decode_mean(prompt, output)
         for values, what in ((kind_prefill, "prefill"), (kind_decode, "decode")):
+            if not np.all(np.isfinite(values)):
+                raise InputError(f"devices.{device}.kinds.{kind}.{what}", "gives a non-finite cost for the token counts of this instance")
             if np.any(values < 0):
                 raise InputError(
                     f"devices.{device}.kinds.{kind}.{what}",
@@ -321,7 +339,7 @@ def _compile(
         ttft_limit=slo("ttft_s"),
         tpot_limit=slo("tpot_s"),
         e2e_limit=slo("e2e_s"),
-        mem_limit=np.array([c.memory_bytes for c in client_of], dtype=float),
+        client_mem_limit=np.array([c.memory_bytes for c in client_of], dtype=float),
         prompt_up=transfer_time(prompt * tok, up, rtt),
         act_up_prefill=transfer_time(prompt * act, up, rtt),
         act_down_prefill=transfer_time(prompt * act, down, rtt),

@@ -21,9 +21,7 @@ from splitllm.errors import SolverUnavailable
 from splitllm.evaluator import evaluate
 from splitllm.instance import Instance
 from splitllm.result import SolveResult, Status
-
-#: Relative tolerance between a solver's own objective and the evaluator's.
-OBJECTIVE_RTOL = 1e-6
+from splitllm.tolerances import FIGURE_RTOL
 
 SolverFunction = Callable[..., SolveResult]
 
@@ -97,9 +95,10 @@ def verify(instance: Instance, result: SolveResult) -> SolveResult:
     claimed = result.objective
     true_objective = evaluation.objective(instance.objective)
     problems = list(evaluation.violations)
-    if claimed is not None and abs(claimed - true_objective) > OBJECTIVE_RTOL * max(1.0, abs(true_objective)):
+    slack = FIGURE_RTOL * max(1.0, abs(true_objective))
+    if claimed is not None and not abs(claimed - true_objective) <= slack:
         problems.append(f"objective: solver said {claimed:.9g}, evaluator finds {true_objective:.9g}")
-    if result.bound is not None and _bound_violated(instance.objective, true_objective, result.bound):
+    if result.bound is not None and not instance.objective.bound_holds(true_objective, result.bound, slack):
         problems.append(f"bound: {result.bound:.9g} is not a valid bound for objective {true_objective:.9g}")
     if problems:
         result.status = Status.ERROR
@@ -108,7 +107,3 @@ def verify(instance: Instance, result: SolveResult) -> SolveResult:
         result.objective = true_objective
     return result
 
-
-def _bound_violated(objective: str, value: float, bound: float) -> bool:
-    slack = OBJECTIVE_RTOL * max(1.0, abs(value))
-    return bool(bound > value + slack) if objective == "min_server_work" else bool(bound < value - slack)

@@ -1,4 +1,4 @@
-"""Solution files (DESIGN §5): writing them, and checking any solution file."""
+"""Solution files (docs/formats.md): writing them, and checking any solution file."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from splitllm.errors import InputError
 from splitllm.evaluator import evaluate
 from splitllm.instance import Instance
 from splitllm.jsonio import read_json, write_json
+from splitllm.resources import COUPLED, RESOURCES
 from splitllm.result import SolveResult
+from splitllm.tolerances import FIGURE_RTOL
 
 SOLUTION_FORMAT = "splitllm/solution"
-#: Relative tolerance for a figure stated in a solution file against the evaluator's.
-FIGURE_RTOL = 1e-6
 
 
 def _num(value: float | None) -> float | None:
@@ -37,24 +37,13 @@ def to_json(instance: Instance, result: SolveResult) -> dict[str, Any]:
         admitted = evaluation is not None and bool(evaluation.admitted[i])
         entry: dict[str, Any] = {"id": request.id, "admitted": admitted, "placement": None}
         if admitted and result.placements is not None and evaluation is not None:
-            m = evaluation.metrics
-            entry.update(
-                placement=placement_string(result.placements[i]),
-                ttft_s=_num(m.ttft[i]),
-                tpot_s=_num(m.tpot[i]),
-                e2e_s=_num(m.e2e[i]),
-                server_work_s=_num(m.work[i]),
-                server_kv_bytes=_num(m.kv[i]),
-                client_mem_bytes=_num(m.client_mem[i]),
-            )
+            entry["placement"] = placement_string(result.placements[i])
+            entry.update({res.figure: _num(evaluation.metrics.of(res)[i]) for res in RESOURCES})
         requests.append(entry)
     totals = None
     if evaluation is not None:
-        totals = {
-            "admitted_weight": evaluation.admitted_weight,
-            "server_work_s": evaluation.server_work,
-            "server_kv_bytes": evaluation.server_kv,
-        }
+        totals = {"admitted_weight": evaluation.admitted_weight}
+        totals.update({res.figure: evaluation.totals[res.key] for res in COUPLED})
     return {
         "format": SOLUTION_FORMAT,
         "version": 1,
@@ -80,7 +69,7 @@ def check_solution(instance: Instance, data: Any) -> list[str]:
     """Re-evaluate a parsed solution file; return every problem found (empty = valid).
 
     Checks the format, that each request is listed in instance order, every constraint
-    of DESIGN §1, and every stated figure against the evaluator (relative 1e-6).
+    of the cost model, and every stated figure against the evaluator (relative 1e-6).
     """
     if not isinstance(data, dict) or data.get("format") != SOLUTION_FORMAT:
         raise InputError("format", f"must be {SOLUTION_FORMAT!r}")
@@ -100,19 +89,14 @@ def check_solution(instance: Instance, data: Any) -> list[str]:
             placements[i] = [ch == "S" for ch in placement]
     evaluation = evaluate(instance, placements, admitted)
     problems = list(evaluation.violations)
-    m = evaluation.metrics
-    stated = {
-        "ttft_s": m.ttft, "tpot_s": m.tpot, "e2e_s": m.e2e,
-        "server_work_s": m.work, "server_kv_bytes": m.kv, "client_mem_bytes": m.client_mem,
-    }
     for i, entry in enumerate(entries):
         if not admitted[i]:
             continue
-        for key, values in stated.items():
-            problems += _misstated(f"requests[{i}].{key}", entry.get(key), float(values[i]))
+        for res in RESOURCES:
+            problems += _misstated(f"requests[{i}].{res.figure}", entry.get(res.figure), float(evaluation.metrics.of(res)[i]))
     totals = data.get("totals") or {}
-    problems += _misstated("totals.server_work_s", totals.get("server_work_s"), evaluation.server_work)
-    problems += _misstated("totals.server_kv_bytes", totals.get("server_kv_bytes"), evaluation.server_kv)
+    for res in COUPLED:
+        problems += _misstated(f"totals.{res.figure}", totals.get(res.figure), evaluation.totals[res.key])
     problems += _misstated("totals.admitted_weight", totals.get("admitted_weight"), evaluation.admitted_weight)
     if data.get("status") in ("optimal", "feasible"):
         problems += _misstated("objective", data.get("objective"), evaluation.objective(instance.objective))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from splitllm.bench.synthetic import explicit_instance, explicit_request
-from splitllm.formulations.column import dp_columns
+from splitllm.solvers.columns import dp_columns
 from splitllm.instance import Instance, parse_instance
 
 

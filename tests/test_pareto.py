@@ -11,7 +11,8 @@ from factories import random_instance
 from splitllm.evaluator import feasible_mask, request_metrics
 from splitllm.formulations import chain_graph
 from splitllm.solvers.brute import all_placements
-from splitllm.solvers.dp import _pareto_rows, pareto_search
+from splitllm.solvers.dp import pareto_search
+from splitllm.solvers.pareto import pareto_rows as _pareto_rows
 
 
 def _front(points: np.ndarray) -> set[tuple[float, float]]:
