@@ -23,7 +23,7 @@ bound at the source it is optimal and no label pass is needed.
 
 The DP works on F1's edge costs in layered array form, ``cost[b, from_side, to_side]``
 (:func:`splitllm.formulations.chain_graph.edge_costs`); :func:`label_dp` runs it on a
-networkx F1 graph. With ``keep_kv=True`` (the columns of F3) it keeps every
+networkx F1 graph. With ``keep_coupled=True`` (the columns of F3) it keeps every
 Pareto-optimal feasible placement in (work, kv) and uses no incumbent.
 
 Examples
@@ -47,14 +47,14 @@ from splitllm.instance import Arrays, Instance
 from splitllm.registry import register
 from splitllm.result import SolveResult
 from splitllm.solvers.dp_bounds import BudgetBound, Lagrangian, budget_bounds, lagrangian, lagrangian_paths, to_sink
-from splitllm.solvers.dp_costs import KV, SLOTS, WORK, Array, feasible, graph_costs, limit_vector, path_values, request_costs
+from splitllm.solvers.dp_costs import COUPLED_SLOTS, SLOTS, WORK, Array, feasible, graph_costs, limit_vector, path_values, request_costs
 from splitllm.solvers.dp_labels import BEAM_WIDTH, Label, LabelSearch, Pruning, label_pass
 from splitllm.solvers.per_request import RequestOutcome, solve_independently
 from splitllm.tolerances import INCUMBENT_RTOL
 
 
 def label_dp(
-    g: nx.DiGraph, limits: dict[str, float], output_tokens: int, incumbent: float = math.inf, keep_kv: bool = False
+    g: nx.DiGraph, limits: dict[str, float], output_tokens: int, incumbent: float = math.inf, keep_coupled: bool = False
 ) -> LabelSearch:
     """Resource-constrained shortest path (least server work) over an F1 graph.
 
@@ -73,16 +73,16 @@ def label_dp(
     """
     steps = output_tokens - 1
     cost, sink = graph_costs(g, steps)
-    return _search(cost, sink, limit_vector(limits, steps), incumbent, keep_kv)
+    return _search(cost, sink, limit_vector(limits, steps), incumbent, keep_coupled)
 
 
-def search_request(arrays: Arrays, r: int, incumbent: float = math.inf, keep_kv: bool = False) -> LabelSearch:
+def search_request(arrays: Arrays, r: int, incumbent: float = math.inf, keep_coupled: bool = False) -> LabelSearch:
     """:func:`label_dp` for request ``r`` straight from the compiled arrays."""
-    return _search(*request_costs(arrays, r), incumbent, keep_kv)
+    return _search(*request_costs(arrays, r), incumbent, keep_coupled)
 
 
 def pareto_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
-    """``search_request(arrays, r, keep_kv=True)`` for every ``r`` in ``rows``, in one
+    """``search_request(arrays, r, keep_coupled=True)`` for every ``r`` in ``rows``, in one
     label pass over the whole batch: numpy's per-call cost is paid once per block instead
     of once per block and request (measured in bench/README-scale.md).
 
@@ -98,7 +98,7 @@ def pareto_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
 
 
 def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[LabelSearch]:
-    """The ``keep_kv`` label pass over a batch (``cost[b, r, from, to, slot]``,
+    """The ``keep_coupled`` label pass over a batch (``cost[b, r, from, to, slot]``,
     ``sink[r, anchor, side, slot]``, ``limit[r, slot]``). No incumbent prunes here, so
     the budget and Lagrangian bounds would only repeat the remaining-minimum test.
 
@@ -106,11 +106,11 @@ def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[Labe
     no server work and no KV, so it alone is the Pareto set.
     """
     all_client = cost[:, :, 0, 0].sum(axis=0) + sink[:, 0, 0]  # [r, slot]
-    local = feasible(all_client, limit) & (all_client[:, WORK] == 0) & (all_client[:, KV] == 0)
+    local = feasible(all_client, limit) & np.all(all_client[:, COUPLED_SLOTS] == 0, axis=1)
     rest = np.flatnonzero(~local)
     low = to_sink(cost[:, rest], sink[rest], np.minimum)
     high = to_sink(cost[:, rest], sink[rest], np.maximum)
-    searched = iter(label_pass(cost[:, rest], sink[rest], limit[rest], low, high, math.inf, None, [], keep_kv=True))
+    searched = iter(label_pass(cost[:, rest], sink[rest], limit[rest], low, high, math.inf, None, [], keep_coupled=True))
     nothing_on_server = np.zeros(cost.shape[0], dtype=bool)
     results = []
     for is_local, values in zip(local, all_client):
@@ -119,9 +119,9 @@ def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[Labe
     return results
 
 
-def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, keep_kv: bool) -> LabelSearch:
+def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, keep_coupled: bool) -> LabelSearch:
     """The search of one request (``cost[b, from, to, slot]``, ``limit[slot]``)."""
-    if keep_kv:
+    if keep_coupled:
         return _pareto_batch(cost[:, None], sink[None], limit[None])[0]
     low = to_sink(cost, sink, np.minimum)
     high = to_sink(cost, sink, np.maximum)
@@ -144,7 +144,7 @@ def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, 
     heuristics = (
         lambda: _relaxed_incumbent(cost, sink, limit, budgets),
         lambda: _guided_walk(cost, sink, limit, low, Pruning(limit[None], math.inf, lag, budgets, False, None)),
-        lambda: label_pass(*batch, incumbent, lag, budgets, keep_kv=False, beam=BEAM_WIDTH)[0].best,
+        lambda: label_pass(*batch, incumbent, lag, budgets, keep_coupled=False, beam=BEAM_WIDTH)[0].best,
     )
     for heuristic in heuristics:
         found = heuristic()
@@ -152,7 +152,7 @@ def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, 
             incumbent, incumbent_label = found.values[WORK], found
         if incumbent <= source_bound:
             return LabelSearch(incumbent_label, [incumbent_label], 0)  # type: ignore[list-item]
-    search = label_pass(*batch, incumbent, lag, budgets, keep_kv=False)[0]
+    search = label_pass(*batch, incumbent, lag, budgets, keep_coupled=False)[0]
     best = search.best if search.best is not None else incumbent_label
     return LabelSearch(best, [best] if best else [], search.labels_created)
 

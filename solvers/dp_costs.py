@@ -16,10 +16,13 @@ from numpy.typing import NDArray
 
 from splitllm.formulations import chain_graph
 from splitllm.instance import Arrays
-from splitllm.resources import E2E, REQUEST_LIMITS, RESOURCES, SLOT
+from splitllm.resources import COUPLED, E2E, REQUEST_LIMITS, RESOURCES, SLOT
 from splitllm.tolerances import FEASIBILITY_RTOL
 
 WORK, KV = SLOT["work"], SLOT["kv"]
+#: The coupled resources' slots, and those of them traded against work in Pareto sets.
+COUPLED_SLOTS = [SLOT[res.key] for res in COUPLED]
+TRADED = [slot for slot in COUPLED_SLOTS if slot != WORK]
 #: The slots held to a per-request limit.
 LIMITED = [SLOT[res.key] for res in REQUEST_LIMITS]
 SLOTS = len(RESOURCES)

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.solvers.dp_bounds import BudgetBound, Lagrangian
-from splitllm.solvers.dp_costs import KV, LIMITED, SLOTS, WORK, Array, feasible
+from splitllm.solvers.dp_costs import COUPLED_SLOTS, LIMITED, SLOTS, TRADED, WORK, Array, feasible
 from splitllm.solvers.pareto import best_per_node, pareto_rows
 from splitllm.tolerances import FEASIBILITY_RTOL, INCUMBENT_RTOL
 
@@ -61,7 +61,7 @@ def label_pass(
     incumbent: float,
     lag: Lagrangian | None,
     budgets: list[BudgetBound],
-    keep_kv: bool,
+    keep_coupled: bool,
     beam: int | None = None,
 ) -> list[LabelSearch]:
     """The label pass over a batch of requests, one block (all four F1 nodes of each
@@ -76,7 +76,7 @@ def label_pass(
     """
     n_blocks, n_requests = cost.shape[:2]
     cutoff = incumbent - INCUMBENT_RTOL * abs(incumbent) if math.isfinite(incumbent) else math.inf
-    prune = Pruning(limit, cutoff, lag, budgets, keep_kv, beam)
+    prune = Pruning(limit, cutoff, lag, budgets, keep_coupled, beam)
     request, anchor = np.divmod(np.arange(2 * n_requests), 2)
     layer = Layer(cost[0, request, 0, anchor], 4 * request + 3 * anchor, np.zeros(2 * n_requests, np.int64))
     layers = [layer]
@@ -92,10 +92,10 @@ def label_pass(
         layers.append(layer)
     final = layer.values + sink.reshape(-1, SLOTS)[layer.node]
     request = layer.node // 4
-    rows = np.nonzero(feasible(final, limit[request]) & ((final[:, WORK] < cutoff) | keep_kv))[0]
-    key = np.zeros((rows.size, 2))
-    key[:, 0] = final[rows, WORK]
-    key[:, 1] = final[rows, KV] if keep_kv else 0.0
+    rows = np.nonzero(feasible(final, limit[request]) & ((final[:, WORK] < cutoff) | keep_coupled))[0]
+    key = final[rows][:, [WORK] + TRADED]
+    if not keep_coupled:  # only work counts
+        key[:, 1:] = 0.0
     rows = rows[pareto_rows(key, request[rows])]
     per_request: list[list[Label]] = [[] for _ in range(n_requests)]
     for row, placement in zip(rows, _backtrack(layers, rows)):
@@ -115,7 +115,7 @@ class Pruning:
     cutoff: float
     lag: Lagrangian | None
     budgets: list[BudgetBound]
-    keep_kv: bool
+    keep_coupled: bool
     beam: int | None
 
     @functools.cached_property
@@ -147,14 +147,14 @@ class Pruning:
         v = values[idx]
         key = np.where(v + high[node[idx]] > self.limit[node[idx] // 4], v, -np.inf)  # limits that can still bind
         key[:, WORK] = v[:, WORK]
-        key[:, KV] = v[:, KV] if self.keep_kv else 0.0
+        key[:, TRADED] = v[:, TRADED] if self.keep_coupled else 0.0
         return idx[pareto_rows(key, node[idx])]
 
     def _lagrangian_bound(self, b: int, values: np.ndarray, node: np.ndarray) -> np.ndarray:
         """Least work of any feasible completion, by the Lagrangian bound of each multiplier."""
         assert self.lag is not None and len(self.limit) == 1  # multipliers of one request
         lam = self.lag.lam.copy()
-        lam[:, [WORK, KV]] = 0.0
+        lam[:, COUPLED_SLOTS] = 0.0
         finite_limit = np.where(np.isfinite(self.limit[0]), self.limit[0], 0.0)
         rest = self.lag.bound[b].reshape(4, -1)[node]
         return (values[:, [WORK]] + rest + (values - finite_limit) @ lam.T).max(axis=1)  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""The evaluator against figures worked out by hand for every crossing case (DESIGN §1)."""
+"""The evaluator against figures worked out by hand for every crossing case (docs/cost-model.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from splitllm.evaluator import evaluate, request_metrics
+from splitllm.evaluator import evaluate, feasible_mask, request_metrics
 from splitllm.instance import parse_instance
 
 # act 10 B/token, token 2 B; uplink 100 B/s, downlink 200 B/s, rtt 0.2 s (0.1 s per way);
@@ -108,3 +108,38 @@ def test_capacity_violation_is_reported() -> None:
     data["server"] = {"work_capacity_s": 1.0}
     ev = evaluate(parse_instance(data), np.array([[True, True, True]]), np.array([True]))
     assert any(v.startswith("server.work_capacity_s") for v in ev.violations)
+
+
+
+CROSSINGS = ("prompt_up", "act_up_prefill", "act_down_prefill", "first_token_down",
+             "act_up_decode", "act_down_decode", "token_up_decode", "token_down_decode")
+
+
+def _all_placements(n_blocks: int) -> np.ndarray:
+    codes = np.arange(1 << n_blocks)
+    return ((codes[:, None] >> np.arange(n_blocks)) & 1).astype(bool)
+
+
+@pytest.mark.parametrize("field", CROSSINGS)
+@pytest.mark.parametrize("bad", [math.inf, math.nan])
+def test_a_non_finite_crossing_fails_exactly_the_placements_that_use_it(field: str, bad: float) -> None:
+    """An unusable link (a crossing time of inf, or NaN) breaks every placement that
+    crosses it and no other: inf * 0 never becomes a NaN that passes a limit."""
+    import dataclasses
+
+    arrays = parse_instance(hand_instance()).arrays
+    generous = {name: np.full(1, 1e6) for name in ("ttft_limit", "tpot_limit", "e2e_limit")}
+    arrays = dataclasses.replace(arrays, **generous)
+    x = _all_placements(arrays.work.shape[1])
+    rows = np.zeros(len(x), dtype=np.int64)
+    base = request_metrics(arrays, rows, x)
+    slower = request_metrics(dataclasses.replace(arrays, **{field: getattr(arrays, field) + 1.0}), rows, x)
+    uses = ~np.isclose(base.e2e, slower.e2e)
+    assert uses.any() and not uses.all()  # the case tells the two kinds apart
+    broken = dataclasses.replace(arrays, **{field: np.full(1, bad)})
+    figures = request_metrics(broken, rows, x)
+    ok = feasible_mask(broken, rows, figures)
+    assert ok.tolist() == (~uses).tolist()
+    for name in ("ttft", "e2e", "work", "kv", "client_mem"):  # the others' figures are untouched
+        assert getattr(figures, name)[~uses].tolist() == pytest.approx(getattr(base, name)[~uses].tolist()), name
+    assert feasible_mask(arrays, rows, base).all()
