@@ -1,7 +1,7 @@
 """The units the MILP and CP-SAT models work in, derived from the data.
 
 Seconds of ~1e-4 beside bytes of ~1e9 in one model make MILP solvers misjudge
-feasibility and optimality (the prototype of issue 3 saw CBC and HiGHS call answers
+feasibility and optimality (an unscaled prototype saw CBC and HiGHS call answers
 1-3% above the optimum "Optimal"). So every model row is divided by its own limit
 (right-hand side 1, see :attr:`splitllm.formulations.request_rows.LinearRow.scale`), the
 coupling rows by their capacities, and the objective by :func:`work_unit`, the mean

@@ -1,4 +1,4 @@
-"""Solvers (DESIGN §5). Importing this package registers every solver."""
+"""Solvers (listed by ``splitllm solvers``). Importing this package registers every solver."""
 
 from splitllm.solvers import baselines, brute, dp, dp_grid  # noqa: F401
 from splitllm.solvers import colmilp, cpsat, decomp, milp  # noqa: F401

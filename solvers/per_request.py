@@ -2,7 +2,7 @@
 
 Without shared server capacity the requests are independent: a solver for one request
 (:data:`RequestSolver`) is all it takes. Identical requests (same compiled rows) are
-solved once. The combination follows DESIGN §1: under ``min_server_work`` every request
+solved once. The combination follows the objectives: under ``min_server_work`` every request
 must be served; under ``max_admitted`` a request is admitted when it has a placement and
 a positive weight (admitting a weight-0 request could only add server work).
 """

@@ -1,7 +1,7 @@
 """splitllm: decide, per LLM request, which model blocks run on the client and which on the server.
 
 The core: :mod:`splitllm.instance` (files and compiled arrays), :mod:`splitllm.evaluator`
-(DESIGN §1's formulas), :mod:`splitllm.registry` (every solver, verified), and the CLI.
+(the cost model's formulas), :mod:`splitllm.registry` (every solver, verified), and the CLI.
 """
 
 from splitllm.errors import InputError, SplitLLMError

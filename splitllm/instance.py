@@ -1,4 +1,4 @@
-"""The problem: instance files (DESIGN §2), validated and compiled into numpy arrays.
+"""The problem: instance files (docs/formats.md), validated and compiled into numpy arrays.
 
 Loading checks the file against the published JSON Schema, then the cross-references
 the schema cannot express, and compiles every request's per-block costs into arrays
@@ -159,7 +159,7 @@ class Instance:
 
 
 def transfer_time(n_bytes: Array | float, bytes_per_s: Array | float, rtt_s: Array | float) -> Array:
-    """Seconds to move ``n_bytes`` over a link: ``n / bandwidth + rtt / 2`` (DESIGN §1)."""
+    """Seconds to move ``n_bytes`` over a link: ``n / bandwidth + rtt / 2``."""
     return np.asarray(n_bytes, dtype=float) / np.asarray(bytes_per_s, dtype=float) + np.asarray(rtt_s) / 2
 
 

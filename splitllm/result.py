@@ -1,4 +1,4 @@
-"""One result type and one status enum for every solver (DESIGN §5)."""
+"""One result type and one status enum for every solver."""
 
 from __future__ import annotations
 
