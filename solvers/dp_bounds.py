@@ -172,6 +172,10 @@ def _cells(values: np.ndarray, unit: float, cells: int) -> NDArray[np.int64]:
     return np.minimum(np.floor(values / unit * (1 - 1e-9)), cells + 1).astype(np.int64)
 
 
+#: Limits below this (in their own unit) get no budget bound: their grid cells would be
+#: subnormal floats.
+MIN_BUDGET_LIMIT = 1e-250
+
 #: Cells of the budget bounds, shared among the binding limits (a relaxation, so any
 #: number is exact; more is tighter and slower). 4,096 measured best for one limit.
 BUDGET_CELLS = 4096
@@ -181,5 +185,6 @@ def budget_bounds(cost: np.ndarray, sink: np.ndarray, limit: Array, high: np.nda
     """One :class:`BudgetBound` per limit that some placement breaks (``high``: see
     :func:`to_sink`)."""
     starts = cost[0, 0, [0, 1]] + high[0, [0, 1], [0, 1]]  # most each anchor's paths use
-    binding = [j for j in LIMITED if np.isfinite(limit[j]) and limit[j] > 0 and starts[:, j].max() > limit[j]]
+    # A limit too small for a grid of normal floats gets no budget bound (bounds are optional).
+    binding = [j for j in LIMITED if np.isfinite(limit[j]) and limit[j] > MIN_BUDGET_LIMIT and starts[:, j].max() > limit[j]]
     return [BudgetBound.build(cost, sink, j, float(limit[j]), BUDGET_CELLS // len(binding)) for j in binding]
