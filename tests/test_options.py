@@ -162,3 +162,24 @@ def test_cpsat_with_one_worker_and_a_seed_is_reproducible(formulation: str) -> N
     for again in runs[1:]:
         assert again.status == first.status and again.objective == first.objective and again.bound == first.bound
         assert np.array_equal(again.placements, first.placements) and np.array_equal(again.admitted, first.admitted)
+
+
+@pytest.mark.parametrize("n_requests", [3, 240])
+def test_plot_writes_a_png(tmp_path: Path, n_requests: int) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the bench extra)")
+    inst = coupled_instance(2, n_requests, 6, "max_admitted")
+    source, plot = tmp_path / "inst.json", tmp_path / "out" / "placement.png"
+    source.write_text(json.dumps(inst.source))
+    result = _invoke("solve", str(source), "--solver", "decomp", "--plot", str(plot))
+    assert result.exit_code == 0, result.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in plot.parent.iterdir()] == ["placement.png"]  # no temporary file left
+
+
+def test_plot_title_says_when_requests_are_subsampled() -> None:
+    from splitllm.plot import _title, shown_rows
+
+    inst = coupled_instance(2, 240, 6, "max_admitted")
+    result = registry.solve(inst, "decomp")
+    assert "showing 200 of 240 requests" in _title(inst, result, shown_rows(240))
+    assert "showing" not in _title(inst, result, shown_rows(240, 300))
