@@ -86,7 +86,7 @@ def test_an_unknown_option_names_the_valid_ones(name: str) -> None:
     assert result.stderr == f"error: -o foo: solver {name!r} has no option 'foo'; valid: {valid}\n"
 
 
-def test_the_issue_examples_exit_2_without_traceback() -> None:
+def test_bad_options_of_three_kinds_exit_2_without_traceback() -> None:
     for solver, pair in (("dp", "foo=1"), ("dp-grid", "grid_step=abc"), ("cpsat", "workers=two")):
         result = _invoke("solve", TINY, "--solver", solver, "-o", pair)
         assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.output
@@ -183,3 +183,10 @@ def test_plot_title_says_when_requests_are_subsampled() -> None:
     result = registry.solve(inst, "decomp")
     assert "showing 200 of 240 requests" in _title(inst, result, shown_rows(240))
     assert "showing" not in _title(inst, result, shown_rows(240, 300))
+
+
+def test_highs_threads_after_another_highs_run_in_the_same_process() -> None:
+    inst = load_instance(example_path("tiny"))
+    registry.solve(inst, "milp")
+    for threads in (1, 2):
+        assert registry.solve(inst, "milp", threads=threads).status == Status.OPTIMAL
