@@ -37,6 +37,7 @@ from splitllm.formulations import cpsat as f4
 from splitllm.formulations.column import Columns, expand, picks_from_counts
 from splitllm.solvers.columns import dp_columns
 from splitllm.instance import Instance
+from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.capacity import JOINT_INFEASIBLE, dp_bound, explain_infeasible
@@ -147,9 +148,15 @@ def _max_admitted(form: Form, deadline: float | None, options: dict[str, Any]) -
 
 
 FORMULATIONS = ("compact", "column")
+OPTIONS = (
+    Option("workers", "integer", 2, "CP-SAT search workers (workers=1 with a fixed seed is reproducible)", low=1),
+    Option("seed", "integer", 0, "CP-SAT random seed", low=0, high=2**31 - 1),
+    Option("resolution", "integer", f4.RESOLUTION, "quanta per limit and capacity in the integer rows", low=1, high=10**9),
+    Option("formulation", "choice", "compact", "F2's variables, or F3's DP columns", choices=FORMULATIONS),
+)
 
 
-@register("cpsat", "F4: F2 (or F3, formulation=column) with safely rounded integer coefficients in OR-Tools CP-SAT (workers, seed)", requires=("ortools",), exact=True)
+@register("cpsat", "F4: F2 (or F3, formulation=column) with safely rounded integer coefficients in OR-Tools CP-SAT (workers, seed)", requires=("ortools",), exact=True, options=OPTIONS)
 def solve(
     instance: Instance,
     *,

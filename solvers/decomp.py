@@ -36,6 +36,7 @@ from splitllm.instance import Instance
 from splitllm.registry import register
 from splitllm.result import SolveResult
 from splitllm.solvers.lexicographic import Solution
+from splitllm.solvers.milp import PULP_OPTIONS
 from splitllm.solvers.model_solver import solve_with_model
 
 
@@ -54,6 +55,6 @@ def _aggregated_solution(instance: Instance, h: dict[str, Any]) -> Solution:
     return expand(columns, picks_from_counts(columns, counts), instance.n_blocks)
 
 
-@register("decomp", "DP Pareto columns per distinct request + exact aggregated master (backend=highs|cbc)", requires=("pulp", "highspy"), exact=True)
+@register("decomp", "DP Pareto columns per distinct request + exact aggregated master (backend=highs|cbc)", requires=("pulp", "highspy"), exact=True, options=PULP_OPTIONS)
 def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", threads: int | None = None) -> SolveResult:
     return solve_with_model(instance, "decomp", _master, _aggregated_solution, backend, time_limit, threads, shortcut=True)

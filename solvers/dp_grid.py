@@ -33,6 +33,7 @@ import numpy as np
 from splitllm.errors import SplitLLMError
 from splitllm.formulations import chain_graph
 from splitllm.instance import Arrays, Instance
+from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.resources import BY_KEY
 from splitllm.result import SolveResult
@@ -154,7 +155,14 @@ def solve_request(arrays: Arrays, r: int, grid_step: float = 0.01, bound: bool =
     return RequestOutcome("optimal" if proven else "feasible", placement, work, lower, info)
 
 
-@register("dp-grid", "the paper's DP: latency budgets on a grid (option grid_step, fraction of each limit)")
+@register(
+    "dp-grid",
+    "the paper's DP: latency budgets on a grid (option grid_step, fraction of each limit)",
+    options=(
+        Option("grid_step", "number", 0.01, "grid step, a fraction of each latency limit", low=0, high=1, low_open=True),
+        Option("bound", "boolean", True, "also run the rounded-down grid, a proven lower bound"),
+    ),
+)
 def solve(instance: Instance, *, time_limit: float | None = None, grid_step: float = 0.01, bound: bool = True) -> SolveResult:
     if not 0 < grid_step <= 1:
         raise SplitLLMError(f"grid_step: must be in (0, 1] (a fraction of each limit), got {grid_step}")

@@ -106,6 +106,8 @@ def _run_highs(problem: pulp.LpProblem, time_limit: float | None, threads: int |
         primal_feasibility_tolerance=FEASIBILITY_TOL,
         mip_feasibility_tolerance=FEASIBILITY_TOL,
     )
+    if threads is not None:  # HiGHS's thread pool keeps the first run's size: "Not Set" otherwise
+        highspy.Highs.resetGlobalScheduler(True)
     with _native_stdout_silenced():  # HiGHS prints its banner on construction, msg or not
         problem.solve(solver)
     h = problem.solverModel

@@ -4,7 +4,9 @@ The core: :mod:`splitllm.instance` (files and compiled arrays), :mod:`splitllm.e
 (the cost model's formulas), :mod:`splitllm.registry` (every solver, verified), and the CLI.
 """
 
-from splitllm.errors import InputError, SplitLLMError
+from typing import Any
+
+from splitllm.errors import InputError, OptionError, SplitLLMError
 from splitllm.instance import Instance, load_instance, parse_instance
 from splitllm.registry import solve, solvers
 from splitllm.result import SolveResult, Status, gap
@@ -12,6 +14,7 @@ from splitllm.result import SolveResult, Status, gap
 __all__ = [
     "Instance",
     "InputError",
+    "OptionError",
     "SolveResult",
     "SplitLLMError",
     "Status",
@@ -19,6 +22,16 @@ __all__ = [
     "load_instance",
     "parse_instance",
     "solve",
+    "solve_model",
     "solvers",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``splitllm.solve_model`` on first use: the core does not import the solvers eagerly."""
+    if name == "solve_model":
+        from splitllm.solvers.user_model import solve_model
+
+        return solve_model
+    raise AttributeError(f"module 'splitllm' has no attribute {name!r}")

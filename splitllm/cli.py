@@ -16,7 +16,7 @@ import numpy as np
 
 from splitllm.cli_errors import EXIT_NEGATIVE, input_errors_exit
 from splitllm.instance import Instance, load_instance
-from splitllm.result import SolveResult
+from splitllm.result import SolveResult, Status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,26 +36,29 @@ def validate(instance: Path) -> None:
 
 @main.command(name="solvers")
 def list_solvers() -> None:
-    """List the registered solvers and whether each is installed."""
+    """List the registered solvers, whether each is installed, and the options (-o) each takes."""
     from splitllm.registry import solvers
 
     for name, spec in sorted(solvers().items()):
         mark = "installed" if spec.installed else f"missing {', '.join(spec.requires)}"
         kind = "exact" if spec.exact else "heuristic"
         click.echo(f"{name:<11} {kind:<9} {mark:<10} {spec.description}")
+        for option in spec.options:
+            click.echo(f"{'':<11} -o {option.describe()}")
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``("grid_step=0.01", "backend=highs")`` -> ``{"grid_step": 0.01, "backend": "highs"}``."""
-    options: dict[str, Any] = {}
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``("grid_step=0.01", "backend=highs")`` -> ``{"grid_step": "0.01", "backend": "highs"}``.
+
+    Values stay strings: the solver's declared options type them
+    (:meth:`splitllm.registry.SolverSpec.coerce_options`).
+    """
+    options: dict[str, str] = {}
     for pair in pairs:
         if "=" not in pair:
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
         key, raw = pair.split("=", 1)
-        try:
-            options[key.replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key.replace("-", "_")] = raw
+        options[key.strip().replace("-", "_")] = raw
     return options
 
 
@@ -65,17 +68,30 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--time-limit", type=click.FloatRange(min=0), default=None, help="seconds")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="write the solution file here (atomically)")
 @click.option("--json", "as_json", is_flag=True, help="print the solution file instead of a table")
-@click.option("--option", "-o", "options", multiple=True, help="solver option KEY=VALUE, e.g. -o grid_step=0.01")
+@click.option("--option", "-o", "options", multiple=True, help="solver option KEY=VALUE, e.g. -o grid_step=0.01 (see `splitllm solvers`)")
+@click.option("--plot", type=click.Path(path_type=Path), default=None, help="draw the placement to this PNG file (needs matplotlib)")
 @input_errors_exit
-def solve_command(instance: Path, solver_name: str, time_limit: float | None, out: Path | None, as_json: bool, options: tuple[str, ...]) -> None:
+def solve_command(
+    instance: Path, solver_name: str, time_limit: float | None, out: Path | None, as_json: bool, options: tuple[str, ...], plot: Path | None
+) -> None:
     """Solve INSTANCE and print the placement of every request."""
-    from splitllm.registry import solve
+    from splitllm.registry import get, solve
     from splitllm.solution import to_json, write_solution
 
+    typed = get(solver_name).coerce_options(_parse_options(options), prefix="-o ")
     inst = load_instance(instance)
-    result = solve(inst, solver_name, time_limit=time_limit, **_parse_options(options))
-    if out is not None:
+    result = solve(inst, solver_name, time_limit=time_limit, **typed)
+    failed = result.status == Status.ERROR  # a wrong answer is never written to a file
+    if out is not None and not failed:
         write_solution(out, inst, result)
+    if plot is not None and not failed and result.evaluation is not None:
+        from splitllm.plot import plot_placement
+
+        plot_placement(inst, result, plot)
+    elif plot is not None:
+        click.echo(f"{plot}: not written, status {result.status.value} has no placement to draw", err=True)
+    if failed and out is not None:
+        click.echo(f"error: {out}: not written, solver {solver_name} failed verification: {result.message}", err=True)
     if as_json:
         click.echo(json.dumps(to_json(inst, result), indent=2))
     else:

@@ -4,7 +4,10 @@ The file holds the model as built (docs/formulations.md), in the scaled units of
 :mod:`splitllm.formulations.units`: rows divided by their limits and capacities, the
 objective in work units (mean all-server work of one request) under ``min_server_work``
 and admitted weight (phase 1 of the lexicographic pair) under ``max_admitted``. MPS files
-carry an ``OBJSENSE`` section. Written atomically.
+carry an ``OBJSENSE`` section. Beside ``FILE`` goes ``FILE.json`` (e.g. ``model.mps.json``),
+the sidecar of :mod:`splitllm.formulations.sidecar`: units and row scales, what every
+variable and row name means, request index -> id, and both phases of ``max_admitted``.
+Both files are written atomically.
 """
 
 from __future__ import annotations
@@ -14,28 +17,42 @@ from pathlib import Path
 import click
 
 from splitllm.cli_errors import input_errors_exit
-from splitllm.jsonio import atomic_path
+from splitllm.jsonio import atomic_path, write_json
+
+
+def sidecar_path(out: Path) -> Path:
+    """Where the sidecar of model file ``out`` goes: ``out`` with ``.json`` appended.
+
+    >>> sidecar_path(Path("model.mps"))
+    PosixPath('model.mps.json')
+    """
+    return out.with_name(out.name + ".json")
 
 
 def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> str:
     """Build ``formulation`` for the instance at ``instance_path`` and write it to ``out``."""
     from splitllm.formulations import column, compact
+    from splitllm.formulations.sidecar import describe
     from splitllm.instance import load_instance
     from splitllm.solvers.columns import dp_columns
 
     inst = load_instance(instance_path)
     if formulation == "compact":
-        problem, _ = compact.build(inst)
+        problem, handles = compact.build(inst)
     else:
         columns = dp_columns(inst)
         assert columns is not None  # no deadline
-        problem, _ = column.build(inst, columns)
+        problem, handles = column.build(inst, columns)
+        handles["columns"] = columns  # lets the sidecar name each column's placement
     with atomic_path(out, suffix=f".{fmt}") as tmp:
         if fmt == "mps":
             problem.writeMPS(str(tmp), with_objsense=True)
         else:
             problem.writeLP(str(tmp))
-    return f"{out}: {formulation} model, {len(problem.variables())} variables, {len(problem.constraints)} rows"
+    side = describe(inst, problem, handles, formulation)
+    side["model_file"] = out.name
+    write_json(sidecar_path(out), side)
+    return f"{out}: {formulation} model, {len(problem.variables())} variables, {len(problem.constraints)} rows; {sidecar_path(out)}: what they mean"
 
 
 @click.command()
@@ -45,7 +62,8 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> 
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write (atomically)")
 @input_errors_exit
 def export(instance: Path, formulation: str, fmt: str, out: Path) -> None:
-    """Write the F2 (compact) or F3 (column) model of INSTANCE as an MPS or LP file."""
+    """Write the F2 (compact) or F3 (column) model of INSTANCE as an MPS or LP file, and
+    OUT.json beside it (units, row scales, variable names, request ids, objective phases)."""
     click.echo(export_model(instance, formulation, fmt, out))
 
 

@@ -36,3 +36,13 @@ class InputErrors(SplitLLMError):
 
 class SolverUnavailable(SplitLLMError):
     """A solver (or its backend) is unknown or not installed."""
+
+
+class OptionError(InputError):
+    """A solver option (or ``time_limit``) that is unknown, of the wrong type or out of range.
+
+    Examples
+    --------
+    >>> str(OptionError("grid_step", "expected a number in (0, 1], got 'abc'"))
+    "grid_step: expected a number in (0, 1], got 'abc'"
+    """

@@ -20,6 +20,7 @@ from typing import Any
 from splitllm.errors import SolverUnavailable
 from splitllm.evaluator import evaluate
 from splitllm.instance import Instance
+from splitllm.options import Option, check_time_limit, coerce_options
 from splitllm.result import SolveResult, Status
 from splitllm.tolerances import FIGURE_RTOL
 
@@ -28,13 +29,19 @@ SolverFunction = Callable[..., SolveResult]
 
 @dataclass(frozen=True)
 class SolverSpec:
-    """A registered solver: ``function(instance, *, time_limit, **options) -> SolveResult``."""
+    """A registered solver: ``function(instance, *, time_limit, **options) -> SolveResult``,
+    with its declared :class:`~splitllm.options.Option` s."""
 
     name: str
     description: str
     function: SolverFunction
     requires: tuple[str, ...] = ()
     exact: bool = False
+    options: tuple[Option, ...] = ()
+
+    def coerce_options(self, given: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        """``given`` checked against the declared options and typed (CLI strings included)."""
+        return coerce_options(self.name, self.options, given, prefix)
 
     @property
     def installed(self) -> bool:
@@ -44,11 +51,13 @@ class SolverSpec:
 _REGISTRY: dict[str, SolverSpec] = {}
 
 
-def register(name: str, description: str, requires: tuple[str, ...] = (), exact: bool = False) -> Callable[[SolverFunction], SolverFunction]:
-    """Decorator that adds a solver function to the registry under ``name``."""
+def register(
+    name: str, description: str, requires: tuple[str, ...] = (), exact: bool = False, options: tuple[Option, ...] = ()
+) -> Callable[[SolverFunction], SolverFunction]:
+    """Decorator that adds a solver function, and the options it takes, to the registry."""
 
     def add(function: SolverFunction) -> SolverFunction:
-        _REGISTRY[name] = SolverSpec(name, description, function, requires, exact)
+        _REGISTRY[name] = SolverSpec(name, description, function, requires, exact, options)
         return function
 
     return add
@@ -72,10 +81,16 @@ def get(name: str) -> SolverSpec:
 
 
 def solve(instance: Instance, name: str, *, time_limit: float | None = None, **options: Any) -> SolveResult:
-    """Run solver ``name`` and re-check its answer with the independent evaluator."""
+    """Run solver ``name`` and re-check its answer with the independent evaluator.
+
+    ``time_limit`` and ``options`` are checked first: an unknown option, a value of the
+    wrong type or out of range raises :class:`~splitllm.errors.OptionError` naming it.
+    """
     spec = get(name)
+    time_limit = check_time_limit(time_limit)
+    typed = spec.coerce_options(options)
     start = time.perf_counter()
-    result = spec.function(instance, time_limit=time_limit, **options)
+    result = spec.function(instance, time_limit=time_limit, **typed)
     result.time_s = time.perf_counter() - start
     result.solver = name
     return verify(instance, result)

@@ -74,3 +74,75 @@ class SolveResult:
     @property
     def gap(self) -> float | None:
         return gap(self.objective, self.bound)
+
+    def to_dict(self, request_ids: list[Any] | None = None) -> dict[str, Any]:
+        """The result as plain JSON types (non-finite numbers become ``None``).
+
+        ``requests`` has one entry per request (index, id when ``request_ids`` is given,
+        admitted, placement as a ``C``/``S`` string or ``None`` when rejected, and the
+        evaluator's figures when the result has been verified).
+
+        >>> from splitllm.instance import load_instance, example_path
+        >>> from splitllm.registry import solve
+        >>> inst = load_instance(example_path("tiny"))
+        >>> d = solve(inst, "dp").to_dict([q.id for q in inst.requests])
+        >>> d["status"], d["requests"][1]["id"], d["requests"][1]["placement"], d["requests"][1]["tpot_s"]
+        ('optimal', 'classify', 'SSC', None)
+        """
+        return {
+            "solver": self.solver,
+            "status": self.status.value,
+            "objective": _plain(self.objective),
+            "bound": _plain(self.bound),
+            "gap": _plain(self.gap),
+            "time_s": _plain(self.time_s),
+            "message": self.message,
+            "info": _plain(self.info),
+            "requests": self._request_rows(request_ids),
+        }
+
+    def to_dataframe(self, request_ids: list[Any] | None = None) -> Any:
+        """One row per request (the ``requests`` of :meth:`to_dict`) as a pandas DataFrame.
+
+        pandas is optional: without it this raises :class:`ImportError` saying how to get it.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("SolveResult.to_dataframe needs pandas: pip install pandas") from None
+        return pd.DataFrame(self._request_rows(request_ids)).set_index("index")
+
+    def _request_rows(self, request_ids: list[Any] | None) -> list[dict[str, Any]]:
+        n = 0 if self.placements is None else len(self.placements)
+        rows = []
+        for i in range(n):
+            admitted = bool(self.admitted is not None and self.admitted[i])
+            row: dict[str, Any] = {"index": i}
+            if request_ids is not None:
+                row["id"] = request_ids[i]
+            row["admitted"] = admitted
+            row["placement"] = "".join("S" if s else "C" for s in self.placements[i]) if admitted else None  # type: ignore[index]
+            if self.evaluation is not None:
+                m = self.evaluation.metrics
+                figures = zip(_FIGURES, (m.ttft, m.tpot, m.e2e, m.work, m.kv, m.client_mem))
+                row.update({name: _plain(float(values[i])) for name, values in figures})
+            rows.append(row)
+        return rows
+
+
+_FIGURES = ("ttft_s", "tpot_s", "e2e_s", "server_work_s", "server_kv_bytes", "client_mem_bytes")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python ones and non-finite floats as ``None``."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

@@ -73,6 +73,8 @@ def check_solution(instance: Instance, data: Any) -> list[str]:
     """
     if not isinstance(data, dict) or data.get("format") != SOLUTION_FORMAT:
         raise InputError("format", f"must be {SOLUTION_FORMAT!r}")
+    if data.get("status") == "error":  # a solver's answer that failed verification is no solution
+        return [f"status: error ({data.get('message') or 'the answer failed verification'}): not a solution"]
     entries = data.get("requests")
     if not isinstance(entries, list) or len(entries) != instance.n_requests:
         raise InputError("requests", f"must list all {instance.n_requests} requests of the instance, in order")
