@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from splitllm.bench.report import greedy_gains, markdown_table, save_figure, shifted_geometric_mean, work_reduction, write_report
-from splitllm.bench.runner import run_bench
+from splitllm.bench.runner import RESULTS_CSV, bench_session, read_results, run_bench
 from splitllm.evaluator import request_metrics
 from splitllm.instance import parse_instance
 from splitllm.instances.bundled import bundled_json, list_bundled
@@ -334,11 +334,13 @@ def run_paper(
     """Write the instances, run the benchmark (resumable), write the reports; return the paths."""
     out = Path(out)
     folder = out / "instances"
-    manifest = write_instances(folder, quick)
-    records = run_bench([folder], list(SOLVERS), out, time_limit, jobs=jobs, dask_scheduler=dask_scheduler, progress=progress)
-    records = [r for r in records if r["path"] in manifest]
-    written = write_report(out, records, command=command)
-    write_atomic(out / "paper.md", paper_markdown(records, manifest, command))
-    plot_paper(records, manifest, out / "paper_savings.png")
+    with bench_session(out, dask_scheduler):  # checks and the lock before anything is written
+        read_results(out / RESULTS_CSV)
+        manifest = write_instances(folder, quick)
+        records = run_bench([folder], list(SOLVERS), out, time_limit, jobs=jobs, dask_scheduler=dask_scheduler, progress=progress)
+        records = [r for r in records if r["path"] in manifest]
+        written = write_report(out, records, command=command)
+        write_atomic(out / "paper.md", paper_markdown(records, manifest, command))
+        plot_paper(records, manifest, out / "paper_savings.png")
     return [out / "results.csv", *written, out / "paper.md", out / "paper_savings.png"]
 
