@@ -459,13 +459,18 @@ def _stop_cleanly() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def dask_installed() -> bool:
+    """True when the optional ``dask[distributed]`` extra is importable."""
+    return importlib.util.find_spec("distributed") is not None
+
+
 @contextlib.contextmanager
 def bench_session(out: str | Path, dask_scheduler: str | None = None) -> Iterator[None]:
     """Checks before anything is written, then the lock on ``out`` and a clean stop.
 
     Re-entrant in one process (``run_paper`` holds it around ``run_bench``).
     """
-    if dask_scheduler is not None and importlib.util.find_spec("distributed") is None:
+    if dask_scheduler is not None and not dask_installed():
         raise SplitLLMError(DASK_MISSING)
     out = Path(out)
     key = out.resolve()
