@@ -330,14 +330,15 @@ def plot_time_vs_requests(records: Sequence[Record], path: Path) -> None:
         color, marker = f"C{k % 10}", MARKERS[k % len(MARKERS)]
         jitter = 1 + 0.04 * (k - len(solver_order(records)) / 2)
         groups = (
-            ([r for r in cells if r["status"] in ANSWERED], dict(marker=marker, facecolors=color), solver),
-            ([r for r in cells if r["status"] not in ANSWERED and not is_timeout(r)], dict(marker=marker, facecolors="none"), f"{solver} (no answer)"),
+            ([r for r in cells if r["status"] in ANSWERED], dict(marker=marker, facecolors=color, edgecolors=color), solver),
+            ([r for r in cells if r["status"] not in ANSWERED and not is_timeout(r)],
+             dict(marker=marker, facecolors="none", edgecolors=color), f"{solver} (no answer)"),
             ([r for r in cells if is_timeout(r)], dict(marker="x", c=color), f"{solver} (timeout)"),
         )
         for chosen, style, label in groups:
             if chosen:
                 ax.scatter([r["requests"] * jitter for r in chosen], [max(charged_time(r), 1e-5) for r in chosen],
-                           edgecolors=color, label=label, s=26, alpha=0.8, **style)
+                           label=label, s=26, alpha=0.8, **style)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
