@@ -62,9 +62,10 @@ def elapsed_bar(description: str, limit_s: float | None = None, delay_s: float =
     """A progress bar on stderr of the seconds spent in the block (out of ``limit_s``).
 
     For work that reports no progress of its own, such as one solve: the bar appears only
-    after ``delay_s`` (fast solves print nothing) and is removed when the block ends.
+    on a terminal, only after ``delay_s`` (fast solves print nothing), and is removed when
+    the block ends.
     """
-    if not progress_enabled():
+    if not progress_enabled() or not sys.stderr.isatty():
         yield
         return
     from tqdm import tqdm
@@ -72,7 +73,7 @@ def elapsed_bar(description: str, limit_s: float | None = None, delay_s: float =
     stop = threading.Event()
     fmt = "{desc}: {elapsed}" + (f" of {limit_s:g} s limit" if limit_s else "")
     with tqdm(desc=description, bar_format=fmt, delay=delay_s, leave=False, file=sys.stderr) as bar:
-        ticker = threading.Thread(target=_tick, args=(bar, stop), daemon=True)
+        ticker = threading.Thread(target=_tick, args=(bar, stop, delay_s), daemon=True)
         ticker.start()
         try:
             yield
@@ -81,7 +82,9 @@ def elapsed_bar(description: str, limit_s: float | None = None, delay_s: float =
             ticker.join()
 
 
-def _tick(bar: object, stop: threading.Event) -> None:
-    """Refresh the bar twice a second until ``stop`` is set."""
+def _tick(bar: object, stop: threading.Event, delay_s: float) -> None:
+    """Refresh the bar twice a second, once ``delay_s`` has passed, until ``stop`` is set."""
+    if stop.wait(delay_s):
+        return
     while not stop.wait(0.5):
         bar.refresh()  # type: ignore[attr-defined]
