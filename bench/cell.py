@@ -27,6 +27,7 @@ import math
 import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,11 @@ def check_solver_specs(specs: list[str], plugins: list[str]) -> None:
     if not plugins:
         _check_here(specs, plugins)
         return
+    plugins = [str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins]
     command = [sys.executable, "-m", "splitllm.bench.cell", "--check", json.dumps({"solvers": specs, "plugins": plugins})]
-    child = subprocess.run(command, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="splitllm-check-") as tmp:
+        # An empty working directory: a ``splitllm/`` folder where we run cannot shadow the package.
+        child = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False)
     if child.returncode != 0:
         lines = [line for line in child.stderr.splitlines() if line.strip()]
         raise SolverUnavailable(lines[-1] if lines else f"solver check failed (exit code {child.returncode})")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,16 +68,24 @@ def grid_request(arrays: Arrays, r: int, step: float) -> RequestOutcome:
         return RequestOutcome("unsolved", info={"refused": True})
 
 
+def _progress(line: str) -> None:
+    """Progress on stderr, so that stdout holds only the Markdown report."""
+    print(f"dp_speed: {line}", file=sys.stderr, flush=True)
+
+
 def scenario(name: str, args: argparse.Namespace, **shape: Any) -> list[str]:
     arrays = random_instance(args.seed, n_requests=args.requests, n_blocks=34, **shape).arrays
+    _progress(f"{name}: dp on {args.requests} requests")
     exact_times, exact = timed(dp.solve_request, arrays, range(args.requests))
     rows = [Timing("dp", exact_times, args.requests)]
     n_grid = min(args.grid_requests, args.requests)
     for step in args.steps:
+        _progress(f"{name}: dp-grid step {step:g} on {n_grid} requests")
         times, grid = timed(lambda a, r, s=step: grid_request(a, r, s), arrays, range(n_grid))
         refused = sum(g.info.get("refused", False) for g in grid)
         label = f"dp-grid step {step:g}" + (f" ({refused} refused: grid too large)" if refused else "")
         rows.append(Timing(label, times, sum(same(g, e) for g, e in zip(grid, exact))))
+    _progress(f"{name}: brute on {args.brute_requests} requests")
     small = random_instance(args.seed, n_requests=args.brute_requests, n_blocks=16, **shape).arrays
     rows.append(Timing("brute (16 blocks)", timed(brute.brute_request, small, range(args.brute_requests))[0]))
     labels = sorted(o.info["labels"] for o in exact)

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from splitllm.bench.report import greedy_gains, markdown_table, save_figure, shifted_geometric_mean, work_reduction, write_report
-from splitllm.bench.runner import run_bench
+from splitllm.bench.report import format_value, greedy_gains, markdown_table, save_figure, shifted_geometric_mean, work_reduction, write_report
+from splitllm.bench.runner import RESULTS_CSV, bench_session, read_results, run_bench
 from splitllm.evaluator import request_metrics
 from splitllm.instance import parse_instance
 from splitllm.instances.bundled import bundled_json, list_bundled
@@ -180,8 +180,10 @@ def _per_instance(records: Sequence[Record]) -> dict[str, dict[str, Record]]:
     return table
 
 
-def _pct(values: list[float]) -> str:
-    return f"{100 * np.mean(values):.1f}%" if values else "-"
+def _pct(values: list[float], digits: int = 1) -> str:
+    """Mean of finite fractions as a percentage; ``-`` when there are none."""
+    finite = [v for v in values if np.isfinite(v)]
+    return format_value(float(np.mean(finite)) if finite else None, f".{digits}%")
 
 
 def figures(records: Sequence[Record], manifest: dict[str, dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
@@ -226,7 +228,7 @@ def grid_rows(records: Sequence[Record], manifest: dict[str, dict[str, Any]]) ->
             times = [c[solver]["time_s"] for c in cells if c[solver].get("time_s") is not None]
             rows.append(
                 [solver, model, f"{len(extra)}/{len(cells)}", f"{matched}/{len(cells)}",
-                 _pct(extra), f"{100 * max(extra):.1f}%" if extra else "-", f"{shifted_geometric_mean(times, 0.001) * 1e3:.2f}"]
+                 _pct(extra), _pct([max((e for e in extra if np.isfinite(e)), default=np.nan)]), format_value(shifted_geometric_mean(times, 0.001) * 1e3, ".2f")]
             )
     return rows
 
@@ -276,9 +278,7 @@ def _sweep_table(records: Sequence[Record], manifest: dict[str, dict[str, Any]])
         reduction = work_reduction(dp) if dp else None
         if reduction is not None:
             gain = gains.get(id(dp))
-            cells[(info["model"], info["slo_factor"], info["uplink_mbps"])] = (
-                f"{100 * reduction:.0f}% / " + (f"{100 * gain:.0f}%" if gain is not None else "-")
-            )
+            cells[(info["model"], info["slo_factor"], info["uplink_mbps"])] = f"{_pct([reduction], 0)} / {_pct([gain] if gain is not None else [], 0)}"
     rows = []
     for setting in SETTINGS:
         for factor in sorted({m["slo_factor"] for m in manifest.values()}):
@@ -304,11 +304,14 @@ def plot_paper(records: Sequence[Record], manifest: dict[str, dict[str, Any]], p
     for ax, model in zip(axes.flat, models):
         for k, uplink in enumerate(uplinks):
             chosen = sorted((m["slo_factor"], p) for p, m in manifest.items() if m["model"] == model and m["uplink_mbps"] == uplink)
-            for solver, style in (("dp", "-"), ("greedy", "--")):
+            # Each link a little to the side, dp and greedy in their own marker: equal curves stay visible.
+            shift = 1 + 0.02 * (k - (len(uplinks) - 1) / 2)
+            for solver, style, marker in (("dp", "-", "o"), ("greedy", "--", "s")):
                 points = [(f, work_reduction(per_instance[p][solver])) for f, p in chosen if solver in per_instance.get(p, {})]
-                points = [(f, 100 * v) for f, v in points if v is not None]
+                points = [(f * shift, 100 * v) for f, v in points if v is not None]
                 if points:
-                    ax.plot(*zip(*points), style, marker="o", ms=3, color=f"C{k}", label=f"{solver}, {uplink:g} Mbit/s")
+                    ax.plot(*zip(*points), style, marker=marker, ms=4, mfc="none" if solver == "greedy" else None,
+                            alpha=0.8, color=f"C{k}", label=f"{solver}, {uplink:g} Mbit/s")
         ax.axhline(100 * PAPER_REDUCTION, color="black", lw=0.8, ls=":", label="paper: about 1/3")
         ax.set_xticks([1, 2, 3, 4, 5])
         ax.set_title(model)
@@ -334,11 +337,13 @@ def run_paper(
     """Write the instances, run the benchmark (resumable), write the reports; return the paths."""
     out = Path(out)
     folder = out / "instances"
-    manifest = write_instances(folder, quick)
-    records = run_bench([folder], list(SOLVERS), out, time_limit, jobs=jobs, dask_scheduler=dask_scheduler, progress=progress)
-    records = [r for r in records if r["path"] in manifest]
-    written = write_report(out, records, command=command)
-    write_atomic(out / "paper.md", paper_markdown(records, manifest, command))
-    plot_paper(records, manifest, out / "paper_savings.png")
+    with bench_session(out, dask_scheduler):  # checks and the lock before anything is written
+        read_results(out / RESULTS_CSV)
+        manifest = write_instances(folder, quick)
+        records = run_bench([folder], list(SOLVERS), out, time_limit, jobs=jobs, dask_scheduler=dask_scheduler, progress=progress)
+        records = [r for r in records if r["path"] in manifest]
+        written = write_report(out, records, command=command)
+        write_atomic(out / "paper.md", paper_markdown(records, manifest, command))
+        plot_paper(records, manifest, out / "paper_savings.png")
     return [out / "results.csv", *written, out / "paper.md", out / "paper_savings.png"]
 

@@ -102,10 +102,22 @@ def greedy_gains(records: Sequence[Record], greedy: str = "greedy") -> dict[int,
 # --- summary.md --------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, spec: str = ".3g", scale: float = 1.0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def format_value(value: float | None, spec: str = ".3g") -> str:
+    """``format(value, spec)`` for a table: ``-`` for none or non-finite, never ``-0``.
+
+    Examples
+    --------
+    >>> [format_value(x, ".1%") for x in (0.25, -1e-9, math.inf, None)]
+    ['25.0%', '0.0%', '-', '-']
+    """
+    if value is None or not math.isfinite(value):
         return "-"
-    return format(value * scale, spec)
+    text = format(value, spec)
+    # A tiny negative value rounds to "-0.0%": the sign says nothing there.
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text.split("e")[0]) else text
+
+
+_fmt = format_value
 
 
 def _mean(values: list[float]) -> float | None:
@@ -119,13 +131,14 @@ def solver_rows(records: Sequence[Record], shift: float) -> list[list[str]]:
     for solver, cells in by_solver(records).items():
         counts = {status: sum(r["status"] == status for r in cells) for status in STATUSES}
         timeouts = sum(r["message"] is not None and str(r["message"]).startswith("timeout") for r in cells)
-        gaps = [r["gap"] for r in cells if r.get("gap") is not None]
+        gaps = [r["gap"] for r in cells if r.get("gap") is not None and math.isfinite(r["gap"])]
         reductions = [x for x in map(work_reduction, cells) if x is not None]
         vs_greedy = [gains[id(r)] for r in cells if id(r) in gains]
         rows.append(
             [
                 solver,
                 str(len(cells)),
+                ", ".join(f"{x:g}" for x in sorted({r["time_limit_s"] for r in cells})),
                 str(sum(map(is_solved, cells))),
                 str(counts["optimal"]),
                 str(counts["feasible"]),
@@ -147,6 +160,7 @@ def solver_rows(records: Sequence[Record], shift: float) -> list[list[str]]:
 SUMMARY_HEADER = (
     "solver",
     "cells",
+    "time limit (s)",
     "solved",
     "optimal",
     "feasible",
@@ -179,7 +193,8 @@ def summary_markdown(records: Sequence[Record], shift: float = DEFAULT_SHIFT_S, 
         "# Benchmark summary",
         "",
         f"{len(instances)} instances x {len(solver_order(records))} solvers = {len(records)} cells; "
-        f"time limit {', '.join(f'{x:g}' for x in limits)} s per cell, each cell in its own process.",
+        f"time limit {', '.join(f'{x:g}' for x in limits)} s per cell (each cell's own: see the table), "
+        "each cell in its own process.",
     ]
     if command:
         parts += ["", f"Command: `{command}`"]
@@ -190,7 +205,7 @@ def summary_markdown(records: Sequence[Record], shift: float = DEFAULT_SHIFT_S, 
         f"* **solved**: status optimal or infeasible, or a verified solution within {SOLVED_GAP:g} (relative) "
         "of the instance's best known bound.",
         f"* **time SGM**: shifted geometric mean of solve time, shift **{shift:g} s**; cells without an answer "
-        "(no solution, error, timeout) are charged the time limit.",
+        "(no solution, error, timeout) are charged their own time limit.",
         "* **gap**: `|objective - best bound| / |objective|` (splitllm.result.gap), against the best bound any cell "
         "proved for that instance (a proven optimum included); mean and max over cells that have both.",
         "* **server work vs all-server**: mean of `1 - W / W_all_server`; **vs greedy**: mean of `1 - W / W_greedy` "
@@ -199,11 +214,16 @@ def summary_markdown(records: Sequence[Record], shift: float = DEFAULT_SHIFT_S, 
     ]
     if failures:
         parts += ["", "## Cells that failed or timed out", ""]
-        parts += [f"* `{r['instance']}` / `{r['solver']}`: {r['status']}: {r['message']}" for r in failures[:50]]
+        parts += [f"* `{r['instance']}` / `{r['solver']}` (limit {r['time_limit_s']:g} s): {r['status']}: {r['message']}" for r in failures[:50]]
     return "\n".join(parts) + "\n"
 
 
 # --- plots -------------------------------------------------------------------------------
+
+
+#: Line styles and markers cycled per solver, so that curves lying on each other stay visible.
+STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _profile_ratios(records: Sequence[Record], value: Callable[[Record], float]) -> dict[str, list[float]]:
@@ -230,13 +250,31 @@ def _work_value(record: Record) -> float:
     return float(record["server_work_s"])
 
 
+def _inverse_admitted_value(record: Record) -> float:
+    """``1 / admitted weight`` (smaller is better, as the profile wants); ``inf`` for none."""
+    weight = record.get("objective")
+    if record["objective_type"] != "max_admitted" or weight is None or weight <= 0:
+        return math.inf
+    return 1.0 / float(weight)
+
+
+def objectives(records: Sequence[Record]) -> list[str]:
+    """The objective types of the records, in a fixed order."""
+    present = {r["objective_type"] for r in records}
+    return [kind for kind in ("min_server_work", "max_admitted") if kind in present]
+
+
 def _plot_profile(ax: Any, ratios: dict[str, list[float]], xlabel: str) -> None:
     finite = [x for values in ratios.values() for x in values if math.isfinite(x)]
     top = max(max(finite, default=1.0) * 1.5, 2.0)
-    for solver, values in ratios.items():
+    n = len(ratios)
+    for k, (solver, values) in enumerate(ratios.items()):
         xs = np.asarray(values)
         taus = np.concatenate([[1.0], np.sort(xs[np.isfinite(xs)]), [top]])
-        ax.step(taus, [np.mean(xs <= tau) if xs.size else 0.0 for tau in taus], where="post", label=solver)
+        # Thicker lines first and distinct styles: a solver whose curve equals another's shows.
+        ax.step(taus, [np.mean(xs <= tau) if xs.size else 0.0 for tau in taus], where="post", label=solver,
+                ls=STYLES[k % len(STYLES)], lw=1.2 + 2.0 * (n - 1 - k) / max(n - 1, 1), alpha=0.85,
+                marker=MARKERS[k % len(MARKERS)], ms=4, markevery=max(1, len(taus) // 8))
     ax.set_xscale("log", base=2)
     ax.set_xlim(1.0, top)
     ax.set_ylim(0.0, 1.02)
@@ -257,45 +295,56 @@ def save_figure(fig: Any, path: Path) -> None:
 
 
 def plot_performance_profile(records: Sequence[Record], path: Path) -> None:
-    """Dolan–Moré profiles: solve time (solved cells) and server work (solutions found)."""
+    """Dolan–Moré profiles: solve time (solved cells) and the objective of each type present."""
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    _plot_profile(left, _profile_ratios(records, _time_value), "time / best time (solved cells)")
-    left.set_title("Performance profile: solve time")
-    _plot_profile(right, _profile_ratios(records, _work_value), "server work / least server work found")
-    right.set_title("Performance profile: server work (min_server_work)")
-    right.legend(loc="lower right", fontsize=8)
+    panels = [(_time_value, "time / best time (solved cells)", "Performance profile: solve time")]
+    if "min_server_work" in objectives(records):
+        panels.append((_work_value, "server work / least server work found", "Performance profile: server work"))
+    if "max_admitted" in objectives(records):
+        panels.append((_inverse_admitted_value, "most admitted weight found / admitted weight", "Performance profile: admitted weight"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (value, xlabel, title) in zip(axes[0], panels):
+        _plot_profile(ax, _profile_ratios(records, value), xlabel)
+        ax.set_title(title)
+    axes[0][-1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 
 
+def is_timeout(record: Record) -> bool:
+    """True for a cell the runner killed at its time limit."""
+    return str(record.get("message") or "").startswith("timeout")
+
+
 def plot_time_vs_requests(records: Sequence[Record], path: Path) -> None:
-    """Solve time against the number of requests, one series per solver (hollow = unsolved)."""
+    """Solve time against the number of requests, one series per solver.
+
+    Filled: answered; hollow: no answer; a cross at the cell's own time limit: timed out.
+    """
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k, (solver, cells) in enumerate(by_solver(records).items()):
-        color = f"C{k % 10}"
+        color, marker = f"C{k % 10}", MARKERS[k % len(MARKERS)]
         jitter = 1 + 0.04 * (k - len(solver_order(records)) / 2)
-        for solved, marker_face in ((True, color), (False, "none")):
-            chosen = [r for r in cells if (r["status"] in ANSWERED) == solved]
+        groups = (
+            ([r for r in cells if r["status"] in ANSWERED], dict(marker=marker, facecolors=color, edgecolors=color), solver),
+            ([r for r in cells if r["status"] not in ANSWERED and not is_timeout(r)],
+             dict(marker=marker, facecolors="none", edgecolors=color), f"{solver} (no answer)"),
+            ([r for r in cells if is_timeout(r)], dict(marker="x", c=color), f"{solver} (timeout)"),
+        )
+        for chosen, style, label in groups:
             if chosen:
-                ax.scatter(
-                    [r["requests"] * jitter for r in chosen],
-                    [max(charged_time(r), 1e-5) for r in chosen],
-                    facecolors=marker_face,
-                    edgecolors=color,
-                    label=solver if solved else f"{solver} (no answer)",
-                    s=22,
-                )
+                ax.scatter([r["requests"] * jitter for r in chosen], [max(charged_time(r), 1e-5) for r in chosen],
+                           label=label, s=26, alpha=0.8, **style)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("requests in the instance")
-    ax.set_ylabel("solve time (s)")
+    ax.set_ylabel("solve time (s; timeouts at their limit)")
     ax.set_title("Solve time vs instance size")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -303,31 +352,49 @@ def plot_time_vs_requests(records: Sequence[Record], path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_server_work(records: Sequence[Record], path: Path) -> None:
-    """Box plots per solver: server-work reduction vs all-server, and gain over greedy."""
+def admitted_shares(records: Sequence[Record]) -> dict[int, float]:
+    """Admitted weight over the most any cell admitted on the instance, by ``id(record)``."""
+    kept = [r for r in records if r["objective_type"] == "max_admitted" and r.get("objective") is not None]
+    best: dict[str, float] = {}
+    for record in kept:
+        best[record["path"]] = max(best.get(record["path"], 0.0), float(record["objective"]))
+    return {id(r): float(r["objective"]) / best[r["path"]] for r in kept if best[r["path"]] > 0}
+
+
+def objective_panels(records: Sequence[Record]) -> list[tuple[str, dict[str, list[float]]]]:
+    """The panels of ``server_work.png`` that have data: (title, values in % per solver)."""
+    gains, shares = greedy_gains(records), admitted_shares(records)
+    groups = by_solver(records)
+    candidates = (
+        ("Server work saved vs all-server (%)", {s: [100 * x for x in map(work_reduction, cells) if x is not None] for s, cells in groups.items()}),
+        ("Server work saved vs greedy (%)", {s: [100 * gains[id(r)] for r in cells if id(r) in gains] for s, cells in groups.items()}),
+        ("Admitted weight, % of the most admitted", {s: [100 * shares[id(r)] for r in cells if id(r) in shares] for s, cells in groups.items()}),
+    )
+    return [(title, {s: v for s, v in data.items() if v}) for title, data in candidates if any(data.values())]
+
+
+def plot_server_work(records: Sequence[Record], path: Path) -> bool:
+    """Box plots per solver of the objective: server work saved (vs all-server, vs greedy)
+    for ``min_server_work``, admitted weight for ``max_admitted``.
+
+    Only panels with data are drawn; with none, no file (a stale one is removed) and False.
+    """
     import matplotlib.pyplot as plt
 
-    gains = greedy_gains(records)
-    groups = by_solver(records)
-    reductions = {s: [100 * x for x in map(work_reduction, cells) if x is not None] for s, cells in groups.items()}
-    vs_greedy = {s: [100 * gains[id(r)] for r in cells if id(r) in gains] for s, cells in groups.items()}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, data, title in (
-        (axes[0], reductions, "Server work saved vs all-server (%)"),
-        (axes[1], vs_greedy, "Server work saved vs greedy (%)"),
-    ):
-        names = [s for s, values in data.items() if values]
-        if names:
-            ax.boxplot([data[s] for s in names], showmeans=True)
-            ax.set_xticks(range(1, len(names) + 1), names, rotation=20, fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "no data (needs min_server_work cells" + (", and greedy)" if "greedy" in title else ")"),
-                    ha="center", va="center", transform=ax.transAxes)
+    panels = objective_panels(records)
+    if not panels:
+        path.unlink(missing_ok=True)
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (title, data) in zip(axes[0], panels):
+        ax.boxplot(list(data.values()), showmeans=True)
+        ax.set_xticks(range(1, len(data) + 1), list(data), rotation=20, fontsize=8)
         ax.set_title(title)
-        ax.axhline(0, color="grey", lw=0.8)
+        ax.axhline(100 if title.startswith("Admitted") else 0, color="grey", lw=0.8)
         ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)
+    return True
 
 
 def write_report(out: str | Path, records: Sequence[Record], shift: float = DEFAULT_SHIFT_S, command: str | None = None) -> list[Path]:
@@ -338,6 +405,8 @@ def write_report(out: str | Path, records: Sequence[Record], shift: float = DEFA
     out = Path(out)
     write_atomic(out / "summary.md", summary_markdown(records, shift, command))
     plotters = (plot_performance_profile, plot_time_vs_requests, plot_server_work)
+    written = [out / "summary.md"]
     for name, plot in zip(PLOTS, plotters):
-        plot(records, out / name)
-    return [out / "summary.md", *(out / name for name in PLOTS)]
+        if plot(records, out / name) is not False:
+            written.append(out / name)
+    return written

@@ -12,7 +12,15 @@ starts its own child process; the instance paths must be readable by the workers
 
 ``results.csv`` in the output folder is rewritten atomically after every cell, so an
 interrupted run loses nothing recorded; running again with the same output folder skips
-the cells (instance path, solver spec) already there.
+the cells already there with the same instance path, solver, solver options and time
+limit. A cell recorded under another time limit (or other options written differently,
+see :func:`solver_identity`) is run again and its new record replaces the old one.
+
+A run holds an exclusive lock on ``OUT/.splitllm-bench.lock`` (a second run on the same
+folder stops with an error); on SIGTERM or Ctrl-C it kills its live cells, whose temporary
+folders are then removed, and exits with what was recorded so far. Cells run in their own
+temporary folder as working directory, so a ``splitllm/`` folder where the bench was
+started cannot shadow the installed package.
 
 The gap column is the gap to the *best known bound* of the instance, computed once all
 cells are in: under ``min_server_work`` the largest lower bound any cell proved (a proven
@@ -22,14 +30,19 @@ optimum is its own bound), under ``max_admitted`` the smallest upper bound, and 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import importlib.util
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -37,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from splitllm.errors import InputError
+from splitllm.errors import InputError, SplitLLMError
 from splitllm.jsonio import read_json, write_atomic
 from splitllm.result import gap
 
@@ -68,7 +81,12 @@ FLOAT_COLUMNS = frozenset(
 )
 INT_COLUMNS = frozenset({"requests", "blocks"})
 RESULTS_CSV = "results.csv"
+LOCK_FILE = ".splitllm-bench.lock"
 INSTANCE_FORMAT = "splitllm/instance"
+STATUSES = frozenset({"optimal", "feasible", "infeasible", "no_solution", "error", "unknown"})
+DASK_MISSING = '--dask-scheduler needs dask[distributed]: pip install -e ".[bench]"'
+
+log = logging.getLogger("splitllm.bench")
 
 Record = dict[str, Any]
 
@@ -86,8 +104,31 @@ class Cell:
     time_limit_s: float
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.path, self.solver)
+    def key(self) -> tuple[str, str, float]:
+        """What makes a recorded cell this one: instance path, solver and options, limit."""
+        return record_key(asdict(self))
+
+
+def solver_identity(spec: str) -> str:
+    """The solver spec with its options in a canonical form, so that equal options match.
+
+    Examples
+    --------
+    >>> solver_identity("dp-grid:grid_step=5e-2") == solver_identity("dp-grid:grid_step=0.05")
+    True
+    """
+    from splitllm.bench.cell import parse_solver_spec
+
+    try:
+        name, options = parse_solver_spec(spec)
+    except SplitLLMError:
+        return spec
+    return name + (json.dumps(options, sort_keys=True) if options else "")
+
+
+def record_key(record: Record) -> tuple[str, str, float]:
+    """The resume key of a record or cell: ``(path, solver identity, time limit)``."""
+    return (str(record["path"]), solver_identity(str(record["solver"])), float(record["time_limit_s"]))
 
 
 # --- finding instances -------------------------------------------------------------------
@@ -107,7 +148,7 @@ def find_instances(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += [p for p in sorted(path.rglob("*.json")) if _is_instance(read_json(p))]
+            found += [p for p in sorted(path.rglob("*.json")) if _readable_instance(p)]
         elif not _is_instance(read_json(path)):
             raise InputError(str(path), f"not an instance file (\"format\": \"{INSTANCE_FORMAT}\")")
         else:
@@ -115,6 +156,15 @@ def find_instances(paths: Iterable[str | Path]) -> list[Path]:
     if not found:
         raise InputError(", ".join(map(str, paths)), "no instance files found")
     return list(dict.fromkeys(found))
+
+
+def _readable_instance(path: Path) -> bool:
+    """True for an instance file; a file in a folder that is not valid JSON is skipped, with a warning."""
+    try:
+        return _is_instance(read_json(path))
+    except SplitLLMError as exc:
+        log.warning("skipping %s", exc)
+        return False
 
 
 def make_cells(paths: list[Path], solvers: list[str], time_limit: float) -> list[Cell]:
@@ -157,25 +207,70 @@ def _crash_message(returncode: int, stderr: bytes) -> str:
     return f"crashed ({how})" + (f": {tail}" if tail else "")
 
 
+class _LiveCells:
+    """The cell processes running now, so that an interrupted run can kill every one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: set[subprocess.Popen[bytes]] = set()
+        self.stopping = False
+
+    def add(self, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._children.add(child)
+            stopping = self.stopping
+        if stopping:  # started while the run was being stopped
+            _kill_group(child)
+
+    def discard(self, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._children.discard(child)
+
+    def kill_all(self) -> None:
+        with self._lock:
+            self.stopping = True
+            children = list(self._children)
+        for child in children:
+            _kill_group(child)
+
+
+_LIVE = _LiveCells()
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the cell's whole process group (its solver backends included)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+def cell_spec(cell: Cell, plugins: tuple[str, ...]) -> dict[str, Any]:
+    """What the child needs, paths made absolute: it runs in its own temporary folder."""
+    plugins_abs = [str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins]
+    return {"path": str(Path(cell.path).resolve()), "solver": cell.solver, "time_limit": cell.time_limit_s, "plugins": plugins_abs}
+
+
 def run_cell(cell: Cell, grace: float = 10.0, plugins: tuple[str, ...] = ()) -> Record:
     """Run one cell in a child process and return its record (all columns but the gaps)."""
     record: Record = {**asdict(cell), "objective": None, "bound": None, "verified": "-", "message": ""}
-    spec = {"path": cell.path, "solver": cell.solver, "time_limit": cell.time_limit_s, "plugins": list(plugins)}
     with tempfile.TemporaryDirectory(prefix="splitllm-cell-") as tmp:
         spec_path, record_path = Path(tmp, "spec.json"), Path(tmp, "record.json")
-        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        spec_path.write_text(json.dumps(cell_spec(cell, plugins)), encoding="utf-8")
         command = [sys.executable, "-m", "splitllm.bench.cell", str(spec_path), str(record_path)]
         start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        # cwd: ``-m`` puts the working directory first on sys.path; an empty one shadows nothing.
+        child = subprocess.Popen(command, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        _LIVE.add(child)
         limit = kill_after(cell.time_limit_s, grace)
         try:
             _, stderr = child.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            _kill_group(child)
             child.communicate()
             record.update(status="no_solution", message=f"timeout: killed after {limit:.3g} s", time_s=cell.time_limit_s)
             record["wall_s"] = time.perf_counter() - start
             return record
+        finally:
+            _LIVE.discard(child)
         record["wall_s"] = time.perf_counter() - start
         if child.returncode != 0 or not record_path.exists():
             record.update(status="error", message=_crash_message(child.returncode, stderr), time_s=record["wall_s"])
@@ -216,15 +311,44 @@ def _parse_value(column: str, text: str) -> Any:
     return text
 
 
+def _corrupt(path: Path, what: str) -> InputError:
+    return InputError(str(path), f"truncated or corrupt results file ({what}); repair it or move it away to start afresh")
+
+
+def _parse_row(row: dict[str | None, Any]) -> Record:
+    """One CSV row as a record; ``ValueError`` when a field is missing, extra or unreadable."""
+    if None in row or None in row.values():
+        raise ValueError("wrong number of fields")
+    record = {column: _parse_value(column, row[column]) for column in COLUMNS}
+    if record["status"] not in STATUSES or not record["path"] or not record["solver"] or record["time_limit_s"] is None:
+        raise ValueError(f"status {record['status']!r}, path, solver or time limit unreadable")
+    return record
+
+
 def read_results(path: Path) -> list[Record]:
-    """Records of a ``results.csv`` (empty cells read as ``None``); no file, no records."""
+    """Records of a ``results.csv`` (empty cells read as ``None``); no file, no records.
+
+    A file that cannot be read back whole (cut short, hand-edited) raises
+    :class:`InputError` naming the file and the line.
+    """
     if not path.exists():
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and set(COLUMNS) - set(rows[0]):
-        raise InputError(str(path), f"not a results file of this runner (missing {sorted(set(COLUMNS) - set(rows[0]))})")
-    return [{column: _parse_value(column, row.get(column, "")) for column in COLUMNS} for row in rows]
+    records: list[Record] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None:
+                raise _corrupt(path, "empty")
+            if set(COLUMNS) - set(reader.fieldnames):
+                raise InputError(str(path), f"not a results file of this runner (missing {sorted(set(COLUMNS) - set(reader.fieldnames))})")
+            for row in reader:
+                try:
+                    records.append(_parse_row(row))
+                except ValueError as exc:
+                    raise _corrupt(path, f"line {reader.line_num}: {exc}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise _corrupt(path, str(exc)) from None
+    return records
 
 
 def normalise(record: Record) -> Record:
@@ -270,10 +394,16 @@ def add_gaps(records: list[Record]) -> list[Record]:
 
 
 def _local_results(cells: list[Cell], run: Callable[[Cell], Record], jobs: int) -> Iterator[Record]:
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         futures = [pool.submit(run, cell) for cell in cells]
         for future in as_completed(futures):
             yield future.result()
+    except BaseException:
+        _LIVE.kill_all()  # before the pool waits for its threads, each waiting on a cell
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _dask_results(cells: list[Cell], grace: float, plugins: tuple[str, ...], address: str) -> Iterator[Record]:
@@ -284,6 +414,80 @@ def _dask_results(cells: list[Cell], grace: float, plugins: tuple[str, ...], add
         futures = client.map(run_cell, cells, grace=grace, plugins=plugins, pure=False)
         for future in dask_completed(futures):
             yield future.result()
+
+
+# --- one run at a time, cleaned up however it ends ---------------------------------------
+
+_HELD: set[Path] = set()
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean-up, however many signals follow
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``out/LOCK_FILE`` for the whole run, or :class:`InputError`."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock_path = out / LOCK_FILE
+    handle = lock_path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise InputError("--out", f"{out} is in use by another running bench (lock {lock_path}); wait for it or choose another folder") from None
+    try:
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+@contextlib.contextmanager
+def _stop_cleanly() -> Iterator[None]:
+    """SIGTERM (in the main thread) ends the run like Ctrl-C: live cells killed, exit 143."""
+    previous = signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() else None
+    _LIVE.stopping = False
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt):
+        _LIVE.kill_all()
+        log.warning("interrupted: running cells killed; the cells finished so far are recorded")
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def dask_installed() -> bool:
+    """True when the optional ``dask[distributed]`` extra is importable."""
+    return importlib.util.find_spec("distributed") is not None
+
+
+@contextlib.contextmanager
+def bench_session(out: str | Path, dask_scheduler: str | None = None) -> Iterator[None]:
+    """Checks before anything is written, then the lock on ``out`` and a clean stop.
+
+    Re-entrant in one process (``run_paper`` holds it around ``run_bench``).
+    """
+    if dask_scheduler is not None and not dask_installed():
+        raise SplitLLMError(DASK_MISSING)
+    out = Path(out)
+    key = out.resolve()
+    if key in _HELD:
+        yield
+        return
+    with _lock(out), _stop_cleanly():
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
+
+
+def all_failed(records: list[Record]) -> bool:
+    """True when there are records and every one is an ``error`` (nothing ran at all)."""
+    return bool(records) and all(r["status"] == "error" for r in records)
 
 
 def run_bench(
@@ -300,28 +504,46 @@ def run_bench(
 ) -> list[Record]:
     """Run every cell not yet in ``out/results.csv``; return all records, gaps filled in.
 
-    Solver specs are checked (known and installed) before anything runs.
+    Solver specs and instances are checked before anything is written. A recorded cell
+    with the same instance, solver, options and time limit is skipped; one recorded under
+    another time limit is run again and its new record replaces the old one.
     """
     from splitllm.bench.cell import check_solver_specs
 
     check_solver_specs(solvers, list(plugins))
+    planned = make_cells(find_instances(paths), solvers, time_limit)
     out = Path(out)
-    results_path = out / RESULTS_CSV
-    records = read_results(results_path)
-    done = {(r["path"], r["solver"]) for r in records}
-    cells = [c for c in make_cells(find_instances(paths), solvers, time_limit) if c.key not in done]
+    with bench_session(out, dask_scheduler):
+        recorded = {_identity(r): r for r in read_results(out / RESULTS_CSV)}
+        cells = [c for c in planned if _identity(asdict(c)) not in recorded or record_key(recorded[_identity(asdict(c))]) != c.key]
+        log.info("%d cells to run, %d recorded in %s", len(cells), len(recorded), out / RESULTS_CSV)
+        _run_cells(cells, recorded, out / RESULTS_CSV, _stream(cells, grace, plugins, jobs, dask_scheduler), progress)
+    records = sorted(recorded.values(), key=lambda r: (r["path"], r["solver"]))
+    return records
+
+
+def _identity(record: Record) -> tuple[str, str]:
+    """A cell apart from its time limit: one record per instance and solver is kept."""
+    return record_key(record)[:2]  # type: ignore[return-value]
+
+
+def _stream(cells: list[Cell], grace: float, plugins: tuple[str, ...], jobs: int, dask_scheduler: str | None) -> Iterator[Record]:
     if dask_scheduler is not None:
-        stream = _dask_results(cells, grace, plugins, dask_scheduler)
-    else:
-        stream = _local_results(cells, lambda cell: run_cell(cell, grace, plugins), jobs)
+        return _dask_results(cells, grace, plugins, dask_scheduler)
+    return _local_results(cells, lambda cell: run_cell(cell, grace, plugins), jobs)
+
+
+def _run_cells(cells: list[Cell], recorded: dict[tuple[str, str], Record], results_path: Path, stream: Iterator[Record], progress: bool) -> None:
+    """Record each cell as it finishes (``results.csv`` rewritten every time), with a progress bar."""
     from tqdm import tqdm
 
-    with tqdm(total=len(cells), desc="bench", unit="cell", disable=not progress or not cells) as bar:
+    from splitllm.log import progress_enabled
+
+    show = progress and progress_enabled() and bool(cells)
+    with tqdm(total=len(cells), desc="bench", unit="cell", disable=not show, file=sys.stderr) as bar:
         for record in stream:
-            records.append(normalise(record))
-            write_results(results_path, add_gaps(records))
+            recorded[_identity(record)] = normalise(record)
+            write_results(results_path, add_gaps(list(recorded.values())))
             bar.set_postfix_str(f"{record['instance']} / {record['solver']}: {record['status']}", refresh=False)
             bar.update()
-    records.sort(key=lambda r: (r["path"], r["solver"]))
-    write_results(results_path, add_gaps(records))
-    return records
+    write_results(results_path, add_gaps(sorted(recorded.values(), key=lambda r: (r["path"], r["solver"]))))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
 from typing import Any
@@ -92,6 +93,7 @@ def run(
                 label = solver_label(name, options)
                 if n > largest or (only and label not in only):
                     continue
+                _progress(f"{objective}, {n} requests, {label}: solving (limit {time_limit:g} s)")
                 result, seconds = timed_solve(inst, name, time_limit, options, repeats)
                 rows.append(
                     {
@@ -104,8 +106,13 @@ def run(
                         "gap": result.gap,
                     }
                 )
-                print(rows[-1], flush=True)
+                _progress(f"{objective}, {n} requests, {label}: {result.status.value} in {seconds:.3f} s")
     return rows
+
+
+def _progress(line: str) -> None:
+    """Progress on stderr, so that stdout holds only the table."""
+    print(f"scale: {line}", file=sys.stderr, flush=True)
 
 
 def table(rows: list[dict[str, Any]]) -> str:

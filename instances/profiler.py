@@ -40,7 +40,7 @@ def _torch() -> Any:
     try:
         import torch
     except ModuleNotFoundError:
-        raise SplitLLMError("splitllm profile needs PyTorch: pip install 'splitllm[profile]'") from None
+        raise SplitLLMError('splitllm profile needs torch: pip install -e ".[profile]"') from None
     return torch
 
 

@@ -14,15 +14,23 @@ from typing import Any
 import click
 import numpy as np
 
-from splitllm.cli_errors import EXIT_NEGATIVE, input_errors_exit
+from splitllm.cli_errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, input_errors_exit
 from splitllm.instance import Instance, load_instance
 from splitllm.result import SolveResult, Status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="splitllm")
-def main() -> None:
+@click.option("--verbose", "-v", is_flag=True, help="debug messages, and the solver backends' own logs")
+@click.option("--quiet", "-q", is_flag=True, help="errors only: no warnings, no progress bars")
+def main(verbose: bool, quiet: bool) -> None:
     """Place LLM blocks on client or server so every request meets its SLO with least server work."""
+    from splitllm.log import configure
+
+    if verbose and quiet:
+        click.echo("error: --verbose and --quiet exclude each other", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    configure(verbose=verbose, quiet=quiet)
 
 
 @main.command()
@@ -47,6 +55,29 @@ def list_solvers() -> None:
             click.echo(f"{'':<11} -o {option.describe()}")
 
 
+def shows_solve_progress(command: Any) -> Any:
+    """Show the time spent solving on stderr while a long solve runs (hidden by ``-q``).
+
+    The command's stdout is held back until the bar is gone, so the two never share a line.
+    """
+    import contextlib
+    import functools
+    import io
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from splitllm.log import elapsed_bar
+
+        held = io.StringIO()
+        try:
+            with elapsed_bar(f"solving with {kwargs.get('solver_name')}", kwargs.get("time_limit")), contextlib.redirect_stdout(held):
+                return command(*args, **kwargs)
+        finally:
+            sys.stdout.write(held.getvalue())
+
+    return wrapper
+
+
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
     """``("grid_step=0.01", "backend=highs")`` -> ``{"grid_step": "0.01", "backend": "highs"}``.
 
@@ -63,6 +94,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @main.command(name="solve")
+@shows_solve_progress
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--solver", "solver_name", default="dp", show_default=True, help="see `splitllm solvers`")
 @click.option("--time-limit", type=click.FloatRange(min=0), default=None, help="seconds")

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 
-from splitllm.cli_errors import input_errors_exit
+from splitllm.cli_errors import EXIT_NEGATIVE, input_errors_exit
 
 
 
@@ -26,6 +26,16 @@ def _solver_list(value: str) -> list[str]:
     if not solvers:
         raise click.BadParameter("name at least one solver", param_hint="--solvers")
     return solvers
+
+
+def _exit_if_all_failed(records: list[dict[str, object]], out: Path) -> None:
+    """Exit 1 when every cell is an error: a run that measured nothing must not look fine."""
+    from splitllm.bench.runner import all_failed
+
+    if all_failed(records):
+        first = next((r["message"] for r in records if r.get("message")), "")
+        click.echo(f"error: every one of the {len(records)} cells failed (see {out / 'summary.md'}); first: {first}", err=True)
+        sys.exit(EXIT_NEGATIVE)
 
 
 @click.command(name="bench")
@@ -41,7 +51,7 @@ def _solver_list(value: str) -> list[str]:
               help="module or .py file imported in every cell before solving (may register solvers); repeatable")
 @click.option("--shift", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="shift (s) of the shifted geometric mean of times")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--quiet", is_flag=True, help="no progress bar (as splitllm -q)")
 @input_errors_exit
 def bench(
     paths: tuple[Path, ...],
@@ -69,6 +79,7 @@ def bench(
     )
     written = write_report(out, records, shift, _command_line())
     click.echo(f"{len(records)} cells in {out / 'results.csv'}; " + ", ".join(p.name for p in written))
+    _exit_if_all_failed(records, out)
 
 
 @click.command(name="bench-paper")
@@ -77,7 +88,7 @@ def bench(
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=2, show_default=True, help="cells run at once")
 @click.option("--dask-scheduler", default=None, help="address of an existing Dask scheduler to run the cells on")
 @click.option("--quick", is_flag=True, help="a smaller sweep (for a smoke test)")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--quiet", is_flag=True, help="no progress bar (as splitllm -q)")
 @input_errors_exit
 def bench_paper(out: Path, time_limit: float, jobs: int, dask_scheduler: str | None, quick: bool, quiet: bool) -> None:
     """The SplitLLM paper's experiment: BERT and GPT-2 (o = 1) and Llama-2-7B, over SLO and bandwidth.
@@ -92,6 +103,9 @@ def bench_paper(out: Path, time_limit: float, jobs: int, dask_scheduler: str | N
         progress=not quiet, command=_command_line(),
     )
     click.echo(", ".join(str(p) for p in written))
+    from splitllm.bench.runner import RESULTS_CSV, read_results
+
+    _exit_if_all_failed(read_results(out / RESULTS_CSV), out)
 
 
 COMMANDS = [bench, bench_paper]

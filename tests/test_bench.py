@@ -91,8 +91,9 @@ def test_resume_skips_recorded_cells(suite: Path, tmp_path: Path) -> None:
     assert [r["message"] for r in again] == [r["message"] for r in records]
 
 
+@pytest.mark.extras
 def test_dask_local_cluster(tmp_path: Path) -> None:
-    distributed = pytest.importorskip("distributed")
+    distributed = pytest.importorskip("distributed", reason='needs dask[distributed]: pip install -e ".[bench]"')
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
         records = run_bench(
             [example_path("tiny")], ["dp", "greedy"], tmp_path, time_limit=20,

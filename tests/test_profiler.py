@@ -12,7 +12,8 @@ from splitllm.cli import main
 from splitllm.instances.models import shape_from_config
 from splitllm.profiles import parse_profile
 
-torch = pytest.importorskip("torch", reason="the profiler needs the optional extra: pip install 'splitllm[profile]'")
+pytestmark = pytest.mark.extras
+torch = pytest.importorskip("torch", reason='the profiler needs torch: pip install -e ".[profile]"')
 
 from splitllm.instances.profiler import measure_profile  # noqa: E402
 
