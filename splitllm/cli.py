@@ -14,12 +14,12 @@ from typing import Any
 import click
 import numpy as np
 
-from splitllm.cli_errors import EXIT_NEGATIVE, input_errors_exit
+from splitllm.cli_errors import EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit, printable
 from splitllm.instance import Instance, load_instance
 from splitllm.result import SolveResult
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="splitllm")
 def main() -> None:
     """Place LLM blocks on client or server so every request meets its SLO with least server work."""
@@ -31,7 +31,7 @@ def main() -> None:
 def validate(instance: Path) -> None:
     """Validate INSTANCE against the JSON Schema and the cross-reference rules."""
     inst = load_instance(instance)
-    click.echo(f"{instance}: valid ({inst.n_requests} requests, {inst.n_blocks} blocks, objective {inst.objective})")
+    click.echo(f"{printable(str(instance))}: valid ({inst.n_requests} requests, {inst.n_blocks} blocks, objective {inst.objective})")
 
 
 @main.command(name="solvers")
@@ -73,6 +73,8 @@ def solve_command(instance: Path, solver_name: str, time_limit: float | None, ou
     from splitllm.solution import to_json, write_solution
 
     inst = load_instance(instance)
+    if out is not None:  # before the solve, so that no work is lost to an unwritable path
+        check_output_path(out, "--out", inputs=(instance,))
     result = solve(inst, solver_name, time_limit=time_limit, **_parse_options(options))
     if out is not None:
         write_solution(out, inst, result)
@@ -104,9 +106,9 @@ def run_lengths(placement: np.ndarray) -> str:
 
 def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> str:
     """The readable table of ``splitllm solve``: per request, totals, saving vs all-server."""
-    lines = [f"{inst.name or 'instance'}: solver {result.solver}, status {result.status.value}, {result.time_s:.3f} s"]
+    lines = [f"{printable(inst.name or 'instance')}: solver {result.solver}, status {result.status.value}, {result.time_s:.3f} s"]
     if result.message:
-        lines.append(f"  {result.message}")
+        lines.append(f"  {printable(result.message)}")
     evaluation = result.evaluation
     if evaluation is None or result.placements is None:
         return "\n".join(lines)
@@ -115,10 +117,10 @@ def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> st
     lines.append(f"{'request':<14} {'placement':<12} {'TTFT s/SLO':>16} {'TPOT s/SLO':>16} {'E2E s/SLO':>16} {'server work s':>14}")
     for i, request in enumerate(inst.requests[:max_rows]):
         if not evaluation.admitted[i]:
-            lines.append(f"{str(request.id):<14} {'rejected':<12}")
+            lines.append(f"{printable(str(request.id)):<14} {'rejected':<12}")
             continue
         lines.append(
-            f"{str(request.id):<14} {run_lengths(result.placements[i]):<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
+            f"{printable(str(request.id)):<14} {run_lengths(result.placements[i]):<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
             f"{_fmt(m.tpot[i], a.tpot_limit[i]):>16} {_fmt(m.e2e[i], a.e2e_limit[i]):>16} {m.work[i]:>14.6g}"
         )
     if inst.n_requests > max_rows:
