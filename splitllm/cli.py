@@ -150,9 +150,9 @@ def check(instance: Path, solution: Path) -> None:
     problems = check_solution(inst, load_solution(solution))
     if problems:
         for line in problems:
-            click.echo(f"FAIL {line}", err=True)
+            click.echo(f"FAIL {printable(line)}", err=True)
         sys.exit(EXIT_NEGATIVE)
-    click.echo(f"{solution}: ok (every limit met, every stated figure matches the evaluator)")
+    click.echo(f"{printable(str(solution))}: ok (every limit met, every stated figure matches the evaluator)")
 
 
 def _register_extensions() -> None:

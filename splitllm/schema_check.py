@@ -106,6 +106,8 @@ def _message(error: ValidationError, request_index: list[int]) -> tuple[str, str
         return path, "must not be empty"
     if kind in ("maxItems",):
         return path, f"must have at most {error.validator_value} items"
+    if kind == "pattern" and error.validator_value == "^[CS]+$":
+        return path, f"must be a string of letters C/S (C = client, S = server), got {_show(value)}"
     if kind == "minLength":
         return path, "must not be an empty string"
     return path, error.message if len(error.message) <= 120 else error.message[:117] + "..."
