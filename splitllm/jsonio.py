@@ -76,7 +76,7 @@ def read_json(path: str | Path) -> Any:
         raise InputError(str(path), f"nested deeper than {MAX_DEPTH} levels") from None
     where = _too_deep(data)
     if where is not None:
-        shown = json_path(where[:6]) + ("..." if len(where) > 6 else "")
+        shown = json_path(where[:8]) + ("..." if len(where) > 8 else "")
         raise InputError(shown, f"nested deeper than {MAX_DEPTH} levels")
     if repeated:
         obj, key = repeated[0]

@@ -73,7 +73,7 @@ class Curve:
         bad = np.nonzero(np.diff(xs) <= 0)[0]
         if bad.size:
             i = int(bad[0]) + 1
-            raise InputError(f"{path}[{i}]", f"x must increase strictly, got {xs[i]:g} after {xs[i - 1]:g}")
+            raise InputError(f"{path}[{i}][0]", f"x must increase strictly, got {xs[i]:g} after {xs[i - 1]:g}")
         return cls(xs, ys)
 
     def _segment(self, x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

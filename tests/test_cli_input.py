@@ -74,7 +74,7 @@ CASES = {
     "bad objective": (edit("objective", "fastest"), "objective: must be one of"),
     "unsorted curve": (
         edit("devices.gpu.kinds.layer.prefill", [[10, 0.1], [5, 0.2]], profiled()),
-        "devices.gpu.kinds.layer.prefill[1]: x must increase strictly",
+        "devices.gpu.kinds.layer.prefill[1][0]: x must increase strictly",
     ),
 }
 
