@@ -53,7 +53,8 @@ def explain_infeasible(arrays: Arrays, r: int) -> str:
         if best[name] > limit:
             unit, what = ("B", "limit") if name == "memory_bytes" else ("s", "SLO")
             label = "client memory" if name == "memory_bytes" else name
-            pct = f", {100 * (best[name] - limit) / limit:.1f}%" if limit > 0 else ""
+            share = (best[name] - limit) / limit * 100 if limit > 1e-300 else float("inf")
+            pct = f", {share:.1f}%" if share < 1e9 else ""  # a tiny limit gives no useful share
             misses.append(
                 f"{label}: best achievable {best[name]:.6g} {unit} > {what} {limit:.6g} {unit} "
                 f"(misses by {best[name] - limit:.4g} {unit}{pct})"

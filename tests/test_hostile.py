@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from hostile_cases import (
     max_admitted_claims,
     solution_cases,
 )
+from splitllm import jsonio
 from splitllm.cli import main
 from splitllm.instance import example_path, load_instance
 from splitllm.registry import solve
@@ -83,6 +85,7 @@ def solve_and_check(tmp_path: Path, instance: Path, solver: str) -> dict[str, An
     result = invoke("solve", str(instance), "--solver", solver, "--out", str(out))
     assert result.exit_code in (0, 1), result.output
     assert "nan" not in result.output.lower().replace("infeasible", ""), result.output
+    assert all(line.isprintable() for line in result.output.splitlines()), result.output
     solution = strict_json(out)
     check = invoke("check", str(instance), str(out))
     if solution["status"] in ("optimal", "feasible"):
@@ -195,3 +198,62 @@ def _undescribed(node: Any, path: str = "") -> list[str]:
         for key, child in node.items():
             found += _undescribed(child, f"{path}.{key}" if key != "properties" else path)
     return found
+
+
+def test_special_files_are_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # reading it would block for ever
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        result = invoke("validate", str(path))
+        assert result.exit_code == 2 and result.output.startswith(f"error: {path}: "), result.output
+
+
+def test_file_size_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsonio, "MAX_FILE_BYTES", 100)
+    result = invoke("validate", str(write(tmp_path, "big.json", json.dumps(TINY))))
+    assert result.exit_code == 2 and "byte limit" in result.output, result.output
+
+
+@pytest.mark.parametrize("where", ["directory", "under_a_file", "proc", "device", "the_input"])
+def test_out_problems_are_found_before_the_solve(tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = write(tmp_path, "tiny.json", json.dumps(TINY))
+    out = {
+        "directory": tmp_path,
+        "under_a_file": instance / "s.json",
+        "proc": Path("/proc/splitllm-solution.json"),
+        "device": Path("/dev/null"),
+        "the_input": tmp_path / "." / "tiny.json",
+    }[where]
+
+    def no_solve(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("solved before the output path was checked")
+
+    monkeypatch.setattr("splitllm.registry.solve", no_solve)
+    result = invoke("solve", str(instance), "--out", str(out))
+    assert result.exit_code == 2 and result.output.startswith("error: --out: "), result.output
+    assert len(result.output.splitlines()) == 1 and instance.read_text() == json.dumps(TINY)
+
+
+def test_out_in_a_new_folder_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "folder" / "s.json"
+    assert invoke("solve", str(example_path("tiny")), "--out", str(out)).exit_code == 0
+    assert strict_json(out)["status"] == "optimal"
+
+
+def test_ctrl_c_during_a_solve_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("splitllm.registry.solve", interrupted)
+    result = invoke("solve", str(example_path("tiny")))
+    assert (result.exit_code, result.output) == (130, "error: interrupted\n")
+
+
+def test_unprintable_names_are_escaped(tmp_path: Path) -> None:
+    case = INSTANCE_CASES["requests[0].id:lone_surrogate"]
+    instance = write(tmp_path, "i.json", case.text)
+    out = tmp_path / "s.json"
+    result = invoke("solve", str(instance), "--out", str(out))
+    assert result.exit_code == 0 and "\\ud800 \\x07" in result.output and "two\\nlines" in result.output
+    assert all(line.isprintable() for line in result.output.splitlines())
+    assert invoke("check", str(instance), str(out)).exit_code == 0
