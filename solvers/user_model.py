@@ -64,7 +64,6 @@ from splitllm.solvers.certify import finish, remaining
 from splitllm.solvers.cpsat import OPTIONS as CPSAT_OPTIONS
 from splitllm.solvers.lexicographic import compact_solution, solve_lexicographic
 from splitllm.solvers.milp import PULP_OPTIONS
-from splitllm.solvers.pulp_backend import BACKENDS
 
 #: Absolute tolerance of a row re-check, in the row's own units (scaled rows: about 1).
 ROW_TOL = 1e-6

@@ -14,12 +14,12 @@ from typing import Any
 import click
 import numpy as np
 
-from splitllm.cli_errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, input_errors_exit
+from splitllm.cli_errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit, printable
 from splitllm.instance import Instance, load_instance
 from splitllm.result import SolveResult, Status
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="splitllm")
 @click.option("--verbose", "-v", is_flag=True, help="debug messages, and the solver backends' own logs")
 @click.option("--quiet", "-q", is_flag=True, help="errors only: no warnings, no progress bars")
@@ -39,7 +39,7 @@ def main(verbose: bool, quiet: bool) -> None:
 def validate(instance: Path) -> None:
     """Validate INSTANCE against the JSON Schema and the cross-reference rules."""
     inst = load_instance(instance)
-    click.echo(f"{instance}: valid ({inst.n_requests} requests, {inst.n_blocks} blocks, objective {inst.objective})")
+    click.echo(f"{printable(str(instance))}: valid ({inst.n_requests} requests, {inst.n_blocks} blocks, objective {inst.objective})")
 
 
 @main.command(name="solvers")
@@ -112,6 +112,9 @@ def solve_command(
 
     typed = get(solver_name).coerce_options(_parse_options(options), prefix="-o ")
     inst = load_instance(instance)
+    for path, option in ((out, "--out"), (plot, "--plot")):  # before the solve, so no work is lost to a bad path
+        if path is not None:
+            check_output_path(path, option, inputs=(instance,))
     result = solve(inst, solver_name, time_limit=time_limit, **typed)
     failed = result.status == Status.ERROR  # a wrong answer is never written to a file
     if out is not None and not failed:
@@ -121,9 +124,9 @@ def solve_command(
 
         plot_placement(inst, result, plot)
     elif plot is not None:
-        click.echo(f"{plot}: not written, status {result.status.value} has no placement to draw", err=True)
+        click.echo(printable(f"{plot}: not written, status {result.status.value} has no placement to draw"), err=True)
     if failed and out is not None:
-        click.echo(f"error: {out}: not written, solver {solver_name} failed verification: {result.message}", err=True)
+        click.echo(printable(f"error: {out}: not written, solver {solver_name} failed verification: {result.message}"), err=True)
     if as_json:
         click.echo(json.dumps(to_json(inst, result), indent=2))
     else:
@@ -152,9 +155,9 @@ def run_lengths(placement: np.ndarray) -> str:
 
 def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> str:
     """The readable table of ``splitllm solve``: per request, totals, saving vs all-server."""
-    lines = [f"{inst.name or 'instance'}: solver {result.solver}, status {result.status.value}, {result.time_s:.3f} s"]
+    lines = [f"{printable(inst.name or 'instance')}: solver {result.solver}, status {result.status.value}, {result.time_s:.3f} s"]
     if result.message:
-        lines.append(f"  {result.message}")
+        lines.append(f"  {printable(result.message)}")
     evaluation = result.evaluation
     if evaluation is None or result.placements is None:
         return "\n".join(lines)
@@ -163,10 +166,10 @@ def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> st
     lines.append(f"{'request':<14} {'placement':<12} {'TTFT s/SLO':>16} {'TPOT s/SLO':>16} {'E2E s/SLO':>16} {'server work s':>14}")
     for i, request in enumerate(inst.requests[:max_rows]):
         if not evaluation.admitted[i]:
-            lines.append(f"{str(request.id):<14} {'rejected':<12}")
+            lines.append(f"{printable(str(request.id)):<14} {'rejected':<12}")
             continue
         lines.append(
-            f"{str(request.id):<14} {run_lengths(result.placements[i]):<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
+            f"{printable(str(request.id)):<14} {run_lengths(result.placements[i]):<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
             f"{_fmt(m.tpot[i], a.tpot_limit[i]):>16} {_fmt(m.e2e[i], a.e2e_limit[i]):>16} {m.work[i]:>14.6g}"
         )
     if inst.n_requests > max_rows:
@@ -196,9 +199,9 @@ def check(instance: Path, solution: Path) -> None:
     problems = check_solution(inst, load_solution(solution))
     if problems:
         for line in problems:
-            click.echo(f"FAIL {line}", err=True)
+            click.echo(f"FAIL {printable(line)}", err=True)
         sys.exit(EXIT_NEGATIVE)
-    click.echo(f"{solution}: ok (every limit met, every stated figure matches the evaluator)")
+    click.echo(f"{printable(str(solution))}: ok (every limit met, every stated figure matches the evaluator)")
 
 
 def _register_extensions() -> None:

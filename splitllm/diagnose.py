@@ -53,7 +53,8 @@ def explain_infeasible(arrays: Arrays, r: int) -> str:
     misses = []
     for res, limit in limits.items():
         if best[res] > limit:
-            pct = f", {100 * (best[res] - limit) / limit:.4g}%" if limit > 0 else ""
+            share = (best[res] - limit) / limit * 100 if limit > 1e-300 else float("inf")
+            pct = f", {share:.4g}%" if share < 1e9 else ""  # a tiny limit gives no useful share
             misses.append(
                 f"{res.label}: best achievable {best[res]:.6g} {res.unit} > {res.limit_word} {limit:.6g} {res.unit} "
                 f"(misses by {best[res] - limit:.4g} {res.unit}{pct})"

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from splitllm.errors import InputError, InputErrors
 from splitllm.jsonio import read_json
-from splitllm.profiles import Profile, parse_profile
+from splitllm.profiles import SECONDS_MAX, Profile, parse_profile
 from splitllm.resources import COUPLED, REQUEST_LIMITS, Objective, Resource
 from splitllm.schema_check import schema_errors
 
@@ -279,6 +279,11 @@ def _profile_costs(
                 raise InputError(
                     f"devices.{device}.kinds.{kind}.{what}",
                     "extrapolates below zero for the token counts of this instance",
+                )
+            if not np.all(values <= SECONDS_MAX):  # keeps every sum of costs finite
+                raise InputError(
+                    f"devices.{device}.kinds.{kind}.{what}",
+                    f"extrapolates above {SECONDS_MAX:g} s for the token counts of this instance",
                 )
         prefill[:, cols] = kind_prefill[:, None]
         decode[:, cols] = kind_decode[:, None]

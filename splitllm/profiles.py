@@ -1,4 +1,4 @@
-"""Device profiles: measured cost of each block kind on one device (DESIGN §3).
+"""Device profiles: measured cost of each block kind on one device.
 
 A profile maps a block ``kind`` to two curves, ``prefill`` (tokens -> seconds) and
 ``decode`` (context -> seconds per step). Between points a curve is piecewise-linear,
@@ -20,14 +20,24 @@ from numpy.typing import ArrayLike, NDArray
 
 from splitllm.errors import InputError
 from splitllm.jsonio import read_json
+from splitllm.schema_check import instance_schema, profile_schema_errors
 
 PROFILE_FORMAT = "splitllm/profile"
 SOURCES = ("measured", "derived", "roofline")
 
 
+def _point_ranges() -> tuple[float, float]:
+    """Largest x (tokens, context) and y (seconds) of a curve point, from the published schema."""
+    x_def, y_def = instance_schema()["$defs"]["curve"]["items"]["prefixItems"]
+    return float(x_def["maximum"]), float(instance_schema()["$defs"]["seconds"]["maximum"])
+
+
+X_MAX, SECONDS_MAX = _point_ranges()
+
+
 @dataclass(frozen=True)
 class Curve:
-    """A piecewise-linear function of a token count, as DESIGN §3 defines it.
+    """A piecewise-linear function of a token count, as the profile format defines it.
 
     Examples
     --------
@@ -51,14 +61,19 @@ class Curve:
                 not isinstance(point, list)
                 or len(point) != 2
                 or not all(_is_finite_number(v) and v >= 0 for v in point)
+                or point[0] > X_MAX
+                or point[1] > SECONDS_MAX
             ):
-                raise InputError(f"{path}[{i}]", f"must be [x, y] with finite numbers >= 0, got {point!r}")
+                shown = repr(point) if isinstance(point, list) and len(point) == 2 else type(point).__name__
+                raise InputError(
+                    f"{path}[{i}]", f"must be [x, y] with 0 <= x <= {X_MAX:g} and 0 <= y <= {SECONDS_MAX:g} s, got {shown[:60]}"
+                )
         xs = np.array([p[0] for p in points], dtype=float)
         ys = np.array([p[1] for p in points], dtype=float)
         bad = np.nonzero(np.diff(xs) <= 0)[0]
         if bad.size:
             i = int(bad[0]) + 1
-            raise InputError(f"{path}[{i}]", f"x must increase strictly, got {xs[i]:g} after {xs[i - 1]:g}")
+            raise InputError(f"{path}[{i}][0]", f"x must increase strictly, got {xs[i]:g} after {xs[i - 1]:g}")
         return cls(xs, ys)
 
     def _segment(self, x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -143,7 +158,7 @@ class KindCosts:
 
 @dataclass(frozen=True)
 class Profile:
-    """A device profile (DESIGN §3); ``kinds`` maps block kind to its curves."""
+    """A device profile; ``kinds`` maps block kind to its curves."""
 
     device: str
     model: str
@@ -157,7 +172,7 @@ class Profile:
         return self.kinds[kind]
 
     def to_json(self) -> dict[str, Any]:
-        """The profile as the JSON object of DESIGN §3."""
+        """The profile as the JSON object of the profile format."""
         return {
             "format": PROFILE_FORMAT,
             "version": 1,
@@ -187,6 +202,9 @@ def parse_profile(data: Any, path: str = "") -> Profile:
     where = (lambda key: f"{path}.{key}" if path else key)  # noqa: E731
     if not isinstance(data, dict):
         raise InputError(path, "must be an object (a device profile)")
+    errors = profile_schema_errors(data, path, limit=1)
+    if errors:  # the published ranges, the same as for profiles inside an instance
+        raise errors[0]
     allowed = {"format", "version", "device", "model", "dtype", "batch_size", "source", "provenance", "kinds"}
     for key in data:
         if key not in allowed:

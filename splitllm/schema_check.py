@@ -12,39 +12,61 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from splitllm.errors import InputError
-from splitllm.jsonio import NonFinite
+from splitllm.jsonio import NonFinite, json_path
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
 
 
 @cache
-def instance_schema() -> dict[str, Any]:
-    """The published JSON Schema of the instance format (``splitllm/schema``)."""
-    text = resources.files("splitllm").joinpath("schema/instance.schema.json").read_text(encoding="utf-8")
+def _load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("splitllm").joinpath(f"schema/{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)  # type: ignore[no-any-return]
 
 
+def instance_schema() -> dict[str, Any]:
+    """The published JSON Schema of the instance format (``splitllm/schema``)."""
+    return _load_schema("instance")
+
+
+def solution_schema() -> dict[str, Any]:
+    """The published JSON Schema of the solution file format (``splitllm/schema``)."""
+    return _load_schema("solution")
+
+
+def _is_strict_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 5.0 as an integer; a token count written 5.0 or 1e308 is a
+    # mistake, so only integer literals pass.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_StrictValidator = jsonschema.validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
+)
+
+
 @cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(instance_schema())
-
-
-def json_path(parts: Any) -> str:
-    """``['requests', 17, 'slo']`` -> ``'requests[17].slo'``.
-
-    Examples
-    --------
-    >>> json_path(["requests", 17, "slo", "ttft_s"])
-    'requests[17].slo.ttft_s'
-    """
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+def _validator(name: str) -> Draft202012Validator:
+    schema = _load_schema(name) if name != "profile" else {**_load_schema("instance"), "$ref": "#/$defs/profile"}
+    if name == "profile":  # the profile definition inside the instance schema, on its own
+        schema = {k: v for k, v in schema.items() if k in ("$schema", "$id", "$defs", "$ref")}
+    return _StrictValidator(schema)  # type: ignore[no-any-return]
 
 
 def _json_type(value: Any) -> str:
     return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _bound(value: float) -> str:
+    """A schema bound as written in the schema: ``1e+07`` -> ``1e7``."""
+    mantissa, _, exponent = f"{value:.6g}".partition("e")
+    return mantissa + (f"e{int(exponent)}" if exponent else "")
+
+
+def _show(value: Any, width: int = 60) -> str:
+    """A value as short JSON text for a one-line message."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _message(error: ValidationError, request_index: list[int]) -> tuple[str, str]:
@@ -53,21 +75,24 @@ def _message(error: ValidationError, request_index: list[int]) -> tuple[str, str
     ``request_index`` maps the position of a validated request to its position in the file.
     """
     parts = list(error.absolute_path)
-    if len(parts) > 1 and parts[0] == "requests":
+    if len(parts) > 1 and parts[0] == "requests" and isinstance(parts[1], int) and parts[1] < len(request_index):
         parts[1] = request_index[parts[1]]
     path = json_path(parts)
     value = error.instance
     kind = error.validator
     if isinstance(value, NonFinite):
-        return path, f"must be a finite number, got {value.text}"
+        return path, f"must be a finite number, got {value.text}" + (" (too large for a float)" if value.overflow else "")
     if kind == "minimum":
-        return path, f"must be >= {error.validator_value}, got {value}"
+        return path, f"must be >= {error.validator_value}, got {_show(value)}"
+    if kind == "maximum":
+        return path, f"must be <= {_bound(error.validator_value)}, got {_show(value)}"
     if kind == "exclusiveMinimum":
-        return path, f"must be > {error.validator_value}, got {value}"
+        return path, f"must be > {error.validator_value}, got {_show(value)}"
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return path, f"must be {expected}, got {_json_type(value)} {json.dumps(value) if _json_type(value) != 'object' else ''}".rstrip()
+        shown = _show(value) if _json_type(value) not in ("object", "array") else ""
+        return path, f"must be {expected}, got {_json_type(value)} {shown}".rstrip()
     if kind == "required":
         missing = error.message.split("'")[1]
         return json_path([*parts, missing]), "required field is missing"
@@ -76,21 +101,23 @@ def _message(error: ValidationError, request_index: list[int]) -> tuple[str, str
         return json_path([*parts, extra[0]]), "unknown key"
     if kind in ("enum", "const"):
         allowed = error.validator_value if kind == "enum" else [error.validator_value]
-        return path, f"must be one of {', '.join(map(json.dumps, allowed))}, got {json.dumps(value)}"
+        return path, f"must be one of {', '.join(map(json.dumps, allowed))}, got {_show(value)}"
     if kind in ("minItems", "minProperties"):
         return path, "must not be empty"
     if kind in ("maxItems",):
         return path, f"must have at most {error.validator_value} items"
+    if kind == "pattern" and error.validator_value == "^[CS]+$":
+        return path, f"must be a string of letters C/S (C = client, S = server), got {_show(value)}"
     if kind == "minLength":
         return path, "must not be an empty string"
-    return path, error.message
+    return path, error.message if len(error.message) <= 120 else error.message[:117] + "..."
 
 
 def _distinct_requests(data: Any) -> tuple[Any, list[int]]:
     """``data`` with each group of requests that differ only in their id's value cut to
     its first member, and the file position of every request kept.
 
-    Identical requests are common (DESIGN §2); validating one of each keeps loading
+    Identical requests are common; validating one of each keeps loading
     100,000 requests fast. Errors then name the first request of a bad group.
     """
     requests = data.get("requests") if isinstance(data, dict) else None
@@ -111,7 +138,25 @@ def _distinct_requests(data: Any) -> tuple[Any, list[int]]:
 def schema_errors(data: Any, limit: int = 20) -> list[InputError]:
     """Every schema violation of an instance object, shallowest first, at most ``limit``."""
     distinct, request_index = _distinct_requests(data)
-    errors = sorted(_validator().iter_errors(distinct), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    return _collect(_validator("instance"), distinct, limit, request_index)
+
+
+def solution_schema_errors(data: Any, limit: int = 20) -> list[InputError]:
+    """Every schema violation of a solution file's object, shallowest first."""
+    requests = data.get("requests") if isinstance(data, dict) else None
+    return _collect(_validator("solution"), data, limit, list(range(len(requests) if isinstance(requests, list) else 0)))
+
+
+def profile_schema_errors(data: Any, path: str = "", limit: int = 20) -> list[InputError]:
+    """Every schema violation of a device profile's object; paths start with ``path``."""
+    errors = _collect(_validator("profile"), data, limit, [])
+    if not path:
+        return errors
+    return [InputError(f"{path}.{e.path}" if e.path else path, e.message) for e in errors]
+
+
+def _collect(validator: Draft202012Validator, data: Any, limit: int, request_index: list[int]) -> list[InputError]:
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     out: list[InputError] = []
     seen: set[str] = set()
     for error in errors:

@@ -56,7 +56,7 @@ CASES = {
     "infinity": (edit("clients.phone.rtt_s", 0.02).replace('"rtt_s": 0.02', '"rtt_s": Infinity'), "clients.phone.rtt_s: must be a finite number, got Infinity"),
     "negative slo": (edit("requests[1].slo.e2e_s", -1), "requests[1].slo.e2e_s: must be >= 0, got -1"),
     "wrong type": (edit("requests[0].prompt_tokens", "ten"), "requests[0].prompt_tokens: must be integer"),
-    "zero bandwidth": (edit("clients.phone.uplink_bytes_per_s", 0), "clients.phone.uplink_bytes_per_s: must be > 0, got 0"),
+    "zero bandwidth": (edit("clients.phone.uplink_bytes_per_s", 0), "clients.phone.uplink_bytes_per_s: must be >= 1, got 0"),
     "zero tokens": (edit("requests[1].output_tokens", 0), "requests[1].output_tokens: must be >= 1, got 0"),
     "unknown client": (edit("requests[1].client", "watch"), "requests[1].client: unknown client 'watch'"),
     "unknown device": (edit("server.device", "tpu", profiled()), "server.device: unknown device 'tpu'"),
@@ -74,7 +74,7 @@ CASES = {
     "bad objective": (edit("objective", "fastest"), "objective: must be one of"),
     "unsorted curve": (
         edit("devices.gpu.kinds.layer.prefill", [[10, 0.1], [5, 0.2]], profiled()),
-        "devices.gpu.kinds.layer.prefill[1]: x must increase strictly",
+        "devices.gpu.kinds.layer.prefill[1][0]: x must increase strictly",
     ),
 }
 

@@ -67,4 +67,4 @@ def test_wrong_total_is_named(tmp_path: Path) -> None:
 
 def test_malformed_solution_is_bad_input(tmp_path: Path) -> None:
     outcome = check_edited(tmp_path, lambda data: data["requests"][0].update(placement="CX"))
-    assert outcome == (2, "error: requests[0].placement: must be a string of 3 letters C/S\n")
+    assert outcome == (2, 'error: requests[0].placement: must be a string of letters C/S (C = client, S = server), got "CX"\n')
