@@ -160,7 +160,7 @@ def build_columns(
     instance: Instance, columns: Columns, rounding: Rounding = "safe", resolution: int = RESOLUTION, work_scale: float | None = None
 ) -> tuple[cp_model.CpModel, Handles]:
     """F3 with integer coefficients: per request type ``t`` (identical requests, see
-    :func:`splitllm.formulations.column.dp_columns`) an integer ``y[t, k]`` (``y_t{t}_k{k}``)
+    :func:`splitllm.solvers.columns.dp_columns`) an integer ``y[t, k]`` (``y_t{t}_k{k}``)
     counting its requests on column ``k`` and ``a[t]`` (``a_t{t}``) counting admitted ones.
 
     The columns meet every request's own limits already, so only the coupling rows are

@@ -38,6 +38,8 @@ from splitllm.instance import Arrays
 from splitllm.resources import CLIENT_MEM, E2E, REQUEST_LIMITS, TPOT, TTFT, Resource
 
 Array = NDArray[np.float64]
+#: A row is divided by its limit unless the limit is below this share of its figures.
+MIN_SCALE_RATIO = 1e-9
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,12 @@ class LinearRow:
 
     @property
     def scale(self) -> float:
-        """The row's unit inside the models: its limit, or its largest figure if that is 0."""
-        if self.limit > 0:
+        """The row's unit inside the models: its limit, or its largest figure when the limit
+        is 0 or so small beside the figures (under :data:`MIN_SCALE_RATIO` of them) that
+        dividing by it would overflow."""
+        biggest = max(abs(self.const), float(np.max(np.abs(self.x_coef), initial=0.0)), self.u_coef, self.d_coef, self.cu_coef, self.cd_coef)
+        if self.limit > 0 and self.limit >= MIN_SCALE_RATIO * biggest:
             return self.limit
-        biggest = max(abs(self.const), float(np.max(np.abs(self.x_coef), initial=0.0)), self.u_coef, self.d_coef)
         return biggest if biggest > 0 else 1.0
 
     def value(self, placement: NDArray[np.bool_] | list[int]) -> float:

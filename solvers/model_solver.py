@@ -1,6 +1,6 @@
 """The one flow behind every PuLP-model solver (``milp``, ``colmilp``, ``decomp``).
 
-1. DP columns per distinct request (:func:`splitllm.formulations.column.dp_columns`): they
+1. DP columns per distinct request (:func:`splitllm.solvers.columns.dp_columns`): they
    give the coupling-free bound, prove infeasibility of a request or a capacity before
    any MILP runs, and are the columns of F3.
 2. When the least-work columns already fit the capacities, the coupling cannot bind and

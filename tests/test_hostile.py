@@ -33,17 +33,6 @@ EXACT = ("dp", "decomp", "milp", "brute")
 INSTANCE_CASES = {case.name: case for case in instance_cases()}
 
 #: Crashes inside the solvers, left for their owners: case name -> cause.
-_SUBNORMAL_LIMIT = (
-    "solvers/dp.py BudgetBound.build: a limit of 1e-308 makes cost / unit overflow to inf, the int64 cast "
-    "gives garbage, and nxt[:, to, : cells + 1 - shift] is empty: ValueError 'operands could not be "
-    "broadcast together with shapes (2,4097) (2,0) (2,4097)' in dp, decomp and milp (their DP bounds)"
-)
-KNOWN_SOLVER_FAILURES: dict[str, str] = {
-    "clients.phone.memory_bytes:tiny_1e-308": _SUBNORMAL_LIMIT,
-    "requests[0].slo.ttft_s:tiny_1e-308": _SUBNORMAL_LIMIT,
-    "requests[0].slo.tpot_s:tiny_1e-308": _SUBNORMAL_LIMIT,
-    "requests[1].slo.e2e_s:tiny_1e-308": _SUBNORMAL_LIMIT,
-}
 
 
 def invoke(*args: str) -> Result:
@@ -95,15 +84,7 @@ def solve_and_check(tmp_path: Path, instance: Path, solver: str) -> dict[str, An
     return solution
 
 
-def _params() -> list[Any]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=KNOWN_SOLVER_FAILURES[name]))
-        if name in KNOWN_SOLVER_FAILURES else name
-        for name in INSTANCE_CASES
-    ]
-
-
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", list(INSTANCE_CASES))
 def test_damaged_instance(tmp_path: Path, name: str) -> None:
     case = INSTANCE_CASES[name]
     instance = write(tmp_path, "instance.json", case.text)

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from coupled_cases import coupled_instance
 
 import splitllm
+from splitllm.solvers.columns import dp_columns
 from splitllm.cli_export import export, sidecar_path
 from splitllm.errors import OptionError, SplitLLMError
 from splitllm.evaluator import feasible_mask, request_metrics
@@ -39,7 +40,7 @@ def _quiet() -> None:
 def _build(kind: str, inst: Instance) -> tuple[Any, dict[str, Any]]:
     if kind == "F2":
         return compact.build(inst)
-    columns = column.dp_columns(inst)
+    columns = dp_columns(inst)
     if kind == "F3":
         return column.build(inst, columns)
     return cpsat.build(inst) if kind == "F4" else cpsat.build_columns(inst, columns)
@@ -124,7 +125,7 @@ def test_cpsat_rows_are_rounded_safely() -> None:
 
 def test_refusals_are_clear() -> None:
     inst = load_instance(example_path("tiny"))
-    model, h = column.build(inst, column.dp_columns(inst), aggregate=True)
+    model, h = column.build(inst, dp_columns(inst), aggregate=True)
     with pytest.raises(SplitLLMError, match="aggregate=False"):
         splitllm.solve_model(inst, model, h)
     model, h = compact.build(inst)
