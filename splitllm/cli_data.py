@@ -167,17 +167,16 @@ def profiles_import(source: str, path: Path, out_dir: Path | None) -> None:
 
 @profiles.command(name="derive")
 @click.option("--device", "devices", multiple=True, help="client device (default: all with published figures)")
-@click.option("--model", "models", multiple=True, help="model shape (default: llama-2-7b and phi-2)")
+@click.option("--model", "models", multiple=True, help="model shape (default: llama-2-7b and phi-2; llama-2-7b only for devices with Llama-2-7B figures alone)")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="default: the bundled profiles folder")
 @input_errors_exit
 def profiles_derive(devices: tuple[str, ...], models: tuple[str, ...], out_dir: Path | None) -> None:
     """Derive client profiles from published whole-model tokens/s (docs/profiles.md)."""
     from splitllm.instances.bundled import profiles_dir, write_profile
-    from splitllm.instances.derived import FIGURES, derived_profile
+    from splitllm.instances.derived import default_pairs, derived_profile
 
-    for device in devices or FIGURES:
-        for model in models or ("llama-2-7b", "phi-2"):
-            click.echo(f"wrote {write_profile(derived_profile(device, model), out_dir or profiles_dir())}")
+    for device, model in default_pairs(devices, models):
+        click.echo(f"wrote {write_profile(derived_profile(device, model), out_dir or profiles_dir())}")
 
 
 @click.group()
