@@ -365,15 +365,22 @@ def compare_layouts(
     """Seconds of one layer's projections (QKV, output, MLP up and down) on CPU, two ways.
 
     For each ``n`` in ``tokens``: ``(n, x @ W with W stored (in, out), F.linear(x, W) with
-    W stored (out, in))``, each the sum over the projections of the median of ``repeats``
-    timed calls. The same products; only the weight layout and the call differ. The
-    profiler times the second, which is what model code runs.
+    W stored (out, in))``, each the median over ``repeats`` rounds of the summed seconds of
+    the four projections. The two ways alternate within each round, so both see the same
+    load on a shared machine. The same products; only the weight layout and the call
+    differ. The profiler times the second, which is what model code runs.
     """
     torch = _torch()
     F = torch.nn.functional
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+
+    def seconds(run: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
     try:
         blocks = Blocks(shape, dtype, "cpu", seed)
         out_in = [blocks.w[name] for name in ("qkv", "o", "up", "down")]
@@ -382,9 +389,15 @@ def compare_layouts(
         with torch.inference_mode():
             for n in tokens:
                 xs = [blocks._rand(1, n, w.shape[1]) for w in out_in]
-                matmul = sum(time_median(lambda: x @ w, warmup, repeats, lambda: None) for x, w in zip(xs, in_out))
-                linear = sum(time_median(lambda: F.linear(x, w), warmup, repeats, lambda: None) for x, w in zip(xs, out_in))
-                rows.append((n, matmul, linear))
+                rounds: list[tuple[float, float]] = []
+                for i in range(warmup + repeats):
+                    matmul = linear = 0.0
+                    for x, a, b in zip(xs, in_out, out_in):
+                        matmul += seconds(lambda: x @ a)  # noqa: B023
+                        linear += seconds(lambda: F.linear(x, b))  # noqa: B023
+                    if i >= warmup:
+                        rounds.append((matmul, linear))
+                rows.append((n, statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)))
         return rows
     finally:
         torch.set_num_threads(previous)
