@@ -328,6 +328,7 @@ def measure_profile(
         start = time.perf_counter()
         kinds = measure_kinds(Blocks(shape, dtype, device, seed), tokens, contexts, warmup, repeats)
         elapsed = time.perf_counter() - start
+        load_after = _load_average()
     finally:
         torch.set_num_threads(previous_threads)
     threads_note = f"set by --threads {threads}" if threads is not None else "PyTorch's default"
@@ -335,7 +336,7 @@ def measure_profile(
     provenance = (
         f"Measured by `splitllm profile` on {device_description(device)}, torch threads {used_threads} ({threads_note}), "
         f"PyTorch {torch.__version__}, "
-        f"{platform.system()} {platform.machine()}, {when}, in {elapsed:.0f} s, load average before the run {load}. Model shape {shape.name} "
+        f"{platform.system()} {platform.machine()}, {when}, in {elapsed:.0f} s, 1-minute load average {load} before and {load_after} after the run (it counts this run too; above the CPU count, other processes competed for the CPUs and the timings are slower than on an idle machine). Model shape {shape.name} "
         f"({shape.arch}: {shape.n_layers} layers, hidden {shape.hidden}, {shape.n_heads} heads, {shape.n_kv_heads} "
         f"KV heads, MLP {shape.ffn}, vocab {shape.vocab}), random weights, {dtype}, batch 1; blocks written in plain "
         "torch (splitllm.instances.profiler) as model code runs them: torch.nn.functional.linear with "
