@@ -41,7 +41,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from splitllm.errors import InputError
 from splitllm.instances.models import DTYPE_BYTES, ModelShape, get_shape
@@ -106,7 +106,7 @@ class Figure:
     dtype: str
     generation_tok_s: float
     prompt_tok_s: float
-    bench: Benchmark = field(default=LLAMA3)
+    bench: Benchmark = LLAMA3
 
 
 #: device name -> Llama-3-8B figure (F16 where it fits in memory, else Q4_K_M, named ``-q4``).
@@ -121,28 +121,28 @@ FIGURES = {
 }
 
 
-def _llama2(description: str, q4_gen: float, f16_gen: float, q4_prompt: float, f16_prompt: float, name: str) -> dict[str, Figure]:
-    bench = LLAMA2_M1_MAX if name == "apple-m1-max-24c" else LLAMA2
+def _llama2(name: str, description: str, generation: tuple[float, float], prompt: tuple[float, float], bench: Benchmark = LLAMA2) -> dict[str, Figure]:
+    """``name-q4`` (Q4_0) and ``name`` (F16) from the table's (Q4_0, F16) tokens/s pairs."""
     return {
-        f"{name}-q4": Figure(description, "q4_0", q4_gen, q4_prompt, bench),
-        name: Figure(description, "float16", f16_gen, f16_prompt, bench),
+        f"{name}-q4": Figure(description, "q4_0", generation[0], prompt[0], bench),
+        name: Figure(description, "float16", generation[1], prompt[1], bench),
     }
 
 
 #: device name -> Llama-2-7B figure: F16 under the plain name, Q4_0 under ``-q4``. The
 #: Apple M3's F16 figure ran on its CPU (the source's label) and is left out.
 LLAMA2_FIGURES = {
-    **_llama2("Apple M1 Max, 24-core GPU, 32 GB", 48.65, 13.83, 199.65, 213.14, "apple-m1-max-24c"),
+    **_llama2("apple-m1-max-24c", "Apple M1 Max, 24-core GPU, 32 GB", (48.65, 13.83), (199.65, 213.14), LLAMA2_M1_MAX),
     "apple-m3-q4": Figure("Apple M3, 10-core GPU, 16 GB", "q4_0", 20.79, 184.51, LLAMA2),
-    **_llama2("Apple M3 Max, 40-core GPU, 48 GB", 63.11, 24.76, 740.97, 761.4, "apple-m3-max"),
-    **_llama2("Apple M2 Ultra, 76-core GPU, 192 GB", 91.89, 40.68, 1217.03, 1379.54, "apple-m2-ultra"),
-    **_llama2("NVIDIA RTX 3090, 24 GB", 120.6, 51.85, 2601.81, 3075.37, "rtx-3090"),
-    **_llama2("NVIDIA RTX 4080, 16 GB", 118.01, 44.2, 3774.79, 5158.19, "rtx-4080"),
-    **_llama2("NVIDIA RTX 4090, 24 GB", 149.37, 60.78, 5531.19, 7348.69, "rtx-4090"),
-    **_llama2("NVIDIA RTX 4000 Ada, 20 GB", 64.53, 22.96, 1819.86, 2369.09, "rtx-4000-ada"),
-    **_llama2("NVIDIA RTX 5000 Ada, 32 GB", 99.19, 36.31, 3525.7, 4936.59, "rtx-5000-ada"),
-    **_llama2("NVIDIA RTX A6000, 48 GB", 111.57, 44.01, 2979.12, 3707.88, "rtx-a6000"),
-    **_llama2("NVIDIA RTX 6000 Ada, 48 GB", 127.45, 50.56, 3911.18, 5403.6, "rtx-6000-ada"),
+    **_llama2("apple-m3-max", "Apple M3 Max, 40-core GPU, 48 GB", (63.11, 24.76), (740.97, 761.4)),
+    **_llama2("apple-m2-ultra", "Apple M2 Ultra, 76-core GPU, 192 GB", (91.89, 40.68), (1217.03, 1379.54)),
+    **_llama2("rtx-3090", "NVIDIA RTX 3090, 24 GB", (120.6, 51.85), (2601.81, 3075.37)),
+    **_llama2("rtx-4080", "NVIDIA RTX 4080, 16 GB", (118.01, 44.2), (3774.79, 5158.19)),
+    **_llama2("rtx-4090", "NVIDIA RTX 4090, 24 GB", (149.37, 60.78), (5531.19, 7348.69)),
+    **_llama2("rtx-4000-ada", "NVIDIA RTX 4000 Ada, 20 GB", (64.53, 22.96), (1819.86, 2369.09)),
+    **_llama2("rtx-5000-ada", "NVIDIA RTX 5000 Ada, 32 GB", (99.19, 36.31), (3525.7, 4936.59)),
+    **_llama2("rtx-a6000", "NVIDIA RTX A6000, 48 GB", (111.57, 44.01), (2979.12, 3707.88)),
+    **_llama2("rtx-6000-ada", "NVIDIA RTX 6000 Ada, 48 GB", (127.45, 50.56), (3911.18, 5403.6)),
 }
 #: model -> the figures measured on that model (preferred over scaling another model's).
 MODEL_FIGURES = {"llama-2-7b": LLAMA2_FIGURES}

@@ -97,7 +97,7 @@ def generate(
 @click.option("--contexts", default="1,256,1024,2048", show_default=True, help="decode context grid")
 @click.option("--warmup", type=int, default=1, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+@click.option("--threads", type=int, default=None, help="torch.set_num_threads for the run, recorded in the provenance (default: PyTorch's)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="profile file to write")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="write <name>_<model>.json here")
 @input_errors_exit
