@@ -162,27 +162,33 @@ class Blocks:
         return self._linear(last, "head").float().argmax(dim=-1)
 
 
-def time_median(run: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None]) -> float:
-    """Median wall seconds of ``run()`` over ``repeats`` timed calls after ``warmup`` calls."""
+#: ``--clock`` choices: wall time, or the CPU time of this process (one thread only).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_median(
+    run: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None], clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Median seconds (by ``clock``) of ``run()`` over ``repeats`` timed calls after ``warmup`` calls."""
     for _ in range(warmup):
         run()
     sync()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         run()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
 def measure_kinds(
-    blocks: Blocks, tokens: Sequence[int], contexts: Sequence[int], warmup: int, repeats: int
+    blocks: Blocks, tokens: Sequence[int], contexts: Sequence[int], warmup: int, repeats: int, clock: str = "wall"
 ) -> dict[str, KindCosts]:
     """Prefill over ``tokens`` and decode steps over ``contexts`` for embed, layer and head."""
     torch = blocks.torch
     sync = torch.cuda.synchronize if blocks.device.startswith("cuda") else (lambda: None)
-    timed = lambda f: sig(time_median(f, warmup, repeats, sync))  # noqa: E731
+    timed = lambda f: sig(time_median(f, warmup, repeats, sync, CLOCKS[clock]))  # noqa: E731
     prefill: dict[str, list[list[float]]] = {"embed": [], "layer": [], "head": []}
     decode: dict[str, list[list[float]]] = {"embed": [], "layer": [], "head": []}
     with torch.inference_mode():
@@ -201,6 +207,12 @@ def measure_kinds(
     return {k: KindCosts(monotone(prefill[k]), monotone(decode[k])) for k in prefill}
 
 
+CLOCK_NOTES = {
+    "wall": "wall-clock time. ",
+    "cpu": "timed as the CPU time of the process (--clock cpu; one torch thread): the time other processes held "
+    "the core is left out, so on a shared machine it is close to the wall time on an idle one; contention for "
+    "caches and memory bandwidth is not left out. ",
+}
 MONOTONE_NOTE = (
     "Curves made non-decreasing (running maximum of the medians): a longer prompt or context is never cheaper, "
     "and noise must not make the extrapolation fall. "
@@ -304,6 +316,7 @@ def measure_profile(
     command: str = "",
     seed: int = 0,
     threads: int | None = None,
+    clock: str = "wall",
 ) -> Profile:
     """Measure ``shape`` and return its profile (``source`` ``measured``) with provenance."""
     if dtype not in DTYPES:
@@ -315,6 +328,10 @@ def measure_profile(
     torch = _torch()
     if threads is not None and threads < 1:
         raise InputError("--threads", f"must be >= 1, got {threads}")
+    if clock not in CLOCKS:
+        raise InputError("--clock", f"must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if clock == "cpu" and (device != "cpu" or threads != 1):
+        raise InputError("--clock", "cpu time measures one thread's latency only: it needs --device cpu and --threads 1")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device", "CUDA is not available to this PyTorch")
     tokens = check_grid(tokens, "--tokens", shape.max_context)
@@ -326,7 +343,7 @@ def measure_profile(
         used_threads = torch.get_num_threads()
         load = _load_average()
         start = time.perf_counter()
-        kinds = measure_kinds(Blocks(shape, dtype, device, seed), tokens, contexts, warmup, repeats)
+        kinds = measure_kinds(Blocks(shape, dtype, device, seed), tokens, contexts, warmup, repeats, clock)
         elapsed = time.perf_counter() - start
         load_after = _load_average()
     finally:
@@ -343,7 +360,8 @@ def measure_profile(
         "(out_features, in_features) weights for the QKV, output, MLP and head projections, F.embedding, "
         "F.scaled_dot_product_attention; embed, one layer, head (final norm on every position, LM head and "
         "greedy sampling on the last; bert: pooler and classifier). Prefill: a whole prompt of n tokens; decode: "
-        f"one token against a KV cache of context - 1 tokens. Median of {repeats} runs after {warmup} warm-up. "
+        f"one token against a KV cache of context - 1 tokens. Median of {repeats} runs after {warmup} warm-up, "
+        + CLOCK_NOTES[clock]
         + MONOTONE_NOTE
         + ("Encoder: no decode (curves are 0; use output_tokens = 1). " if shape.encoder else "")
         + (f"Command: {command}" if command else "")
@@ -362,14 +380,15 @@ def compare_layouts(
     repeats: int = 7,
     threads: int | None = None,
     seed: int = 0,
+    clock: str = "wall",
 ) -> list[tuple[int, float, float]]:
     """Seconds of one layer's projections (QKV, output, MLP up and down) on CPU, two ways.
 
     For each ``n`` in ``tokens``: ``(n, x @ W with W stored (in, out), F.linear(x, W) with
     W stored (out, in))``, each the median over ``repeats`` rounds of the summed seconds of
     the four projections. The two ways alternate within each round, so both see the same
-    load on a shared machine. The same products; only the weight layout and the call
-    differ. The profiler times the second, which is what model code runs.
+    load on a shared machine; ``clock="cpu"`` (with ``threads=1``) times process CPU time
+    instead of wall time. The same products; only the weight layout and the call differ. The profiler times the second, which is what model code runs.
     """
     torch = _torch()
     F = torch.nn.functional
@@ -377,10 +396,12 @@ def compare_layouts(
     if threads is not None:
         torch.set_num_threads(threads)
 
+    timer = CLOCKS[clock]
+
     def seconds(run: Callable[[], Any]) -> float:
-        start = time.perf_counter()
+        start = timer()
         run()
-        return time.perf_counter() - start
+        return timer() - start
 
     try:
         blocks = Blocks(shape, dtype, "cpu", seed)

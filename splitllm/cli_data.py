@@ -98,12 +98,13 @@ def generate(
 @click.option("--warmup", type=int, default=1, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch.set_num_threads for the run, recorded in the provenance (default: PyTorch's)")
+@click.option("--clock", default="wall", show_default=True, type=click.Choice(["wall", "cpu"]), help="cpu: process CPU time, leaves out time other processes held the core (needs --threads 1)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="profile file to write")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="write <name>_<model>.json here")
 @input_errors_exit
 def profile(
     model: str, dtype: str, device: str, name: str | None, tokens: str, contexts: str, warmup: int, repeats: int,
-    threads: int | None, out: Path | None, out_dir: Path | None,
+    threads: int | None, clock: str, out: Path | None, out_dir: Path | None,
 ) -> None:  # fmt: skip
     """Measure embed, one layer and head of a model shape with PyTorch (random weights) and write a profile."""
     from splitllm.instances.bundled import write_profile
@@ -120,7 +121,7 @@ def profile(
     tok, ctx = [t for t in tok if t <= limit] or tok, [c for c in ctx if c <= limit] or ctx
     result = measure_profile(
         shape, tokens=tok, contexts=ctx, dtype=dtype, device=device, name=name or "", warmup=warmup,
-        repeats=repeats, command=_command_line(), threads=threads,
+        repeats=repeats, command=_command_line(), threads=threads, clock=clock,
     )  # fmt: skip
     if out is not None:
         write_json(out, result.to_json())

@@ -48,7 +48,7 @@ def test_cli_profile_from_json_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "args,named",
-    [(["--model", "gpt9"], "--model"), (["--device", "tpu"], "--device"), (["--tokens", "4,2"], "--tokens"), (["--threads", "0"], "--threads")],
+    [(["--model", "gpt9"], "--model"), (["--device", "tpu"], "--device"), (["--tokens", "4,2"], "--tokens"), (["--threads", "0"], "--threads"), (["--clock", "cpu"], "--clock")],
 )
 def test_cli_profile_bad_input_exits_2(args: list[str], named: str) -> None:
     result = CliRunner().invoke(main, ["profile", "--model", "gpt2", "--tokens", "1", "--contexts", "2", *args] if args[0] != "--model" else ["profile", *args])
@@ -92,7 +92,9 @@ def test_threads_recorded_and_restored() -> None:
     assert "F.linear" in profile.provenance or "functional.linear" in profile.provenance
     assert torch.get_num_threads() == before
     default = measure_profile(shape, tokens=[1], contexts=[2], warmup=0, repeats=1)
-    assert f"torch threads {before} (PyTorch's default)" in default.provenance
+    assert f"torch threads {before} (PyTorch's default)" in default.provenance and "wall-clock" in default.provenance
+    cpu = measure_profile(shape, tokens=[1], contexts=[2], warmup=0, repeats=1, threads=1, clock="cpu")
+    assert "CPU time of the process (--clock cpu" in cpu.provenance
 
 
 def test_cpu_description_names_avx512_and_amx() -> None:

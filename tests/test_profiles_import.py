@@ -124,6 +124,16 @@ def test_llama2_profiles_come_from_llama2_figures() -> None:
     assert "Llama-3-8B" in bundled_profile("rtx-4090", "phi-2").provenance
 
 
+def test_bundled_cpu_profiles_say_how_they_were_measured() -> None:
+    """Measured CPU profiles name the CPU, its AVX-512/AMX flags, the thread count and F.linear."""
+    cpu = [(d, m) for d, m in list_bundled() if bundled_profile(d, m).source == "measured" and d.startswith("cpu-")]
+    assert {m for _, m in cpu} == {"llama-2-7b", "gpt2", "bert-base"}
+    for device, model in cpu:
+        text = bundled_profile(device, model).provenance
+        assert "torch threads 1 (set by --threads 1)" in text and "torch.nn.functional.linear" in text
+        assert "AMX" in text and "avx512" in text and "--threads 1" in text
+
+
 def test_bundled_derived_profiles_reproducible(tmp_path: Path) -> None:
     """`splitllm profiles derive` rebuilds the committed client curves exactly."""
     result = CliRunner().invoke(main, ["profiles", "derive", "--out-dir", str(tmp_path)])
