@@ -1,6 +1,6 @@
 """The device profiles that ship with the package, under ``instances/profiles/``.
 
-Each file is ``<device>_<model>.json`` (DESIGN §3 format).
+Each file is ``<device>_<model>.json`` in the ``splitllm/profile`` format (``splitllm.profiles``).
 
 Examples
 --------

@@ -75,7 +75,7 @@ DEFAULT_CLIENTS = (
     ClientClass("laptop-m1-max", "apple-m1-max", 8 * GIB, 50 * MBIT, 200 * MBIT, 0.030, 0.35),
     ClientClass("laptop-m1", "apple-m1-q4", 4 * GIB, 50 * MBIT, 200 * MBIT, 0.030, 0.25),
     ClientClass("desktop-4090", "rtx-4090", 16 * GIB, 100 * MBIT, 500 * MBIT, 0.015, 0.25),
-    ClientClass("cpu-box", "cpu-xeon-amx", 8 * GIB, 100 * MBIT, 500 * MBIT, 0.015, 0.15),
+    ClientClass("cpu-box", "cpu-epyc-2core", 8 * GIB, 100 * MBIT, 500 * MBIT, 0.015, 0.15),
 )
 DEFAULT_SLO = {"ttft_s": "2", "tpot_s": "0.1"}
 UNITS = {

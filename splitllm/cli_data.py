@@ -97,13 +97,14 @@ def generate(
 @click.option("--contexts", default="1,256,1024,2048", show_default=True, help="decode context grid")
 @click.option("--warmup", type=int, default=1, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+@click.option("--threads", type=int, default=None, help="torch.set_num_threads for the run, recorded in the provenance (default: PyTorch's)")
+@click.option("--clock", default="wall", show_default=True, type=click.Choice(["wall", "cpu"]), help="cpu: process CPU time, leaves out time other processes held the core (needs --threads 1)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="profile file to write")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="write <name>_<model>.json here")
 @input_errors_exit
 def profile(
     model: str, dtype: str, device: str, name: str | None, tokens: str, contexts: str, warmup: int, repeats: int,
-    threads: int | None, out: Path | None, out_dir: Path | None,
+    threads: int | None, clock: str, out: Path | None, out_dir: Path | None,
 ) -> None:  # fmt: skip
     """Measure embed, one layer and head of a model shape with PyTorch (random weights) and write a profile."""
     from splitllm.instances.bundled import write_profile
@@ -120,7 +121,7 @@ def profile(
     tok, ctx = [t for t in tok if t <= limit] or tok, [c for c in ctx if c <= limit] or ctx
     result = measure_profile(
         shape, tokens=tok, contexts=ctx, dtype=dtype, device=device, name=name or "", warmup=warmup,
-        repeats=repeats, command=_command_line(), threads=threads,
+        repeats=repeats, command=_command_line(), threads=threads, clock=clock,
     )  # fmt: skip
     if out is not None:
         write_json(out, result.to_json())
@@ -167,17 +168,16 @@ def profiles_import(source: str, path: Path, out_dir: Path | None) -> None:
 
 @profiles.command(name="derive")
 @click.option("--device", "devices", multiple=True, help="client device (default: all with published figures)")
-@click.option("--model", "models", multiple=True, help="model shape (default: llama-2-7b and phi-2)")
+@click.option("--model", "models", multiple=True, help="model shape (default: llama-2-7b and phi-2; llama-2-7b only for devices with Llama-2-7B figures alone)")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="default: the bundled profiles folder")
 @input_errors_exit
 def profiles_derive(devices: tuple[str, ...], models: tuple[str, ...], out_dir: Path | None) -> None:
     """Derive client profiles from published whole-model tokens/s (docs/profiles.md)."""
     from splitllm.instances.bundled import profiles_dir, write_profile
-    from splitllm.instances.derived import FIGURES, derived_profile
+    from splitllm.instances.derived import default_pairs, derived_profile
 
-    for device in devices or FIGURES:
-        for model in models or ("llama-2-7b", "phi-2"):
-            click.echo(f"wrote {write_profile(derived_profile(device, model), out_dir or profiles_dir())}")
+    for device, model in default_pairs(devices, models):
+        click.echo(f"wrote {write_profile(derived_profile(device, model), out_dir or profiles_dir())}")
 
 
 @click.group()

@@ -94,14 +94,55 @@ def test_fit_nonneg_drops_negative_terms() -> None:
     assert helix.fit_nonneg([1, 2, 3, 4], [4, 3, 2, 1], degree=1) == [2.5, 0.0]
 
 
-@pytest.mark.parametrize("device", sorted(derived.FIGURES))
-def test_derived_profile_reproduces_published_speed(device: str) -> None:
-    figure = derived.FIGURES[device]
-    kinds = derived.derived_profile(device, derived.REFERENCE_MODEL).kinds
-    step = 32 * kinds["layer"].decode_mean(0, derived.GENERATED + 1) + kinds["head"].decode.value(1) + kinds["embed"].decode.value(1)
-    prompt = 32 * kinds["layer"].prefill.value(1024) + kinds["head"].prefill.value(1024) + kinds["embed"].prefill.value(1024)
+@pytest.mark.parametrize(
+    "device,model",
+    [(d, "llama-3-8b") for d in derived.FIGURES] + [(d, "llama-2-7b") for d in derived.LLAMA2_FIGURES],
+)
+def test_derived_profile_reproduces_published_speed(device: str, model: str) -> None:
+    """L layers + embed + head give back the published tokens/s the profile was derived from."""
+    figure = derived.figure_for(device, model)
+    bench, n_layers = figure.bench, get_shape(model).n_layers
+    assert bench.model == model
+    kinds = derived.derived_profile(device, model).kinds
+    start, steps = bench.generation_start, bench.decode_steps
+    step = n_layers * kinds["layer"].decode_mean(start, steps + 1) + kinds["head"].decode.value(1) + kinds["embed"].decode.value(1)
+    p = bench.prompt_tokens
+    prompt = n_layers * kinds["layer"].prefill.value(p) + kinds["head"].prefill.value(p) + kinds["embed"].prefill.value(p)
     assert 1 / float(step) == pytest.approx(figure.generation_tok_s, rel=0.01)
-    assert 1024 / float(prompt) == pytest.approx(figure.prompt_tok_s, rel=0.02)
+    assert p / float(prompt) == pytest.approx(figure.prompt_tok_s, rel=0.02)
+
+
+def test_llama2_profiles_come_from_llama2_figures() -> None:
+    """Bundled Llama-2-7B client profiles use the device's Llama-2-7B figures where the source has them."""
+    for device in derived.LLAMA2_FIGURES:
+        profile = bundled_profile(device, "llama-2-7b")
+        figure = derived.LLAMA2_FIGURES[device]
+        assert profile.dtype == figure.dtype and "Llama-2-7B" in profile.provenance
+        assert f"generation {figure.generation_tok_s} tokens/s" in profile.provenance
+        assert "c79519347c9331cee5b49e0137d7756e4a195f3b" in profile.provenance
+    assert "Llama-3-8B" in bundled_profile("apple-m1-q4", "llama-2-7b").provenance  # no Llama-2 figure
+    assert "Llama-3-8B" in bundled_profile("rtx-4090", "phi-2").provenance
+
+
+def test_bundled_cpu_profiles_say_how_they_were_measured() -> None:
+    """Measured CPU profiles name the CPU, its AVX-512/AMX flags, the thread count and F.linear."""
+    cpu = [(d, m) for d, m in list_bundled() if bundled_profile(d, m).source == "measured" and d.startswith("cpu-")]
+    assert {m for _, m in cpu} == {"llama-2-7b", "gpt2", "bert-base"}
+    for device, model in cpu:
+        text = bundled_profile(device, model).provenance
+        assert "torch threads 1 (set by --threads 1)" in text and "torch.nn.functional.linear" in text
+        assert "AMX" in text and "avx512" in text and "--threads 1" in text
+
+
+def test_bundled_derived_profiles_reproducible(tmp_path: Path) -> None:
+    """`splitllm profiles derive` rebuilds the committed client curves exactly."""
+    result = CliRunner().invoke(main, ["profiles", "derive", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = sorted(path.stem for path in tmp_path.glob("*.json"))
+    assert written == sorted(f"{d}_{m}" for d, m in derived.default_pairs())
+    for path in tmp_path.glob("*.json"):
+        device, model = path.stem.split("_", 1)
+        assert json.loads(path.read_text())["kinds"] == bundled_json(device, model)["kinds"], path.name
 
 
 @pytest.mark.parametrize("device,model", list_bundled())
