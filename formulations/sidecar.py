@@ -29,6 +29,7 @@ import pulp
 from splitllm.formulations.request_rows import request_rows
 from splitllm.formulations.units import capacity_scale
 from splitllm.instance import Instance
+from splitllm.resources import COUPLED, REQUEST_LIMITS
 
 SIDECAR_FORMAT = "splitllm/model-sidecar"
 
@@ -46,7 +47,8 @@ VARIABLE_KINDS = {
 }
 _VARIABLE = re.compile(r"^(?P<kind>x|u|d|a|cu|cd|z)_r(?P<r>\d+)(?:_(?P<sub>[bk])(?P<i>\d+))?$")
 _TYPE_VARIABLE = re.compile(r"^(?P<kind>y|a)_t(?P<t>\d+)(?:_k(?P<k>\d+))?$")
-_LIMITS = {"ttft": ("ttft_s", "s"), "tpot": ("tpot_s", "s"), "e2e": ("e2e_s", "s"), "client_mem": ("memory_bytes", "B")}
+_LIMITS = {res.key: res for res in REQUEST_LIMITS}
+_CAPACITY_ROWS = {f"{res.key}_capacity": res for res in COUPLED}
 _STRUCTURE = {
     "up": "u >= x[b] - x[b-1]",
     "down": "d >= x[b-1] - x[b]",
@@ -65,11 +67,11 @@ def describe(instance: Instance, problem: pulp.LpProblem, handles: dict[str, Any
         "version": 1,
         "instance": instance.name,
         "formulation": formulation,
-        "objective": instance.objective,
+        "objective": instance.objective.value,
         "units": {
             "work_unit_s": handles["work_unit"],
             "limit_rows": "each request's limit row is divided by its limit (its scale), so its right-hand side is 1",
-            "coupling_rows": "work_capacity and kv_capacity are divided by their capacities (seconds, bytes)",
+            "coupling_rows": " and ".join(f"{name} ({res.unit})" for name, res in _CAPACITY_ROWS.items()) + " are divided by their capacities",
             "objective": "server work in work units (multiply by work_unit_s for seconds) or admitted weight",
         },
         "variable_kinds": VARIABLE_KINDS,
@@ -101,17 +103,17 @@ def _variable(name: str, handles: dict[str, Any]) -> dict[str, Any]:
 
 def _row(instance: Instance, name: str) -> dict[str, Any]:
     a = instance.arrays
-    if name in ("work_capacity", "kv_capacity"):
-        cap = a.work_capacity if name == "work_capacity" else a.kv_capacity
-        return {"meaning": f"server {name.replace('_', ' ')}", "scale": capacity_scale(cap), "unit": "s" if name == "work_capacity" else "B"}
+    if name in _CAPACITY_ROWS:
+        res = _CAPACITY_ROWS[name]
+        return {"meaning": f"{res.limit_field}: total {res.label}", "scale": capacity_scale(float(a.limit(res))), "unit": res.unit}
     match = _ROW.match(name)
     if match is None:
         return {"meaning": "not a row splitllm builds", "scale": None}
     kind, r = match["kind"], int(match["r"])
     if kind in _LIMITS:
-        field, unit = _LIMITS[kind]
+        res = _LIMITS[kind]
         row = next(row for row in request_rows(a, r) if row.name == kind)
-        return {"meaning": f"request {r}: {field} limit", "request": r, "scale": row.scale, "unit": unit}
+        return {"meaning": f"request {r}: {res.limit_name} limit", "request": r, "scale": row.scale, "unit": res.unit}
     return {"meaning": _STRUCTURE[kind], "request": r, "scale": 1.0}
 
 
@@ -121,7 +123,7 @@ def _terms(expression: pulp.LpAffineExpression) -> dict[str, float]:
 
 def _phases(instance: Instance, handles: dict[str, Any]) -> list[dict[str, Any]]:
     work = {"sense": "minimize", "objective": "server work in work units", "objective_terms": _terms(handles["work"])}
-    if instance.objective == "min_server_work":
+    if instance.objective.serves_all:
         return [{"phase": 1, **work, "note": "the model file's objective; every a_r is fixed to 1"}]
     weight_row = {
         "name": "lexicographic_weight",

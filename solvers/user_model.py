@@ -212,7 +212,7 @@ def _solve_cpsat(instance: Instance, model: cp_model.CpModel, h: dict[str, Any],
         return SolveResult("model-cpsat", status, message=f"CP-SAT on the model as given: {cp_model.CpSolver().StatusName(first.status)}")
     x, a = _cp_solution(instance, h, first)
     best, optimal, info = first, first.status == cp_model.OPTIMAL, {}
-    if instance.objective == "min_server_work":
+    if instance.objective.serves_all:
         bound = max(0.0, (first.bound - terms / 2) * h["work_quantum"])
     else:
         # integral weights are exact (quantum 1); others are rounded to nearest: half a quantum each
