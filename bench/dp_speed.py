@@ -1,4 +1,4 @@
-"""Per-request speed of ``dp`` against the paper's ``dp-grid`` and ``brute`` (issue 2).
+"""Per-request speed of ``dp`` against the paper's ``dp-grid`` and ``brute``.
 
 A benchmark, not a test: run it as ``python -m splitllm.bench.dp_speed``. Request sets
 on a 34-block model (embed + 32 layers + head): the paper's setting (one latency SLO,

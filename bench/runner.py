@@ -1,4 +1,4 @@
-"""The benchmark runner (DESIGN §6): instances x solvers, one process and one time limit a cell.
+"""The benchmark runner: instances x solvers, one process and one time limit a cell.
 
 Every cell runs ``python -m splitllm.bench.cell`` in a process of its own (see
 :mod:`splitllm.bench.cell`), in a new session so that the whole process group can be

@@ -1,4 +1,4 @@
-"""Scale benchmark for coupled instances (issue 3): not a test.
+"""Scale benchmark for coupled instances: not a test.
 
 Instances: ``generate_instance`` (Llama-2-7B, 34 blocks, A100 server, the default client
 mix and trace) draws ``--distinct`` requests; they are repeated to 10 .. 100,000 requests

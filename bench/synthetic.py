@@ -88,7 +88,7 @@ def explicit_instance(
     clients: dict[str, Any],
     requests: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """An instance dict (DESIGN §2) of explicit-cost requests, without capacities."""
+    """An instance dict of explicit-cost requests, without capacities."""
     return {
         "format": "splitllm/instance",
         "version": 1,
@@ -113,7 +113,7 @@ def explicit_request(
     client_prefill: np.ndarray,
     client_decode: np.ndarray,
 ) -> dict[str, Any]:
-    """One request entry of DESIGN §2 with explicit per-block costs (seconds)."""
+    """One request entry with explicit per-block costs (seconds)."""
     return {
         "id": rid,
         "client": client,

@@ -213,7 +213,7 @@ def generate_instance(
     name: str | None = None,
     description: str | None = None,
 ) -> dict[str, Any]:
-    """A valid instance (DESIGN §2) as a dict; see the module docstring for each option.
+    """A valid instance (docs/formats.md) as a dict; see the module docstring for each option.
 
     The used device profiles are embedded under ``devices``.
     """

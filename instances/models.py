@@ -2,7 +2,7 @@
 
 A :class:`ModelShape` holds the architecture numbers of a model (layers, hidden size,
 heads, MLP width, vocabulary) and derives from them everything the rest of the package
-needs: the block list of an instance (DESIGN §1: ``embed``, ``L`` x ``layer``, ``head``
+needs: the block list of an instance (``embed``, ``L`` x ``layer``, ``head``
 with ``weight_bytes`` and ``kv_bytes_per_token``), the hidden-state and token sizes, and
 the FLOPs and bytes of each block that the roofline parts of the importer use.
 
@@ -137,7 +137,7 @@ class ModelShape:
         )
 
     def instance_model(self, dtype: str = "float16") -> dict[str, Any]:
-        """The ``model`` object of an instance file (DESIGN §2) for weights of ``dtype``."""
+        """The ``model`` object of an instance file (docs/formats.md) for weights of ``dtype``."""
         size = dtype_bytes(dtype)
         return {
             "name": self.name,

@@ -19,7 +19,7 @@ fitted to the measured GEMMs of the same table: bytes/s from the four GEMMs at o
 Examples
 --------
 >>> import pathlib
->>> root = pathlib.Path("../shared/data/vidur")
+>>> root = pathlib.Path("vidur")  # a checkout of the public vidur repository's data folder
 >>> if root.exists():  # doctest: +SKIP
 ...     profile = vidur_profile(root, "a100", "llama-2-7b")
 """

@@ -18,7 +18,7 @@ from splitllm.instances.models import get_shape
 from splitllm.profiles import Curve, KindCosts, parse_profile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"third-party data not found at {DATA} (../shared/data beside the repo)")
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"third-party data not found at {DATA} (the public data checkouts beside the repo)")
 
 
 def loop_sum(curve: Curve, lo: int, hi: int) -> float:
