@@ -24,7 +24,14 @@ bound at the source it is optimal and no label pass is needed.
 The DP works on F1's edge costs in layered array form, ``cost[b, from_side, to_side]``
 (:func:`splitllm.formulations.chain_graph.edge_costs`); :func:`label_dp` runs it on a
 networkx F1 graph. With ``keep_coupled=True`` (the columns of F3) it keeps every
-Pareto-optimal feasible placement in (work, kv) and uses no incumbent.
+Pareto-optimal feasible placement in the coupled resources (work, KV) and uses no
+incumbent.
+
+This module is the search and its incumbents; the pieces live by concept:
+:mod:`~splitllm.solvers.dp_costs` (label slots, edge costs, limits),
+:mod:`~splitllm.solvers.dp_labels` (the label pass and its pruning),
+:mod:`~splitllm.solvers.dp_bounds` (remaining-path, Lagrangian and budget bounds) and
+:mod:`~splitllm.solvers.pareto` (the dominance filter).
 
 Examples
 --------
