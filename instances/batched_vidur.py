@@ -1,0 +1,98 @@
+"""Batched server tables (:class:`~splitllm.batched.BatchedCosts`) from vidur's measured kernel times.
+
+vidur (Agrawal et al., "Vidur: A Large-Scale Simulation Framework for LLM Inference",
+MLSys 2024; github.com/microsoft/vidur, MIT licence) publishes
+``data/profiling/compute/<gpu>/<hf-model>/mlp.csv``: the median ms of every op of one
+decoder layer except attention, for a batch of ``num_tokens`` tokens (1 to 4096), FP16.
+From that table at tensor parallel 1, at every measured ``num_tokens``:
+
+Above 4096 tokens each lin is the 4096-token value scaled in proportion to ``n``.
+
+* ``embed`` lin = ``emb`` (measured);
+* ``layer`` lin = ``input_layernorm + attn_pre_proj + attn_rope + attn_post_proj +
+  post_attention_layernorm + mlp_up_proj + mlp_act + mlp_down_proj + 2 * add`` (measured);
+* ``head`` lin = ``input_layernorm`` (measured, standing for the final norm) plus the LM-head
+  GEMM and greedy sampling for ``n`` sampling tokens (**modelled**, roofline below);
+* attention (**modelled**: vidur's ``attention.csv`` is not among the published tables we
+  use) = ``max(FLOPs / F, bytes / B)`` per item, with F, B, and the per-kernel floor fitted
+  to the measured GEMMs of the same table exactly as the batch-1 vidur importer does
+  (B from the four GEMMs at one token, F the median over ``num_tokens >= 2048``).
+
+Examples
+--------
+>>> import pathlib
+>>> root = pathlib.Path("vidur")  # a checkout of vidur's data folder
+>>> if root.exists():  # doctest: +SKIP
+...     costs = vidur_batched(root, "a100", "llama-2-7b")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from splitllm.batched import AttentionModel, BatchedCosts
+from splitllm.errors import InputError
+from splitllm.instances.models import get_shape
+from splitllm.instances.roofline import Roofline
+from splitllm.instances.vidur import CREDIT, FP16, GPUS, LAYER_OPS, MODELS, OpTable, csv_path, fit_roofline
+from splitllm.profiles import X_MAX, Curve
+
+#: Device memory in bytes of vidur's GPUs (vidur's device_sku_config: A100 80GB, H100 80GB, A40 48GB).
+MEMORY = {"a100": 80e9, "h100": 80e9, "a40": 48e9}
+
+
+def head_seconds(n: float, vocab: int, hidden: int, roof: Roofline) -> float:
+    """LM-head GEMM for ``n`` sampling tokens plus greedy sampling over float32 logits (modelled)."""
+    params = vocab * hidden
+    gemm = roof.time(2.0 * n * params, params * FP16 + n * (hidden * FP16 + vocab * 4.0))
+    return gemm + roof.time(n * vocab, 4.0 * n * vocab)
+
+
+def proportional_tail(points: list[list[float]]) -> Curve:
+    """The measured points, then proportional to ``n`` above the largest measured count.
+
+    Token-parallel work is linear in ``n`` at large ``n``; the last measured segment is
+    too short (and noisy: vidur's top counts are 32 tokens apart) to extend.
+    """
+    n_last, y_last = points[-1]
+    return Curve.from_points(points + [[X_MAX, y_last * X_MAX / n_last]])
+
+
+def batched_from_table(table: OpTable, gpu: str, model: str) -> BatchedCosts:
+    """The tables of ``model`` on ``gpu`` from one parsed ``mlp.csv`` (see the module docstring)."""
+    shape = get_shape(model)
+    roof = fit_roofline(table, shape)
+    ns = [float(n) for n in table.tokens]
+    ms = 1e-3
+    embed = proportional_tail([[n, table.ms("emb", n) * ms] for n in ns])
+    layer = proportional_tail([[n, table.layer_ms(n) * ms] for n in ns])
+    head = proportional_tail(
+        [[n, table.ms("input_layernorm", n) * ms + head_seconds(n, shape.vocab, shape.hidden, roof)] for n in ns]
+    )
+    attention = AttentionModel(roof.flops_per_s, roof.bytes_per_s, roof.floor_s, shape.hidden, shape.kv_dim, FP16)
+    ops = " + ".join(f"{c} x {op}" if c > 1 else op for op, c in LAYER_OPS.items())
+    provenance = (
+        f"{GPUS[gpu][1]}, {model}, FP16, tensor parallel 1. Measured: embed = emb; layer = {ops}; head norm = "
+        "input_layernorm, at each measured num_tokens. Modelled (roofline fitted to the same table's GEMMs: "
+        f"{roof.describe()}): attention per item, the LM-head GEMM and sampling. " + CREDIT.format(gpu=gpu, hf=MODELS[model])
+    )
+    return BatchedCosts(
+        device=GPUS[gpu][0],
+        model=model,
+        lin={"embed": embed, "layer": layer, "head": head},
+        attention=attention,
+        overhead_s=0.0,
+        provenance=provenance,
+        memory_bytes=MEMORY[gpu],
+        weight_bytes=float(shape.total_params()) * FP16,
+        kv_bytes_per_token=float(shape.kv_bytes_per_token(FP16) * shape.n_layers),
+    )
+
+
+def vidur_batched(root: Path, gpu: str, model: str = "llama-2-7b") -> BatchedCosts:
+    """Batched tables of ``model`` on vidur's ``gpu`` (``a100``, ``h100``, ``a40``) from the data under ``root``."""
+    if gpu not in GPUS:
+        raise InputError("gpu", f"unknown vidur GPU {gpu!r}; known: {', '.join(GPUS)}")
+    if model not in MODELS:
+        raise InputError("model", f"vidur has no {model!r}; known: {', '.join(MODELS)}")
+    return batched_from_table(OpTable.read(csv_path(root, gpu, model)), gpu, model)
