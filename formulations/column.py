@@ -42,6 +42,7 @@ import numpy as np
 import pulp
 from numpy.typing import NDArray
 
+from splitllm.deadline import check
 from splitllm.formulations.units import capacity_scale, work_unit
 from splitllm.instance import Instance
 
@@ -121,11 +122,14 @@ def dp_columns(instance: Instance, deadline: float | None = None) -> Columns | N
     pareto = math.isfinite(instance.arrays.kv_capacity)
     batch = PARETO_BATCH if pareto else 1
     per_type: list[TypeColumns] = []
+    per_row = 0.0  # seconds per distinct request in the last batch: stop before one that cannot end in time
     for start in range(0, len(first), batch):
-        if deadline is not None and time.perf_counter() > deadline:
-            return None
         rows = first[start : start + batch]
+        if deadline is not None and time.perf_counter() + per_row * len(rows) > deadline:
+            return None
+        began = time.perf_counter()
         per_type += _pareto_columns(instance, rows) if pareto else _least_work_columns(instance, rows)
+        per_row = (time.perf_counter() - began) / len(rows)
     return Columns(per_type, first, inverse)
 
 
@@ -137,8 +141,12 @@ def _coupling_rows(problem: pulp.LpProblem, instance: Instance, terms: dict[str,
             problem += pulp.LpAffineExpression([(v, c / s) for v, c in terms[name] if c != 0]) <= cap / s, f"{name}_capacity"
 
 
-def build(instance: Instance, columns: Columns, aggregate: bool = False) -> tuple[pulp.LpProblem, Handles]:
-    """The F3 model over ``columns`` and its handles (see the module docstring)."""
+def build(instance: Instance, columns: Columns, aggregate: bool = False, deadline: float | None = None) -> tuple[pulp.LpProblem, Handles]:
+    """The F3 model over ``columns`` and its handles (see the module docstring).
+
+    Past ``deadline`` (checked between requests) it raises
+    :class:`splitllm.deadline.TimeLimitReached`.
+    """
     a = instance.arrays
     maximize = instance.objective == "max_admitted"
     problem = pulp.LpProblem(f"F3_{instance.name or 'instance'}".replace("-", "_"), pulp.LpMaximize if maximize else pulp.LpMinimize)
@@ -153,6 +161,7 @@ def build(instance: Instance, columns: Columns, aggregate: bool = False) -> tupl
     h: Handles = {"z": {}, "a": {}, "x": {}, "work_unit": unit, "aggregate": aggregate}
     terms: dict[str, list[tuple[Any, float]]] = {"work": [], "kv": [], "weight": []}
     for g, n, cols, weight in groups:
+        check(deadline, "building the model")
         z = {k: pulp.LpVariable(var.format(g, k), 0, n, cat) for k in range(len(cols.work))}
         count = pulp.LpVariable(admit.format(g), n if not maximize else 0, n, cat)
         h["z"].update({(g, k): v for k, v in z.items()})

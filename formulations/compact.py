@@ -37,6 +37,7 @@ import pulp
 
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale, work_unit
+from splitllm.deadline import check
 from splitllm.instance import Instance
 
 Handles = dict[str, Any]
@@ -93,8 +94,12 @@ def _coupling(problem: pulp.LpProblem, instance: Instance, h: Handles) -> None:
         problem += expr <= cap / s, f"{name}_capacity"
 
 
-def build(instance: Instance) -> tuple[pulp.LpProblem, Handles]:
-    """The F2 model of ``instance`` and its handles (see the module docstring)."""
+def build(instance: Instance, deadline: float | None = None) -> tuple[pulp.LpProblem, Handles]:
+    """The F2 model of ``instance`` and its handles (see the module docstring).
+
+    Past ``deadline`` (a :func:`time.perf_counter` instant, checked between requests) it
+    raises :class:`splitllm.deadline.TimeLimitReached`.
+    """
     a = instance.arrays
     maximize = instance.objective == "max_admitted"
     problem = pulp.LpProblem(f"F2_{instance.name or 'instance'}".replace("-", "_"), pulp.LpMaximize if maximize else pulp.LpMinimize)
@@ -104,6 +109,7 @@ def build(instance: Instance) -> tuple[pulp.LpProblem, Handles]:
     h["work"] = pulp.LpAffineExpression([(v, a.work[r, b] / unit) for (r, b), v in h["x"].items() if a.work[r, b] != 0])
     h["weight"] = pulp.LpAffineExpression([(h["a"][r], float(a.weight[r])) for r in range(instance.n_requests)])
     for r in range(instance.n_requests):
+        check(deadline, "building the model")
         _crossings(problem, h, r, instance.n_blocks)
         for row in request_rows(a, r):
             _limit_row(problem, h, r, row, relax=maximize)

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from ortools.sat.python import cp_model
 
+from splitllm.deadline import check
 from splitllm.formulations.column import Columns
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale
@@ -135,15 +136,24 @@ def _objective(
 
 
 def build(
-    instance: Instance, rounding: Rounding = "safe", resolution: int = RESOLUTION, work_scale: float | None = None
+    instance: Instance,
+    rounding: Rounding = "safe",
+    resolution: int = RESOLUTION,
+    work_scale: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[cp_model.CpModel, Handles]:
-    """The F4 model and handles; ``work_scale`` (seconds) sets the objective's quantum."""
+    """The F4 model and handles; ``work_scale`` (seconds) sets the objective's quantum.
+
+    Past ``deadline`` (checked between requests) it raises
+    :class:`splitllm.deadline.TimeLimitReached`.
+    """
     a = instance.arrays
     up = rounding == "safe"
     model = cp_model.CpModel()
     h = _variables(model, instance)
     maximize = instance.objective == "max_admitted"
     for r in range(instance.n_requests):
+        check(deadline, "building the model")
         for row in request_rows(a, r):
             _limit_row(model, h, r, row, up, resolution, enforce=maximize)
     for matrix, cap in ((a.work, a.work_capacity), (a.kv, a.kv_capacity)):
@@ -155,7 +165,12 @@ def build(
 
 
 def build_columns(
-    instance: Instance, columns: Columns, rounding: Rounding = "safe", resolution: int = RESOLUTION, work_scale: float | None = None
+    instance: Instance,
+    columns: Columns,
+    rounding: Rounding = "safe",
+    resolution: int = RESOLUTION,
+    work_scale: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[cp_model.CpModel, Handles]:
     """F3 with integer coefficients: per request type ``t`` (identical requests, see
     :func:`splitllm.formulations.column.dp_columns`) an integer ``y[t, k]`` (``y_t{t}_k{k}``)
@@ -179,6 +194,7 @@ def build_columns(
     h: Handles = {"y": {}, "a": {}, "columns": columns}
     terms: dict[str, list[tuple[Any, float]]] = {"work": [], "kv": [], "weight": []}
     for t, n in enumerate(int(n) for n in columns.counts):
+        check(deadline, "building the model")
         cols = columns.per_type[t]
         h["a"][t] = model.NewIntVar(0 if maximize else n, n, f"a_t{t}")
         y = [model.NewIntVar(0, n, f"y_t{t}_k{k}") for k in range(len(cols.work))]

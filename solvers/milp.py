@@ -24,8 +24,8 @@ from splitllm.solvers.lexicographic import compact_solution
 from splitllm.solvers.model_solver import solve_with_model
 
 
-def _build(instance: Instance, columns: Columns) -> tuple[object, dict]:
-    return compact.build(instance)
+def _build(instance: Instance, columns: Columns, deadline: float | None = None) -> tuple[object, dict]:
+    return compact.build(instance, deadline)
 
 
 @register("milp", "F2 compact MILP through PuLP (backend=highs|cbc)", requires=("pulp", "highspy"), exact=True)
