@@ -166,3 +166,13 @@ def test_highs_killed_without_incumbent_is_no_solution(tmp_path: Any) -> None:
     assert (got.status, got.objective, got.bound) == (Status.FEASIBLE, 1.0, None)
 
 
+
+
+def test_dp_grid_stops_inside_a_request_at_the_deadline() -> None:
+    from splitllm.solvers import dp_grid
+
+    inst = load_instance(example_path("tiny"))
+    with pytest.raises(TimeLimitReached, match="grid DP"):
+        dp_grid.solve_request(inst.arrays, 0, 0.01, True, deadline_in(-1.0))
+    got = solve(inst, "dp-grid", time_limit=0.0)
+    assert got.status == Status.NO_SOLUTION and "time limit" in got.message
