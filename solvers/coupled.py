@@ -34,6 +34,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from splitllm.deadline import deadline_in
 from splitllm.errors import SplitLLMError
 from splitllm.evaluator import exceeds, feasible_mask, request_metrics
 from splitllm.instance import Instance
@@ -89,8 +90,9 @@ def greedy_coupled(instance: Instance, time_limit: float | None) -> SolveResult:
     from splitllm.formulations.column import dp_columns
 
     uncapped = _least_work_only(instance)
-    columns = dp_columns(uncapped)
-    assert columns is not None  # no deadline given
+    columns = dp_columns(uncapped, deadline_in(time_limit))
+    if columns is None:
+        return SolveResult("greedy", Status.NO_SOLUTION, message="time limit reached (or would be) while computing the DP columns")
     picks = np.array([0 if columns.of_request(r).work.size else -1 for r in range(instance.n_requests)])
     servable = picks >= 0
     placements = np.ones((instance.n_requests, instance.n_blocks), dtype=bool)

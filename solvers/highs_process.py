@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import highspy
@@ -38,7 +39,10 @@ def _keep_incumbents(h: highspy.Highs, out: str) -> None:
 
 
 def main(mps: str, out: str, options_json: str) -> int:
+    """Options are HiGHS's, plus ``log`` (bool) and ``deadline_epoch`` (a :func:`time.time`
+    instant: the time limit is what is left of it once the model is read)."""
     options = json.loads(options_json)
+    deadline = options.pop("deadline_epoch", None)
     h = highspy.Highs()
     h.setOptionValue("output_flag", bool(options.pop("log", False)))
     for key, value in options.items():
@@ -47,6 +51,8 @@ def main(mps: str, out: str, options_json: str) -> int:
         print(f"HiGHS could not read {mps}", file=sys.stderr)
         return 2
     _keep_incumbents(h, out)
+    if deadline is not None:
+        h.setOptionValue("time_limit", max(1e-3, deadline - time.time()))
     h.run()
     info = h.getInfo()
     has_solution = info.primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible

@@ -226,8 +226,8 @@ def _run_highs(
         "mip_feasibility_tolerance": FEASIBILITY_TOL,
     }
     left = _seconds(deadline)
-    if left is not None:
-        options["time_limit"] = left
+    if left is not None:  # across processes: wall-clock time, counted after HiGHS reads the model
+        options["deadline_epoch"] = time.time() + left
     if threads is not None:
         options["threads"] = int(threads)
     args = [sys.executable, highs_process.__file__, mps, out, json.dumps(options)]
@@ -281,7 +281,7 @@ def _cbc_number(log: str, label: str) -> float | None:
 def _cbc_args(mps: str, solution: str, deadline: float | None, threads: int | None) -> list[str]:
     args = [pulp.PULP_CBC_CMD().path, mps]
     left = _seconds(deadline)
-    args += [] if left is None else ["-sec", f"{left:.3f}"]
+    args += [] if left is None else ["-sec", f"{left:.3f}", "-timeMode", "elapsed"]  # wall clock, not CPU
     args += ["-ratio", str(MIP_REL_GAP), "-allow", "0"] + ([] if threads is None else ["-threads", str(int(threads))])
     args += ["-primalTolerance", str(FEASIBILITY_TOL), "-integerTolerance", str(FEASIBILITY_TOL)]
     return args + ["-solve", "-printingOptions", "all", "-solution", solution]

@@ -56,7 +56,7 @@ def test_solving_changes_nothing_in_pulp_or_ortools() -> None:
     assert _module_snapshot() == before
 
 
-@pytest.mark.parametrize(("name", "options"), PULP_SOLVERS + [("cpsat", {}), ("cpsat", {"formulation": "column"})])
+@pytest.mark.parametrize(("name", "options"), PULP_SOLVERS + [("cpsat", {}), ("cpsat", {"formulation": "column"}), ("greedy", {})])
 def test_zero_time_limit_gives_no_solution_with_a_message(name: str, options: dict[str, Any]) -> None:
     got = solve(coupled_instance(1, 8, 5, "max_admitted"), name, time_limit=0.0, **options)
     assert got.status == Status.NO_SOLUTION, got.message
