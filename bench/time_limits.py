@@ -9,7 +9,8 @@ uncoupled instances. Each (solver, limit) cell is one process of the CLI,
 ``splitllm solve INSTANCE --solver S --time-limit L --json``, timed from outside (so
 start-up, loading the instance and writing the answer are in the figure), with its peak
 resident memory. ``load`` is the same process without the solve: starting the CLI's
-Python and loading the instance. The target: ``wall - load <= 1.1 x limit``. Writes a
+Python and loading the instance, measured right before each cell (the machine may be
+shared, so the two are measured under the same load). The target: ``wall - load <= 1.1 x limit``. Writes a
 Markdown table to ``--out`` (default ``bench/results/time_limits.md``).
 """
 
@@ -92,12 +93,13 @@ def generate(size: int, folder: Path, work_capacity: str, seed: int) -> dict[str
     return paths
 
 
-def load_time(path: Path, repeats: int = 3) -> float:
-    """Least wall time of a process that starts like the CLI and loads ``path``."""
-    return min(_timed([sys.executable, "-c", LOAD_ONLY, str(path)], 600)[0] for _ in range(repeats))
+def load_time(path: Path) -> float:
+    """Wall time of a process that starts like the CLI and loads ``path``."""
+    return _timed([sys.executable, "-c", LOAD_ONLY, str(path)], 600)[0]
 
 
-def run_cell(size: int, label: str, solver: str, options: list[str], path: Path, limit: float, load_s: float) -> Cell:
+def run_cell(size: int, label: str, solver: str, options: list[str], path: Path, limit: float) -> Cell:
+    load_s = load_time(path)
     args = CLI + ["solve", str(path), "--solver", solver, "--time-limit", str(limit), "--json"] + options
     wall, peak, done = _timed(args, timeout=10 * limit + 300)
     if done is None:
@@ -154,11 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     cells: list[Cell] = []
     for size in (int(s) for s in args.sizes.split(",")):
         paths = generate(size, args.instances, args.work_capacity, args.seed)
-        loads = {kind: load_time(path) for kind, path in paths.items()}
         for limit in (float(x) for x in args.limits.split(",")):
             for label, solver, options, kind in SOLVERS:
                 if label in wanted:
-                    cells.append(run_cell(size, label, solver, options, paths[kind], limit, loads[kind]))
+                    cells.append(run_cell(size, label, solver, options, paths[kind], limit))
                     print(table(cells[-1:]).splitlines()[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(cells, args), encoding="utf-8")
