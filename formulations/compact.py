@@ -35,25 +35,25 @@ from typing import Any
 
 import pulp
 
+from splitllm.deadline import check, requests
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale, work_unit
-from splitllm.deadline import check
 from splitllm.instance import Instance
 
 Handles = dict[str, Any]
 
 
-def _variables(instance: Instance, problem: pulp.LpProblem) -> Handles:
+def _variables(instance: Instance, problem: pulp.LpProblem, deadline: float | None = None) -> Handles:
     n_req, n_blk = instance.n_requests, instance.n_blocks
     fixed = 1 if instance.objective == "min_server_work" else None
     h: Handles = {
-        "x": {(r, b): pulp.LpVariable(f"x_r{r}_b{b}", cat=pulp.LpBinary) for r in range(n_req) for b in range(n_blk)},
+        "x": {(r, b): pulp.LpVariable(f"x_r{r}_b{b}", cat=pulp.LpBinary) for r in requests(n_req, deadline) for b in range(n_blk)},
         # integer in [0, 1] or [1, 1]: PuLP's LpBinary would reset a fixed lower bound
-        "a": {r: pulp.LpVariable(f"a_r{r}", lowBound=fixed or 0, upBound=1, cat=pulp.LpInteger) for r in range(n_req)},
-        "u": {(r, b): pulp.LpVariable(f"u_r{r}_b{b}", 0, 1) for r in range(n_req) for b in range(1, n_blk)},
-        "d": {(r, b): pulp.LpVariable(f"d_r{r}_b{b}", 0, 1) for r in range(n_req) for b in range(1, n_blk)},
-        "cu": {r: pulp.LpVariable(f"cu_r{r}", 0, 1) for r in range(n_req)},
-        "cd": {r: pulp.LpVariable(f"cd_r{r}", 0, 1) for r in range(n_req)},
+        "a": {r: pulp.LpVariable(f"a_r{r}", lowBound=fixed or 0, upBound=1, cat=pulp.LpInteger) for r in requests(n_req, deadline)},
+        "u": {(r, b): pulp.LpVariable(f"u_r{r}_b{b}", 0, 1) for r in requests(n_req, deadline) for b in range(1, n_blk)},
+        "d": {(r, b): pulp.LpVariable(f"d_r{r}_b{b}", 0, 1) for r in requests(n_req, deadline) for b in range(1, n_blk)},
+        "cu": {r: pulp.LpVariable(f"cu_r{r}", 0, 1) for r in requests(n_req, deadline)},
+        "cd": {r: pulp.LpVariable(f"cd_r{r}", 0, 1) for r in requests(n_req, deadline)},
     }
     return h
 
@@ -103,7 +103,7 @@ def build(instance: Instance, deadline: float | None = None) -> tuple[pulp.LpPro
     a = instance.arrays
     maximize = instance.objective == "max_admitted"
     problem = pulp.LpProblem(f"F2_{instance.name or 'instance'}".replace("-", "_"), pulp.LpMaximize if maximize else pulp.LpMinimize)
-    h = _variables(instance, problem)
+    h = _variables(instance, problem, deadline)
     unit = work_unit(a)
     h["work_unit"] = unit
     h["work"] = pulp.LpAffineExpression([(v, a.work[r, b] / unit) for (r, b), v in h["x"].items() if a.work[r, b] != 0])

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from ortools.sat.python import cp_model
 
-from splitllm.deadline import check
+from splitllm.deadline import check, requests
 from splitllm.formulations.column import Columns
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale
@@ -53,15 +53,15 @@ def _round(values: np.ndarray | float, quantum: float, up: bool) -> np.ndarray:
     return (np.ceil(scaled) if up else np.floor(scaled)).astype(np.int64)
 
 
-def _variables(model: cp_model.CpModel, instance: Instance) -> Handles:
+def _variables(model: cp_model.CpModel, instance: Instance, deadline: float | None = None) -> Handles:
     R, B = instance.n_requests, instance.n_blocks
     h: Handles = {
-        "x": {(r, b): model.NewBoolVar(f"x_r{r}_b{b}") for r in range(R) for b in range(B)},
-        "a": {r: model.NewBoolVar(f"a_r{r}") for r in range(R)},
-        "u": {(r, b): model.NewBoolVar(f"u_r{r}_b{b}") for r in range(R) for b in range(1, B)},
-        "d": {(r, b): model.NewBoolVar(f"d_r{r}_b{b}") for r in range(R) for b in range(1, B)},
-        "cu": {r: model.NewBoolVar(f"cu_r{r}") for r in range(R)},
-        "cd": {r: model.NewBoolVar(f"cd_r{r}") for r in range(R)},
+        "x": {(r, b): model.NewBoolVar(f"x_r{r}_b{b}") for r in requests(R, deadline) for b in range(B)},
+        "a": {r: model.NewBoolVar(f"a_r{r}") for r in requests(R, deadline)},
+        "u": {(r, b): model.NewBoolVar(f"u_r{r}_b{b}") for r in requests(R, deadline) for b in range(1, B)},
+        "d": {(r, b): model.NewBoolVar(f"d_r{r}_b{b}") for r in requests(R, deadline) for b in range(1, B)},
+        "cu": {r: model.NewBoolVar(f"cu_r{r}") for r in requests(R, deadline)},
+        "cd": {r: model.NewBoolVar(f"cd_r{r}") for r in requests(R, deadline)},
     }
     for r in range(R):
         x = [h["x"][r, b] for b in range(B)]
@@ -150,7 +150,7 @@ def build(
     a = instance.arrays
     up = rounding == "safe"
     model = cp_model.CpModel()
-    h = _variables(model, instance)
+    h = _variables(model, instance, deadline)
     maximize = instance.objective == "max_admitted"
     for r in range(instance.n_requests):
         check(deadline, "building the model")

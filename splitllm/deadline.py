@@ -18,6 +18,7 @@ splitllm.deadline.TimeLimitReached: time limit reached while building the model
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 
 class TimeLimitReached(Exception):
@@ -33,3 +34,10 @@ def check(deadline: float | None, doing: str) -> None:
     """Raise :class:`TimeLimitReached` ("... while ``doing``") if ``deadline`` has passed."""
     if deadline is not None and time.perf_counter() > deadline:
         raise TimeLimitReached(f"time limit reached while {doing}")
+
+
+def requests(n: int, deadline: float | None, doing: str = "building the model") -> Iterator[int]:
+    """``range(n)`` that calls :func:`check` before each item (for loops over requests)."""
+    for r in range(n):
+        check(deadline, doing)
+        yield r
