@@ -192,7 +192,12 @@ def _spawn(args: list[str], log_path: str, deadline: float | None, grace: float,
     """Run ``args`` with its output in ``log_path``; the way it ended and its log text."""
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        ended = _wait(process, deadline, grace)
+        try:
+            ended = _wait(process, deadline, grace)
+        finally:  # e.g. KeyboardInterrupt in the caller: leave no backend running
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     with open(log_path, encoding="utf-8", errors="replace") as handle:
         text = handle.read()
     if logger.isEnabledFor(logging.DEBUG):
