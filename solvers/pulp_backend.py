@@ -251,7 +251,7 @@ def _highs_stopped(
     if not ended:
         tail = text.strip().splitlines()[-1:] or ["no output"]
         return BackendOutcome(Status.ERROR, None, None, f"HiGHS failed: {tail[0]}")
-    message = f"HiGHS: did not stop at the time limit; {ended} {grace:g} s or less after it"
+    message = f"HiGHS: did not stop at the time limit; {ended} {grace:.2g} s or less after it"
     if not os.path.exists(out + ".incumbent.npy"):
         return BackendOutcome(Status.NO_SOLUTION, None, None, message)
     objective = _assign(problem, variables, np.load(out + ".incumbent.npy"))
@@ -298,7 +298,7 @@ def _run_cbc(
     solution = out + ".sol"
     ended, log = _spawn(_cbc_args(mps, solution, deadline, threads), out + ".log", deadline, grace, "CBC")
     if ended == "killed" or not os.path.exists(solution):
-        why = f"killed {grace:g} s after the time limit" if ended == "killed" else "wrote no solution file"
+        why = f"killed {grace:.2g} s after the time limit" if ended == "killed" else "wrote no solution file"
         return BackendOutcome(Status.NO_SOLUTION if ended else Status.ERROR, None, None, f"CBC: {why}")
     has_solution, values = _read_cbc_solution(solution, len(variables))
     if has_solution:
