@@ -40,6 +40,7 @@ import numpy as np
 import pulp
 from numpy.typing import NDArray
 
+from splitllm.deadline import check
 from splitllm.formulations.units import capacity_scale, work_unit
 from splitllm.instance import Arrays, Instance
 from splitllm.resources import COUPLED, KV, WORK, Resource
@@ -114,8 +115,12 @@ def _coupling_rows(problem: pulp.LpProblem, instance: Instance, terms: dict[str,
             problem += pulp.LpAffineExpression([(v, c / s) for v, c in terms[res.key] if c != 0]) <= cap / s, f"{res.key}_capacity"
 
 
-def build(instance: Instance, columns: Columns, aggregate: bool = False) -> tuple[pulp.LpProblem, Handles]:
-    """The F3 model over ``columns`` and its handles (see the module docstring)."""
+def build(instance: Instance, columns: Columns, aggregate: bool = False, deadline: float | None = None) -> tuple[pulp.LpProblem, Handles]:
+    """The F3 model over ``columns`` and its handles (see the module docstring).
+
+    Past ``deadline`` (checked between requests) it raises
+    :class:`splitllm.deadline.TimeLimitReached`.
+    """
     a = instance.arrays
     maximize = instance.objective.maximize
     problem = pulp.LpProblem(f"F3_{instance.name or 'instance'}".replace("-", "_"), pulp.LpMaximize if maximize else pulp.LpMinimize)
@@ -131,6 +136,7 @@ def build(instance: Instance, columns: Columns, aggregate: bool = False) -> tupl
     terms: dict[str, list[tuple[Any, float]]] = {res.key: [] for res in COUPLED}
     terms["weight"] = []
     for g, n, cols, weight in groups:
+        check(deadline, "building the model")
         z = {k: pulp.LpVariable(var.format(g, k), 0, n, cat) for k in range(len(cols.work))}
         count = pulp.LpVariable(admit.format(g), n if not maximize else 0, n, cat)
         h["z"].update({(g, k): v for k, v in z.items()})

@@ -35,6 +35,7 @@ from typing import Any
 
 import pulp
 
+from splitllm.deadline import check, requests
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale, work_unit
 from splitllm.instance import Instance
@@ -43,17 +44,17 @@ from splitllm.resources import COUPLED
 Handles = dict[str, Any]
 
 
-def _variables(instance: Instance, problem: pulp.LpProblem) -> Handles:
+def _variables(instance: Instance, problem: pulp.LpProblem, deadline: float | None = None) -> Handles:
     n_req, n_blk = instance.n_requests, instance.n_blocks
     fixed = 1 if instance.objective.serves_all else None
     h: Handles = {
-        "x": {(r, b): pulp.LpVariable(f"x_r{r}_b{b}", cat=pulp.LpBinary) for r in range(n_req) for b in range(n_blk)},
+        "x": {(r, b): pulp.LpVariable(f"x_r{r}_b{b}", cat=pulp.LpBinary) for r in requests(n_req, deadline) for b in range(n_blk)},
         # integer in [0, 1] or [1, 1]: PuLP's LpBinary would reset a fixed lower bound
-        "a": {r: pulp.LpVariable(f"a_r{r}", lowBound=fixed or 0, upBound=1, cat=pulp.LpInteger) for r in range(n_req)},
-        "u": {(r, b): pulp.LpVariable(f"u_r{r}_b{b}", 0, 1) for r in range(n_req) for b in range(1, n_blk)},
-        "d": {(r, b): pulp.LpVariable(f"d_r{r}_b{b}", 0, 1) for r in range(n_req) for b in range(1, n_blk)},
-        "cu": {r: pulp.LpVariable(f"cu_r{r}", 0, 1) for r in range(n_req)},
-        "cd": {r: pulp.LpVariable(f"cd_r{r}", 0, 1) for r in range(n_req)},
+        "a": {r: pulp.LpVariable(f"a_r{r}", lowBound=fixed or 0, upBound=1, cat=pulp.LpInteger) for r in requests(n_req, deadline)},
+        "u": {(r, b): pulp.LpVariable(f"u_r{r}_b{b}", 0, 1) for r in requests(n_req, deadline) for b in range(1, n_blk)},
+        "d": {(r, b): pulp.LpVariable(f"d_r{r}_b{b}", 0, 1) for r in requests(n_req, deadline) for b in range(1, n_blk)},
+        "cu": {r: pulp.LpVariable(f"cu_r{r}", 0, 1) for r in requests(n_req, deadline)},
+        "cd": {r: pulp.LpVariable(f"cd_r{r}", 0, 1) for r in requests(n_req, deadline)},
     }
     return h
 
@@ -95,17 +96,22 @@ def _coupling(problem: pulp.LpProblem, instance: Instance, h: Handles) -> None:
         problem += expr <= cap / s, f"{res.key}_capacity"
 
 
-def build(instance: Instance) -> tuple[pulp.LpProblem, Handles]:
-    """The F2 model of ``instance`` and its handles (see the module docstring)."""
+def build(instance: Instance, deadline: float | None = None) -> tuple[pulp.LpProblem, Handles]:
+    """The F2 model of ``instance`` and its handles (see the module docstring).
+
+    Past ``deadline`` (a :func:`time.perf_counter` instant, checked between requests) it
+    raises :class:`splitllm.deadline.TimeLimitReached`.
+    """
     a = instance.arrays
     maximize = instance.objective.maximize
     problem = pulp.LpProblem(f"F2_{instance.name or 'instance'}".replace("-", "_"), pulp.LpMaximize if maximize else pulp.LpMinimize)
-    h = _variables(instance, problem)
+    h = _variables(instance, problem, deadline)
     unit = work_unit(a)
     h["work_unit"] = unit
     h["work"] = pulp.LpAffineExpression([(v, a.work[r, b] / unit) for (r, b), v in h["x"].items() if a.work[r, b] != 0])
     h["weight"] = pulp.LpAffineExpression([(h["a"][r], float(a.weight[r])) for r in range(instance.n_requests)])
     for r in range(instance.n_requests):
+        check(deadline, "building the model")
         _crossings(problem, h, r, instance.n_blocks)
         for row in request_rows(a, r):
             _limit_row(problem, h, r, row, relax=maximize)

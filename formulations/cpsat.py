@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from ortools.sat.python import cp_model
 
+from splitllm.deadline import check, requests
 from splitllm.formulations.column import Columns
 from splitllm.formulations.request_rows import LinearRow, request_rows
 from splitllm.formulations.units import capacity_scale
@@ -53,15 +54,15 @@ def _round(values: np.ndarray | float, quantum: float, up: bool) -> np.ndarray:
     return (np.ceil(scaled) if up else np.floor(scaled)).astype(np.int64)
 
 
-def _variables(model: cp_model.CpModel, instance: Instance) -> Handles:
+def _variables(model: cp_model.CpModel, instance: Instance, deadline: float | None = None) -> Handles:
     R, B = instance.n_requests, instance.n_blocks
     h: Handles = {
-        "x": {(r, b): model.NewBoolVar(f"x_r{r}_b{b}") for r in range(R) for b in range(B)},
-        "a": {r: model.NewBoolVar(f"a_r{r}") for r in range(R)},
-        "u": {(r, b): model.NewBoolVar(f"u_r{r}_b{b}") for r in range(R) for b in range(1, B)},
-        "d": {(r, b): model.NewBoolVar(f"d_r{r}_b{b}") for r in range(R) for b in range(1, B)},
-        "cu": {r: model.NewBoolVar(f"cu_r{r}") for r in range(R)},
-        "cd": {r: model.NewBoolVar(f"cd_r{r}") for r in range(R)},
+        "x": {(r, b): model.NewBoolVar(f"x_r{r}_b{b}") for r in requests(R, deadline) for b in range(B)},
+        "a": {r: model.NewBoolVar(f"a_r{r}") for r in requests(R, deadline)},
+        "u": {(r, b): model.NewBoolVar(f"u_r{r}_b{b}") for r in requests(R, deadline) for b in range(1, B)},
+        "d": {(r, b): model.NewBoolVar(f"d_r{r}_b{b}") for r in requests(R, deadline) for b in range(1, B)},
+        "cu": {r: model.NewBoolVar(f"cu_r{r}") for r in requests(R, deadline)},
+        "cd": {r: model.NewBoolVar(f"cd_r{r}") for r in requests(R, deadline)},
     }
     for r in range(R):
         x = [h["x"][r, b] for b in range(B)]
@@ -136,15 +137,24 @@ def _objective(
 
 
 def build(
-    instance: Instance, rounding: Rounding = "safe", resolution: int = RESOLUTION, work_scale: float | None = None
+    instance: Instance,
+    rounding: Rounding = "safe",
+    resolution: int = RESOLUTION,
+    work_scale: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[cp_model.CpModel, Handles]:
-    """The F4 model and handles; ``work_scale`` (seconds) sets the objective's quantum."""
+    """The F4 model and handles; ``work_scale`` (seconds) sets the objective's quantum.
+
+    Past ``deadline`` (checked between requests) it raises
+    :class:`splitllm.deadline.TimeLimitReached`.
+    """
     a = instance.arrays
     up = rounding == "safe"
     model = cp_model.CpModel()
-    h = _variables(model, instance)
+    h = _variables(model, instance, deadline)
     maximize = instance.objective.maximize
     for r in range(instance.n_requests):
+        check(deadline, "building the model")
         for row in request_rows(a, r):
             _limit_row(model, h, r, row, up, resolution, enforce=maximize)
     for res in COUPLED:
@@ -157,7 +167,12 @@ def build(
 
 
 def build_columns(
-    instance: Instance, columns: Columns, rounding: Rounding = "safe", resolution: int = RESOLUTION, work_scale: float | None = None
+    instance: Instance,
+    columns: Columns,
+    rounding: Rounding = "safe",
+    resolution: int = RESOLUTION,
+    work_scale: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[cp_model.CpModel, Handles]:
     """F3 with integer coefficients: per request type ``t`` (identical requests, see
     :func:`splitllm.solvers.columns.dp_columns`) an integer ``y[t, k]`` (``y_t{t}_k{k}``)
@@ -182,6 +197,7 @@ def build_columns(
     terms: dict[str, list[tuple[Any, float]]] = {res.key: [] for res in COUPLED}
     terms["weight"] = []
     for t, n in enumerate(int(n) for n in columns.counts):
+        check(deadline, "building the model")
         cols = columns.per_type[t]
         h["a"][t] = model.NewIntVar(0 if maximize else n, n, f"a_t{t}")
         y = [model.NewIntVar(0, n, f"y_t{t}_k{k}") for k in range(len(cols.work))]

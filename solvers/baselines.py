@@ -39,6 +39,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from splitllm.deadline import deadline_in
 from splitllm.evaluator import feasible_mask, request_metrics
 from splitllm.instance import Arrays, Instance
 from splitllm.registry import register
@@ -118,11 +119,12 @@ def _serve_all(instance: Instance, name: str, placements: NDArray[np.bool_], ser
     return finish(instance, name, placements, np.ones(instance.n_requests, dtype=bool), optimal, bound)
 
 
-def greedy_coupled(instance: Instance) -> SolveResult:
+def greedy_coupled(instance: Instance, time_limit: float | None = None) -> SolveResult:
     """Least-work placements, admitted first fit (see the module docstring)."""
     uncapped = _work_capacity_only(instance)
-    columns = dp_columns(uncapped)
-    assert columns is not None  # no deadline given
+    columns = dp_columns(uncapped, deadline_in(time_limit))
+    if columns is None:
+        return SolveResult("greedy", Status.NO_SOLUTION, message="time limit reached (or would be) while computing the DP columns")
     servable = np.array([columns.of_request(r).work.size > 0 for r in range(instance.n_requests)])
     placements = np.ones((instance.n_requests, instance.n_blocks), dtype=bool)
     for r in np.nonzero(servable)[0]:
@@ -156,7 +158,7 @@ def all_server_coupled(instance: Instance) -> SolveResult:
 @register("greedy", "paper-style baseline: move blocks to the client, embedding first, while SLOs and memory hold")
 def solve_greedy(instance: Instance, *, time_limit: float | None = None) -> SolveResult:
     if instance.coupled:
-        return greedy_coupled(instance)
+        return greedy_coupled(instance, time_limit)
     return solve_independently(instance, "greedy", greedy_request, time_limit)
 
 

@@ -64,9 +64,12 @@ def dp_columns(instance: Instance, deadline: float | None = None) -> Columns | N
     pareto = needs_pareto(instance)
     batch = PARETO_BATCH if pareto else 1
     per_type: list[TypeColumns] = []
+    per_row = 0.0  # seconds per distinct request in the last batch: stop before one that cannot end in time
     for start in range(0, len(first), batch):
-        if deadline is not None and time.perf_counter() > deadline:
-            return None
         rows = first[start : start + batch]
+        if deadline is not None and time.perf_counter() + per_row * len(rows) > deadline:
+            return None
+        began = time.perf_counter()
         per_type += _pareto_columns(instance, rows) if pareto else _least_work_columns(instance, rows)
+        per_row = (time.perf_counter() - began) / len(rows)
     return Columns(per_type, first, inverse)

@@ -40,8 +40,8 @@ from splitllm.solvers.milp import PULP_OPTIONS
 from splitllm.solvers.model_solver import solve_with_model
 
 
-def _master(instance: Instance, columns: Columns) -> tuple[pulp.LpProblem, dict[str, Any]]:
-    problem, h = column.build(instance, columns, aggregate=True)
+def _master(instance: Instance, columns: Columns, deadline: float | None = None) -> tuple[pulp.LpProblem, dict[str, Any]]:
+    problem, h = column.build(instance, columns, aggregate=True, deadline=deadline)
     h["columns"] = columns
     return problem, h
 

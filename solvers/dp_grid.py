@@ -13,6 +13,9 @@ grid accepts every truly feasible placement, so its least work is a lower bound.
 the two meet the answer is proven optimal; when the rounded-down grid finds nothing the
 request is proven infeasible. ``bound=False`` skips that second pass (the paper's DP alone).
 
+The time limit is checked between distinct requests and, within a request's DP, between
+nodes of the graph, so a fine grid cannot run long past it (``no_solution`` then).
+
 Examples
 --------
 >>> from splitllm.instance import load_instance, example_path
@@ -30,13 +33,14 @@ from collections.abc import Callable
 import networkx as nx
 import numpy as np
 
+from splitllm.deadline import TimeLimitReached, check, deadline_in
 from splitllm.errors import SplitLLMError
 from splitllm.formulations import chain_graph
 from splitllm.instance import Arrays, Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.resources import BY_KEY
-from splitllm.result import SolveResult
+from splitllm.result import SolveResult, Status
 from splitllm.solvers.per_request import RequestOutcome, solve_independently
 
 #: Largest table (cells per node) the DP will allocate; a finer grid is refused.
@@ -71,9 +75,12 @@ def _longest(g: nx.DiGraph, name: str, steps: int) -> float:
 
 
 def grid_dp(
-    g: nx.DiGraph, limits: dict[str, float], steps: int, grid_step: float, rounding: Rounding
+    g: nx.DiGraph, limits: dict[str, float], steps: int, grid_step: float, rounding: Rounding, deadline: float | None = None
 ) -> tuple[float, list[object] | None]:
-    """Least server work over the grid, and its src -> sink path (``None`` if none fits)."""
+    """Least server work over the grid, and its src -> sink path (``None`` if none fits).
+
+    Raises :class:`~splitllm.deadline.TimeLimitReached` past ``deadline`` (checked per node).
+    """
     axes = binding_limits(g, limits, steps)
     cells = tuple(int(math.floor(1 / grid_step + 1e-9)) + 1 for _ in axes)
     if math.prod(cells) > MAX_CELLS:
@@ -83,6 +90,7 @@ def grid_dp(
     tables[chain_graph.SRC][(0,) * len(cells)] = 0.0
     order = list(nx.topological_sort(g))
     for node in order[1:]:
+        check(deadline, "running the grid DP")
         table = np.full(cells, np.inf)
         for pred, _, data in g.in_edges(node, data=True):
             shifted = _shift(tables[pred], _units(data, cell, steps, rounding))
@@ -138,13 +146,13 @@ def _backtrack(
     return path[::-1]
 
 
-def solve_request(arrays: Arrays, r: int, grid_step: float = 0.01, bound: bool = True) -> RequestOutcome:
+def solve_request(arrays: Arrays, r: int, grid_step: float = 0.01, bound: bool = True, deadline: float | None = None) -> RequestOutcome:
     """The grid DP for request ``r``, with the rounded-down pass as a proof when ``bound``."""
     g = chain_graph.build(arrays, r)
     limits = {key: float(limit) for key, limit in arrays.request_limits(r).items()}
     steps = int(arrays.output_tokens[r]) - 1
-    work, path = grid_dp(g, limits, steps, grid_step, np.ceil)
-    lower = grid_dp(g, limits, steps, grid_step, np.floor)[0] if bound else None
+    work, path = grid_dp(g, limits, steps, grid_step, np.ceil, deadline)
+    lower = grid_dp(g, limits, steps, grid_step, np.floor, deadline)[0] if bound else None
     info = {"grid_lower_bound": lower}
     if lower is not None and math.isinf(lower):
         return RequestOutcome("infeasible", bound=math.inf, info=info)
@@ -166,7 +174,11 @@ def solve_request(arrays: Arrays, r: int, grid_step: float = 0.01, bound: bool =
 def solve(instance: Instance, *, time_limit: float | None = None, grid_step: float = 0.01, bound: bool = True) -> SolveResult:
     if not 0 < grid_step <= 1:
         raise SplitLLMError(f"grid_step: must be in (0, 1] (a fraction of each limit), got {grid_step}")
-    result = solve_independently(instance, "dp-grid", lambda arrays, r: solve_request(arrays, r, grid_step, bound), time_limit)
+    deadline = deadline_in(time_limit)
+    try:
+        result = solve_independently(instance, "dp-grid", lambda arrays, r: solve_request(arrays, r, grid_step, bound, deadline), time_limit)
+    except TimeLimitReached as stop:
+        return SolveResult("dp-grid", Status.NO_SOLUTION, message=str(stop))
     if bound and "request_status" in result.info:
         result.message = "; ".join(filter(None, [result.message, grid_report(result.info)]))
     return result

@@ -1,6 +1,6 @@
 """Solving a built PuLP model (F2 or F3) for the instance's objective, in one or two phases.
 
-``min_server_work`` is one solve. ``max_admitted`` is lexicographic (DESIGN §1), solved
+``min_server_work`` is one solve. ``max_admitted`` is lexicographic (most admitted weight, then least work), solved
 in two phases and never with a weighted sum: phase 1 maximises admitted weight; phase 2
 adds the row ``weight >= W1`` (named ``lexicographic_weight``), where ``W1`` is the weight
 phase 1's solution *achieves* (so the row is feasible), and minimises server work. The
@@ -76,7 +76,8 @@ def solve_lexicographic(
     extract: Extract,
     threads: int | None = None,
 ) -> LexOutcome:
-    """Solve ``problem`` (built by F2 or F3 for ``instance``) as DESIGN §1 asks."""
+    """Solve ``problem`` (built by F2 or F3 for ``instance``) for its objective, both phases
+    of ``max_admitted`` within the one ``deadline`` (phase 2 gets what phase 1 left)."""
     first = run(problem, backend, remaining(deadline), threads)
     info: dict[str, Any] = {"phase1": first.message}
     if first.objective is None:

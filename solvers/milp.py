@@ -32,8 +32,8 @@ PULP_OPTIONS = (
 )
 
 
-def _build(instance: Instance, columns: Columns) -> tuple[object, dict]:
-    return compact.build(instance)
+def _build(instance: Instance, columns: Columns, deadline: float | None = None) -> tuple[object, dict]:
+    return compact.build(instance, deadline)
 
 
 @register("milp", "F2 compact MILP through PuLP (backend=highs|cbc)", requires=("pulp", "highspy"), exact=True, options=PULP_OPTIONS)

@@ -12,17 +12,21 @@
    backend's and the DP's bounds. A backend's "infeasible" can only stand where the DP
    found the least-work placements over a capacity and both capacities are finite (any
    other case the DP settles itself, or is feasible by rejecting everyone).
+
+One deadline covers all of it: the DP columns, building the model, writing it for the
+backend and every backend phase (:mod:`splitllm.deadline`). A limit reached before the
+backend has a solution gives ``no_solution``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pulp
 
+from splitllm.deadline import TimeLimitReached, deadline_in
 from splitllm.formulations.column import Columns, expand
 from splitllm.solvers.columns import dp_columns
 from splitllm.instance import Instance
@@ -32,7 +36,8 @@ from splitllm.solvers.capacity import JOINT_INFEASIBLE, dp_bound, explain_infeas
 from splitllm.solvers.certify import finish
 from splitllm.solvers.lexicographic import Extract, solve_lexicographic
 
-Build = Callable[[Instance, Columns], tuple[pulp.LpProblem, dict[str, Any]]]
+#: ``build(instance, columns, deadline=...)``: raises ``TimeLimitReached`` past the deadline.
+Build = Callable[..., tuple[pulp.LpProblem, dict[str, Any]]]
 
 
 def least_work_picks(instance: Instance, columns: Columns) -> np.ndarray:
@@ -65,10 +70,10 @@ def solve_with_model(
     shortcut: bool = False,
 ) -> SolveResult:
     """Steps 1-3 of the module docstring for one registered solver (step 2 if ``shortcut``)."""
-    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    deadline = deadline_in(time_limit)
     columns = dp_columns(instance, deadline)
     if columns is None:
-        return SolveResult(name, Status.NO_SOLUTION, message="time limit reached while computing the DP columns")
+        return SolveResult(name, Status.NO_SOLUTION, message="time limit reached (or would be) while computing the DP columns")
     info: dict[str, Any] = {"distinct_requests": len(columns.per_type), "columns": int(sum(c.work.size for c in columns.per_type))}
     dp = dp_bound(instance, columns)
     if instance.objective.serves_all:
@@ -79,7 +84,10 @@ def solve_with_model(
     if shortcut and _fits(instance, columns, picks):
         placements, admitted = expand(columns, picks, instance.n_blocks)
         return finish(instance, name, placements, admitted, True, dp, "capacities do not bind: per-request DP optima", info)
-    problem, h = build(instance, columns)
+    try:
+        problem, h = build(instance, columns, deadline=deadline)
+    except TimeLimitReached as stop:
+        return SolveResult(name, Status.NO_SOLUTION, message=str(stop), info=info)
     out = solve_lexicographic(instance, problem, h, backend, deadline, extract, threads)
     info.update(out.info)
     if out.placements is None or out.admitted is None:
