@@ -95,19 +95,17 @@ def test_backend_limit_holds_on_a_model_it_cannot_close() -> None:
         assert time.perf_counter() - start < 4.0 + 30.0  # catches hangs only; timings are in bench/
 
 
-def test_cpsat_refuses_a_row_past_the_integer_range() -> None:
+def test_cpsat_handles_a_limit_far_below_its_row() -> None:
+    """A limit far below the row's figures: the row is scaled by its largest figure, so its
+    integer coefficients stay within CP-SAT's range and the answer is verified."""
     data = coupled_data(0, 3, 5, "max_admitted")
     data["requests"][1]["slo"] = {"ttft_s": 1e-9}
     data["requests"][1]["costs"]["client_prefill_s"][2] = 1e6
     inst = parse_instance(data)
     for formulation in ("compact", "column"):
         got = solve(inst, "cpsat", formulation=formulation)
-        if formulation == "compact":
-            assert got.status == Status.ERROR, got.message
-            assert "'ttft' of requests[1]" in got.message and "r1" in got.message
-        else:  # the column model has no per-request rows: the DP already rejects request 1
-            assert got.status == Status.OPTIMAL, got.message
-            assert not got.admitted[1]
+        assert got.status.has_solution, got.message  # verified by the evaluator
+        assert not got.admitted[1]  # no placement meets a TTFT of 1 ns
 
 
 def test_cpsat_one_worker_with_a_seed_is_reproducible() -> None:
