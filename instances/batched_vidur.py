@@ -18,6 +18,14 @@ Above 4096 tokens each lin is the 4096-token value scaled in proportion to ``n``
   to the measured GEMMs of the same table exactly as the batch-1 vidur importer does
   (B from the four GEMMs at one token, F the median over ``num_tokens >= 2048``).
 
+Another memory bandwidth (``bandwidth_scale`` = target / measured peak bandwidth, e.g.
+1555 / 2039 for an A100 40GB SXM4 against vidur's A100 80GB): the same SMs and clocks,
+so compute-bound work is unchanged, but no kernel can beat its bytes over the new
+bandwidth. A ``layer`` at ``n`` tokens becomes
+``max(t(n), t(1) / s * (W + n a) / (W + a))`` with ``W`` its GEMM weight bytes and ``a``
+the GEMMs' input and output bytes per token (at one token the measured layer is
+weight-read bound); the LM head and attention use the roofline with ``B * s``.
+
 Examples
 --------
 >>> import pathlib
@@ -32,7 +40,7 @@ from pathlib import Path
 
 from splitllm.batched import AttentionModel, BatchedCosts
 from splitllm.errors import InputError
-from splitllm.instances.models import get_shape
+from splitllm.instances.models import ModelShape, get_shape
 from splitllm.instances.roofline import Roofline
 from splitllm.instances.vidur import CREDIT, FP16, GPUS, LAYER_OPS, MODELS, OpTable, csv_path, fit_roofline
 from splitllm.profiles import X_MAX, Curve
@@ -58,21 +66,40 @@ def proportional_tail(points: list[list[float]]) -> Curve:
     return Curve.from_points(points + [[X_MAX, y_last * X_MAX / n_last]])
 
 
-def batched_from_table(table: OpTable, gpu: str, model: str) -> BatchedCosts:
+def layer_bytes(shape: ModelShape, n: float) -> float:
+    """Bytes one layer's GEMMs move at ``n`` tokens: weights once, inputs and outputs per token (FP16)."""
+    per_token = 4 * shape.hidden + (shape.hidden + 2 * shape.kv_dim) + 3 * shape.ffn
+    return (shape.layer_gemm_params() + n * per_token) * FP16
+
+
+def batched_from_table(table: OpTable, gpu: str, model: str, bandwidth_scale: float = 1.0) -> BatchedCosts:
     """The tables of ``model`` on ``gpu`` from one parsed ``mlp.csv`` (see the module docstring)."""
+    if not bandwidth_scale > 0:
+        raise InputError("bandwidth_scale", f"must be > 0, got {bandwidth_scale}")
     shape = get_shape(model)
-    roof = fit_roofline(table, shape)
+    measured = fit_roofline(table, shape)
+    roof = Roofline(measured.flops_per_s, measured.bytes_per_s * bandwidth_scale, measured.floor_s)
     ns = [float(n) for n in table.tokens]
     ms = 1e-3
+    one = table.layer_ms(1.0) * ms
+
+    def layer_s(n: float) -> float:
+        if bandwidth_scale == 1.0:
+            return table.layer_ms(n) * ms
+        floor = one / bandwidth_scale * layer_bytes(shape, n) / layer_bytes(shape, 1.0)
+        return max(table.layer_ms(n) * ms, floor)
+
     embed = proportional_tail([[n, table.ms("emb", n) * ms] for n in ns])
-    layer = proportional_tail([[n, table.layer_ms(n) * ms] for n in ns])
+    layer = proportional_tail([[n, layer_s(n)] for n in ns])
     head = proportional_tail(
         [[n, table.ms("input_layernorm", n) * ms + head_seconds(n, shape.vocab, shape.hidden, roof)] for n in ns]
     )
     attention = AttentionModel(roof.flops_per_s, roof.bytes_per_s, roof.floor_s, shape.hidden, shape.kv_dim, FP16)
     ops = " + ".join(f"{c} x {op}" if c > 1 else op for op, c in LAYER_OPS.items())
     provenance = (
-        f"{GPUS[gpu][1]}, {model}, FP16, tensor parallel 1. Measured: embed = emb; layer = {ops}; head norm = "
+        f"{GPUS[gpu][1]}, {model}, FP16, tensor parallel 1"
+        + (f", memory bandwidth scaled by {bandwidth_scale:.4g}" if bandwidth_scale != 1.0 else "")
+        + ". Measured: embed = emb; layer = {ops}; head norm = "
         "input_layernorm, at each measured num_tokens. Modelled (roofline fitted to the same table's GEMMs: "
         f"{roof.describe()}): attention per item, the LM-head GEMM and sampling. " + CREDIT.format(gpu=gpu, hf=MODELS[model])
     )
@@ -89,10 +116,10 @@ def batched_from_table(table: OpTable, gpu: str, model: str) -> BatchedCosts:
     )
 
 
-def vidur_batched(root: Path, gpu: str, model: str = "llama-2-7b") -> BatchedCosts:
+def vidur_batched(root: Path, gpu: str, model: str = "llama-2-7b", bandwidth_scale: float = 1.0) -> BatchedCosts:
     """Batched tables of ``model`` on vidur's ``gpu`` (``a100``, ``h100``, ``a40``) from the data under ``root``."""
     if gpu not in GPUS:
         raise InputError("gpu", f"unknown vidur GPU {gpu!r}; known: {', '.join(GPUS)}")
     if model not in MODELS:
         raise InputError("model", f"vidur has no {model!r}; known: {', '.join(MODELS)}")
-    return batched_from_table(OpTable.read(csv_path(root, gpu, model)), gpu, model)
+    return batched_from_table(OpTable.read(csv_path(root, gpu, model)), gpu, model, bandwidth_scale)

@@ -15,7 +15,8 @@ tokens at ``b``::
   Q, K, V and output once, plus the ``c`` cached tokens' K and V read once.
 * ``attn_floor_b``: one attention kernel launch per block that runs, whatever the items.
 * ``overhead``: the engine's per-iteration cost (scheduling, launches, sampling), fitted
-  to whole-model measurements.
+  to whole-model measurements: ``overhead_s`` plus ``overhead_per_seq_s`` for every item
+  the iteration schedules (an item with ``q > 0`` that runs at least one block here).
 
 A block that no item needs costs nothing: its weights are not read.
 
@@ -75,7 +76,8 @@ class BatchedCosts:
 
     ``lin`` maps each block kind (``embed``, ``layer``, ``head``) to its token-parallel
     curve; ``attention`` is the per-item attention of a ``layer`` block; ``overhead_s`` is
-    the engine's per-iteration cost; ``memory_bytes`` the device memory (for KV capacity).
+    the engine's per-iteration cost, ``overhead_per_seq_s`` its added cost per scheduled
+    item (default 0); ``memory_bytes`` the device memory (for KV capacity).
     """
 
     device: str
@@ -87,6 +89,7 @@ class BatchedCosts:
     memory_bytes: float = 0.0
     weight_bytes: float = 0.0
     kv_bytes_per_token: float = field(default=0.0)
+    overhead_per_seq_s: float = 0.0
 
     def with_overhead(self, overhead_s: float) -> BatchedCosts:
         """A copy with another per-iteration overhead."""
@@ -138,8 +141,10 @@ def iteration_time(
     is_layer = kind_arr == "layer"
     attn_item = costs.attention.item_s(qa, ca)  # (..., items)
     attn = (need[..., is_layer] & (qa[..., None] > 0)).astype(float) * attn_item[..., None]
+    scheduled = ((qa > 0) & need.any(axis=-1)).sum(axis=-1)  # (...,): items this iteration schedules
     total = (
         costs.overhead_s
+        + costs.overhead_per_seq_s * scheduled
         + np.where(active, lin, 0.0).sum(axis=-1)
         + costs.attention.floor_s * (active & is_layer).sum(axis=-1)
         + attn.sum(axis=(-2, -1))

@@ -32,7 +32,7 @@ def _find(given: Path | None, candidates: list[Path], what: str, url: str, is_di
 
 
 @click.command()
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="folder for fidelity.csv, .md, .png")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="folder for fidelity.csv, .md, .png and fit.json")
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help="LLM-Inference-Bench's All_results.csv")
 @click.option("--vidur", "vidur_root", type=click.Path(file_okay=False, path_type=Path), help="vidur's data folder (holds profiling/compute/...)")
 @input_errors_exit
@@ -46,7 +46,7 @@ def fidelity(out: Path, data: Path | None, vidur_root: Path | None) -> None:
     fid = run_fidelity(data, root, out, command)
     held = [r for r in fid.records if r["held_out"]]
     worst = max((abs(float(r["ratio"]) - 1) for r in held), default=0.0)  # type: ignore[arg-type]
-    click.echo(f"{len(fid.records)} figures compared, worst held-out error {worst:.1%}; wrote {out}/fidelity.{{csv,md,png}}")
+    click.echo(f"{len(fid.records)} figures compared, worst held-out error {worst:.1%}; wrote {out}/fidelity.{{csv,md,png}} and fit.json")
 
 
 COMMANDS = [fidelity]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from splitllm.cli import main
-from splitllm.fidelity import COLUMNS, fit_overhead, waves
+from splitllm.fidelity import COLUMNS, fit_engine, trt_schedule, vllm_schedule
 from tests.test_batched import write_mlp_csv
 
 HEADER = "Hardware,Num of Hardware,Framework,Model,Input Output Length,Batch Size,Latency,Throughput\n"
@@ -56,14 +56,53 @@ def test_missing_data_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.
     assert "LLM-Inference-Bench" in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_overhead_fit_recovers_a_known_overhead() -> None:
+def test_fit_recovers_known_parameters() -> None:
     import numpy as np
 
-    base = np.array([1.0, 2.0, 5.0])
-    n = np.array([100.0, 300.0, 50.0])
-    assert fit_overhead(base + 0.003 * n, base, n) == pytest.approx(0.003)
+    base = np.array([1.0, 2.0, 5.0, 3.0])
+    n = np.array([100.0, 300.0, 50.0, 80.0])
+    k = np.array([100.0, 9600.0, 50.0, 5000.0])
+    got = fit_engine(0.85 * base + 0.003 * n + 2e-5 * k, base, n, k)
+    assert got == pytest.approx((0.85, 0.003, 2e-5), rel=1e-6)
 
 
-def test_waves_cover_the_batch() -> None:
-    assert sum(waves(64, 4096, 47_000)) == 64
-    assert waves(1, 4096, 10) == [1]
+def test_fit_never_returns_a_negative_term() -> None:
+    import numpy as np
+
+    base = np.array([1.0, 2.0, 4.0])
+    n = np.array([10.0, 10.0, 10.0])
+    # measured below the model: unconstrained least squares would want a negative overhead
+    got = fit_engine(base - 0.01 * n, base, n, n)
+    assert min(got) >= 0.0
+
+
+def tokens_processed(schedule: list[tuple[object, object]]) -> int:
+    return int(sum(float(q.sum()) for q, _ in schedule))  # type: ignore[attr-defined]
+
+
+def test_trt_waves_cover_the_batch() -> None:
+    its = trt_schedule(64, 8, capacity_tokens=16 * 11)  # 11 requests of 16 tokens fit
+    widths = [len(q) for q, _ in its if q[0] > 1]  # prefill iterations open each wave
+    assert widths == [11, 11, 11, 11, 11, 9]
+    assert len(its) == 6 * 8  # each wave: 1 prefill + 7 decode iterations
+    assert trt_schedule(1, 8, capacity_tokens=1) and len(trt_schedule(1, 8, capacity_tokens=1)) == 8
+
+
+@pytest.mark.parametrize("blocks", [1000, 40, 17, 9])
+def test_vllm_every_request_generates_all_its_tokens(blocks: int) -> None:
+    batch, length, block = 6, 12, 4
+    its = vllm_schedule(batch, length, blocks, block=block, watermark=0.0)
+    samples = sum(len(q) for q, _ in its)  # each scheduled item samples one token
+    assert samples == batch * length
+    for q, c in its:  # KV in use never exceeds the pool
+        assert float(((q + c + block - 1) // block).sum()) <= blocks
+    if blocks >= batch * -(-2 * length // block):  # everything fits: no recompute
+        assert tokens_processed(its) == batch * (2 * length - 1)
+    else:  # preemption recomputes: more tokens than without it
+        assert tokens_processed(its) > batch * (2 * length - 1)
+
+
+def test_vllm_prefill_respects_the_token_budget() -> None:
+    its = vllm_schedule(10, 100, blocks=10_000, max_tokens=250)
+    assert max(float(q.sum()) for q, _ in its if q[0] > 1) <= 250
+    assert [len(q) for q, _ in its[:5]] == [2, 2, 2, 2, 2]
