@@ -37,7 +37,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -93,8 +93,6 @@ class BatchedCosts:
 
     def with_overhead(self, overhead_s: float) -> BatchedCosts:
         """A copy with another per-iteration overhead."""
-        from dataclasses import replace
-
         return replace(self, overhead_s=float(overhead_s))
 
 
@@ -162,37 +160,44 @@ ENGINES = ("vllm", "tensorrt-llm")
 
 
 def costs_from_tables(tables: BatchedTables, engine: str, device: str = "", model: str = "", path: str = "batched") -> BatchedCosts:
-    """The batched costs a profile's tables give for ``engine``.
+    """The batched costs a profile's tables give for ``engine``: its overheads, and the
+    kernel times (lin and attention) scaled by its ``kernel_scale``.
 
     >>> from splitllm.profiles import Curve, BatchedTables
     >>> lin = {"layer": Curve.from_points([[1, 0.01]])}
     >>> att = {"flops_per_s": 1e12, "bytes_per_s": 1e12, "floor_s": 0.0, "hidden": 8, "kv_dim": 8, "dtype_bytes": 2}
-    >>> tables = BatchedTables(lin, att, {"vllm": 0.004}, 80e9, 13e9, 5e5)
-    >>> costs_from_tables(tables, "vllm").overhead_s
-    0.004
+    >>> tables = BatchedTables(lin, att, {"vllm": {"overhead_s": 0.004, "kernel_scale": 0.5}}, 80e9, 13e9, 5e5)
+    >>> costs = costs_from_tables(tables, "vllm")
+    >>> costs.overhead_s, float(costs.lin["layer"].value(1)), costs.attention.flops_per_s
+    (0.004, 0.005, 2000000000000.0)
     """
-    if engine not in tables.overheads:
-        raise InputError(f"{path}.overheads", f"no overhead for engine {engine!r}; have {', '.join(sorted(tables.overheads))}")
+    if engine not in tables.engines:
+        raise InputError(f"{path}.engines", f"no fit for engine {engine!r}; have {', '.join(sorted(tables.engines))}")
+    fit = tables.engines[engine]
+    k = float(fit.get("kernel_scale", 1.0))
+    att = AttentionModel(**tables.attention)  # type: ignore[arg-type]
     return BatchedCosts(
         device=device,
         model=model,
-        lin=dict(tables.lin),
-        attention=AttentionModel(**tables.attention),  # type: ignore[arg-type]
-        overhead_s=float(tables.overheads[engine]),
+        lin={kind: Curve(curve.xs, curve.ys * k) for kind, curve in tables.lin.items()},
+        attention=replace(att, flops_per_s=att.flops_per_s / k, bytes_per_s=att.bytes_per_s / k, floor_s=att.floor_s * k),
+        overhead_s=float(fit["overhead_s"]),
         provenance=tables.provenance,
         memory_bytes=tables.memory_bytes,
         weight_bytes=tables.weight_bytes,
         kv_bytes_per_token=tables.kv_bytes_per_token,
+        overhead_per_seq_s=float(fit.get("overhead_per_seq_s", 0.0)),
     )
 
 
-def tables_from_costs(costs: BatchedCosts, overheads: Mapping[str, float], source: str = "measured") -> BatchedTables:
-    """The profile section that stores ``costs`` with one overhead per engine."""
+def tables_from_costs(costs: BatchedCosts, engines: Mapping[str, Mapping[str, float]], source: str = "measured") -> BatchedTables:
+    """The profile section that stores ``costs``' measured tables (no engine applied) with
+    each engine's fitted parameters."""
     att = costs.attention
     attention = {"flops_per_s": att.flops_per_s, "bytes_per_s": att.bytes_per_s, "floor_s": att.floor_s,
                  "hidden": att.hidden, "kv_dim": att.kv_dim, "dtype_bytes": att.dtype_bytes}
-    return BatchedTables(dict(costs.lin), attention, dict(overheads), costs.memory_bytes, costs.weight_bytes,
-                         costs.kv_bytes_per_token, source, costs.provenance)
+    return BatchedTables(dict(costs.lin), attention, {k: dict(v) for k, v in engines.items()}, costs.memory_bytes,
+                         costs.weight_bytes, costs.kv_bytes_per_token, source, costs.provenance)
 
 
 def server_costs(instance: Instance, engine: str = "vllm") -> BatchedCosts:

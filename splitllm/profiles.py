@@ -162,13 +162,14 @@ class BatchedTables:
 
     ``lin`` maps block kind to seconds as a function of the tokens one iteration runs at
     that block; ``attention`` holds the per-item attention model's numbers;
-    ``overheads`` the per-iteration overhead of each serving engine.
+    ``engines`` each serving engine's fitted ``overhead_s``, ``overhead_per_seq_s`` and
+    ``kernel_scale``.
     :func:`splitllm.batched.costs_from_tables` turns it into the model's costs.
     """
 
     lin: Mapping[str, Curve]
     attention: Mapping[str, float]
-    overheads: Mapping[str, float]
+    engines: Mapping[str, Mapping[str, float]]
     memory_bytes: float
     weight_bytes: float
     kv_bytes_per_token: float
@@ -181,7 +182,7 @@ class BatchedTables:
             "provenance": self.provenance,
             "lin": {kind: curve.to_points() for kind, curve in self.lin.items()},
             "attention": dict(self.attention),
-            "overheads": dict(self.overheads),
+            "engines": {name: dict(fit) for name, fit in self.engines.items()},
             "memory_bytes": self.memory_bytes,
             "weight_bytes": self.weight_bytes,
             "kv_bytes_per_token": self.kv_bytes_per_token,
@@ -192,7 +193,8 @@ class BatchedTables:
         """From a schema-valid ``batched`` object; curve errors name ``path``."""
         lin = {kind: Curve.from_points(points, f"{path}.lin.{kind}") for kind, points in data["lin"].items()}
         numbers = ("memory_bytes", "weight_bytes", "kv_bytes_per_token")
-        return cls(lin, dict(data["attention"]), dict(data["overheads"]), *(float(data[k]) for k in numbers),
+        engines = {name: dict(fit) for name, fit in data["engines"].items()}
+        return cls(lin, dict(data["attention"]), engines, *(float(data[k]) for k in numbers),
                    source=data.get("source", "measured"), provenance=data.get("provenance", ""))
 
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splitllm.batched import ENGINES, all_blocks, iteration_time, server_costs
+import dataclasses
+
+from splitllm.batched import ENGINES, all_blocks, costs_from_tables, iteration_time, server_costs
+from splitllm.instances.batched_profiles import FITTED_ENGINES
 from splitllm.errors import InputError
 from splitllm.instance import example_path, load_instance, parse_instance
 from splitllm.instances.bundled import bundled_json
@@ -24,7 +27,7 @@ def test_bundled_batched_profiles_round_trip(device: str) -> None:
     profile = parse_profile(data)
     assert data["version"] == 2 and profile.batched is not None
     assert profile.to_json() == json.loads(json.dumps(data))  # nothing lost or invented
-    assert set(profile.batched.overheads) == set(ENGINES)
+    assert set(profile.batched.engines) == set(ENGINES)
 
 
 def test_a_version_1_profile_still_loads_and_has_no_batched_costs() -> None:
@@ -39,7 +42,7 @@ def test_batched_section_needs_version_2() -> None:
         parse_profile(data)
 
 
-@pytest.mark.parametrize(("field", "value"), [("overheads", {}), ("memory_bytes", -1.0), ("lin", {"layer": []})])
+@pytest.mark.parametrize(("field", "value"), [("engines", {}), ("memory_bytes", -1.0), ("lin", {"layer": []})])
 def test_bad_batched_fields_are_refused_by_path(field: str, value: object) -> None:
     data = copy.deepcopy(bundled_json("a100-80gb", "llama-2-7b"))
     data["batched"][field] = value
@@ -48,17 +51,32 @@ def test_bad_batched_fields_are_refused_by_path(field: str, value: object) -> No
     assert f"devices.a100-80gb.batched.{field}" in str(caught.value)
 
 
-def test_server_costs_of_the_example_differ_only_in_engine_overhead() -> None:
+def test_server_costs_apply_each_engines_fit() -> None:
     inst = load_instance(example_path("llama2-7b"))
-    vllm, trt = server_costs(inst, "vllm"), server_costs(inst, "tensorrt-llm")
+    tables = inst.profiles["a100-80gb"].batched
     kinds = all_blocks(32)
     needs = np.ones((4, len(kinds)), dtype=bool)
-    t_vllm = iteration_time(vllm, kinds, needs, q=[1, 1, 1, 1], context=[100, 200, 300, 400])
-    t_trt = iteration_time(trt, kinds, needs, q=[1, 1, 1, 1], context=[100, 200, 300, 400])
-    assert float(t_vllm - t_trt) == pytest.approx(vllm.overhead_s - trt.overhead_s)
+    q, context = [1, 1, 1, 1], [100, 200, 300, 400]
+    raw = costs_from_tables(dataclasses.replace(tables, engines={"raw": {"overhead_s": 0.0}}), "raw")
+    kernels = float(iteration_time(raw, kinds, needs, q=q, context=context))
+    for engine in ENGINES:
+        fit = tables.engines[engine]
+        expected = fit["kernel_scale"] * kernels + fit["overhead_s"] + 4 * fit["overhead_per_seq_s"]
+        got = float(iteration_time(server_costs(inst, engine), kinds, needs, q=q, context=context))
+        assert got == pytest.approx(expected, rel=1e-9)
     # one decode step of 4 requests is far below 4 batch-1 steps: the weights are read once
-    one = iteration_time(vllm, kinds, needs[:1], q=[1], context=[100])
-    assert float(t_vllm) < 1.5 * float(one)
+    one = float(iteration_time(raw, kinds, needs[:1], q=[1], context=[100]))
+    assert kernels < 1.5 * one
+
+
+def test_bundled_engine_fits_are_the_fidelity_fits() -> None:
+    fit_file = Path(__file__).resolve().parents[1] / "bench" / "results" / "fidelity" / "fit.json"
+    fits = json.loads(fit_file.read_text())["fit"]
+    names = {"vllm": "vLLM", "tensorrt-llm": "TensorRT-LLM"}
+    for (gpu, model), engines in FITTED_ENGINES.items():
+        for engine, fit in engines.items():
+            for key, value in fit.items():
+                assert value == pytest.approx(fits[gpu][names[engine]][key], rel=1e-6), (gpu, engine, key)
 
 
 def test_server_costs_refuse_devices_without_batched_tables() -> None:
