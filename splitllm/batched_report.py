@@ -34,8 +34,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from splitllm.batched import BatchedCosts, iteration_time
+from splitllm.batched import BatchedCosts, iteration_time, server_costs
+from splitllm.cli_errors import printable
 from splitllm.errors import InputError
+from splitllm.instance import Instance
 
 
 def decode_iteration_report(
@@ -103,3 +105,35 @@ def decode_iteration_report(
         "active_blocks": int((n_b > 0).sum()),
         "check_s": float(share @ copies) + unattributed,
     }
+
+
+def batched_lines(instance: Instance, placements: ArrayLike, admitted: ArrayLike, engine: str, batch: int) -> list[str]:
+    """What a solution's placements cost a batching server: the decode iteration of
+    ``batch`` copies of every admitted request, beside the same batch all on the server.
+
+    Each request decodes at the context of its middle decode step, ``p + o / 2``.
+
+    >>> from splitllm.instance import load_instance, example_path
+    >>> from splitllm.registry import solve
+    >>> inst = load_instance(example_path("llama2-7b"))
+    >>> r = solve(inst, "dp")
+    >>> batched_lines(inst, r.placements, r.admitted, "vllm", 8)[0]  # doctest: +ELLIPSIS
+    'batched server (a100-80gb, vllm): one decode iteration of 8 copies of each of 6 requests...'
+    """
+    costs = server_costs(instance, engine)
+    a = instance.arrays
+    keep = np.asarray(admitted, dtype=bool)
+    mask = np.asarray(placements, dtype=bool)[keep]
+    contexts = (a.prompt_tokens + a.output_tokens / 2.0)[keep]
+    kinds = [block.kind for block in instance.model.blocks]
+    split = decode_iteration_report(costs, kinds, mask, contexts, batch)
+    whole = decode_iteration_report(costs, kinds, np.ones_like(mask), contexts, batch)
+    ms = 1e3
+    lines = [
+        f"batched server ({costs.device}, {engine}): one decode iteration of {batch} copies of each of {int(keep.sum())} requests "
+        f"takes {split['iteration_s'] * ms:.4g} ms with these placements, {whole['iteration_s'] * ms:.4g} ms all on the server "
+        f"({split['active_blocks']} of {len(kinds)} blocks active, {split['server_items']} sequences on the server)",
+    ]
+    shares = ", ".join(f"{printable(str(instance.requests[i].id))} {s * ms:.3g}" for i, s in zip(np.nonzero(keep)[0], split["share_s"]))
+    lines.append(f"  each request's share of it, ms: {shares}")
+    return lines

@@ -102,9 +102,14 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="print the solution file instead of a table")
 @click.option("--option", "-o", "options", multiple=True, help="solver option KEY=VALUE, e.g. -o grid_step=0.01 (see `splitllm solvers`)")
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="draw the placement to this PNG file (needs matplotlib)")
+@click.option("--report", type=click.Choice(["batch-1", "batched"]), default="batch-1", show_default=True,
+              help="batched: also what the placements cost a batching server (needs a server profile with batched tables)")
+@click.option("--engine", type=click.Choice(["vllm", "tensorrt-llm"]), default="vllm", show_default=True, help="serving engine for --report batched")
+@click.option("--batch", type=click.IntRange(min=1, max=4096), default=16, show_default=True, help="copies of each request decoding together, for --report batched")
 @input_errors_exit
 def solve_command(
-    instance: Path, solver_name: str, time_limit: float | None, out: Path | None, as_json: bool, options: tuple[str, ...], plot: Path | None
+    instance: Path, solver_name: str, time_limit: float | None, out: Path | None, as_json: bool, options: tuple[str, ...], plot: Path | None,
+    report: str, engine: str, batch: int,
 ) -> None:
     """Solve INSTANCE and print the placement of every request."""
     from splitllm.registry import get, solve
@@ -112,6 +117,10 @@ def solve_command(
 
     typed = get(solver_name).coerce_options(_parse_options(options), prefix="-o ")
     inst = load_instance(instance)
+    if report == "batched":  # refused before the solve when the server has no batched tables
+        from splitllm.batched import server_costs
+
+        server_costs(inst, engine)
     for path, option in ((out, "--out"), (plot, "--plot")):  # before the solve, so no work is lost to a bad path
         if path is not None:
             check_output_path(path, option, inputs=(instance,))
@@ -131,6 +140,10 @@ def solve_command(
         click.echo(json.dumps(to_json(inst, result), indent=2))
     else:
         click.echo(format_result(inst, result))
+        if report == "batched" and result.evaluation is not None and result.placements is not None:
+            from splitllm.batched_report import batched_lines
+
+            click.echo("\n".join(batched_lines(inst, result.placements, result.evaluation.admitted, engine, batch)))
     if not result.status.has_solution:
         sys.exit(EXIT_NEGATIVE)
 

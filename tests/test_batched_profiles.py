@@ -98,3 +98,15 @@ def test_bundled_tables_are_what_the_vidur_import_builds() -> None:
     for device in ("a100-80gb", "h100-80gb"):
         fresh, bundled = built[device].to_json()["batched"], bundled_json(device, "llama-2-7b")["batched"]
         assert fresh == json.loads(json.dumps(bundled))
+
+
+def test_solve_reports_what_the_placements_cost_a_batching_server() -> None:
+    from click.testing import CliRunner
+
+    from splitllm.cli import main
+
+    got = CliRunner().invoke(main, ["solve", str(example_path("llama2-7b")), "--report", "batched", "--batch", "4", "--engine", "tensorrt-llm"])
+    assert got.exit_code == 0, got.output
+    assert "batched server (a100-80gb, tensorrt-llm): one decode iteration of 4 copies of each of 6 requests" in got.output
+    refused = CliRunner().invoke(main, ["solve", str(example_path("tiny")), "--report", "batched"])
+    assert refused.exit_code == 2 and "error: server.device" in refused.output
