@@ -50,7 +50,7 @@ def batch_data(seed: int, n_requests: int, n_blocks: int, kv: bool) -> dict[str,
         p, o = int(rng.integers(16, 1500)), int(rng.integers(2, 200))
         server = np.full(n_blocks, 2e-4)
         client_decode = server * rng.uniform(2, 20) * (1 + 0.2 * rng.uniform(-1, 1, n_blocks))
-        slo = {"tpot_s": float(rng.uniform(2.5e-3, client_decode.sum() * 1.1 + 0.005))} if rng.random() < 0.9 else {}
+        slo = {"tpot_s": float(rng.uniform(2.0e-3, client_decode.sum() * 1.1 + 0.005))} if rng.random() < 0.9 else {}
         client = "phone" if rng.random() < 0.5 else "laptop"
         costs = (server, server, client_decode * 3, client_decode)
         requests.append(explicit_request(f"r{r}", client, p, o, slo, float(rng.integers(1, 4)), *costs))
