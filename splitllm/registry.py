@@ -25,6 +25,8 @@ from splitllm.result import SolveResult, Status
 from splitllm.tolerances import FIGURE_RTOL
 
 SolverFunction = Callable[..., SolveResult]
+#: Re-checks a solver's answer: ``verifier(instance, result, options) -> result``.
+Verifier = Callable[[Instance, SolveResult, dict[str, Any]], SolveResult]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class SolverSpec:
     requires: tuple[str, ...] = ()
     exact: bool = False
     options: tuple[Option, ...] = ()
+    verifier: Verifier | None = None
 
     def coerce_options(self, given: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         """``given`` checked against the declared options and typed (CLI strings included)."""
@@ -52,12 +55,21 @@ _REGISTRY: dict[str, SolverSpec] = {}
 
 
 def register(
-    name: str, description: str, requires: tuple[str, ...] = (), exact: bool = False, options: tuple[Option, ...] = ()
+    name: str,
+    description: str,
+    requires: tuple[str, ...] = (),
+    exact: bool = False,
+    options: tuple[Option, ...] = (),
+    verifier: Verifier | None = None,
 ) -> Callable[[SolverFunction], SolverFunction]:
-    """Decorator that adds a solver function, and the options it takes, to the registry."""
+    """Decorator that adds a solver function, and the options it takes, to the registry.
+
+    ``verifier`` re-checks the solver's answers when it solves another problem than the
+    placement problem (default: :func:`verify`).
+    """
 
     def add(function: SolverFunction) -> SolverFunction:
-        _REGISTRY[name] = SolverSpec(name, description, function, requires, exact, options)
+        _REGISTRY[name] = SolverSpec(name, description, function, requires, exact, options, verifier)
         return function
 
     return add
@@ -93,7 +105,7 @@ def solve(instance: Instance, name: str, *, time_limit: float | None = None, **o
     result = spec.function(instance, time_limit=time_limit, **typed)
     result.time_s = time.perf_counter() - start
     result.solver = name
-    return verify(instance, result)
+    return spec.verifier(instance, result, typed) if spec.verifier is not None else verify(instance, result)
 
 
 def verify(instance: Instance, result: SolveResult) -> SolveResult:

@@ -44,7 +44,9 @@ def to_json(instance: Instance, result: SolveResult) -> dict[str, Any]:
     totals = None
     if evaluation is not None:
         totals = {"admitted_weight": evaluation.admitted_weight}
-        totals.update({res.figure: evaluation.totals[res.key] for res in COUPLED})
+        totals.update({res.figure: _num(evaluation.totals[res.key]) for res in COUPLED})
+        if math.isfinite(getattr(evaluation, "iteration_time", math.nan)):  # a throughput placement (F5)
+            totals["iteration_time_s"] = float(getattr(evaluation, "iteration_time"))
     return {
         "format": SOLUTION_FORMAT,
         "version": 1,

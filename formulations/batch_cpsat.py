@@ -1,0 +1,107 @@
+"""F5 in CP-SAT, with safely rounded integer coefficients.
+
+The model of :mod:`splitllm.formulations.batch` with Booleans, where CP-SAT's enforcement
+literals replace the big-Ms: the TPOT and client memory rows hold only when ``a[r]``, and
+the product ``T * (s + w)`` is ``P[r] >= 2 j T`` enforced by ``v[r, j]`` and ``P[r] >= T``
+enforced by ``full[r]``.
+
+Times are integers in quanta of ``time_quantum`` = the least finite TPOT limit /
+``resolution`` seconds; bytes in quanta of each row's limit / ``resolution``.
+``rounding="safe"`` rounds every time and byte coefficient up and every limit down, so
+every CP-SAT-feasible point is truly feasible and ``T`` in quanta is at least the true
+``T``; ``rounding="relaxed"`` rounds the other way, so its optimum bounds the true one
+(weight from above, ``T`` from below). Weights are scaled to integers (exact when every
+weight is an integer; ``weight_exact`` says so).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from splitllm.deadline import requests as each_request
+from splitllm.formulations.batch import max_segments, t_max
+from splitllm.formulations.batch_data import BatchData
+
+Rounding = Literal["safe", "relaxed"]
+RESOLUTION = 10**6
+
+
+def _q(value: float, quantum: float, up: bool) -> int:
+    scaled = value / quantum
+    return int(math.ceil(scaled - 1e-12 * abs(scaled))) if up else int(math.floor(scaled + 1e-12 * abs(scaled)))
+
+
+def build(data: BatchData, rounding: Rounding = "safe", resolution: int = RESOLUTION, deadline: float | None = None) -> tuple[cp_model.CpModel, dict[str, Any]]:
+    """Phase 1 of F5 (maximise admitted weight) in CP-SAT, and its handles."""
+    a, R, B = data.instance.arrays, data.n_requests, data.n_blocks
+    up = rounding == "safe"
+    limits = a.tpot_limit[np.isfinite(a.tpot_limit) & (a.tpot_limit > 0)]
+    tq = float(limits.min()) / resolution if limits.size else t_max(data) / resolution
+    m = cp_model.CpModel()
+    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P")}
+    h.update(time_quantum=tq, rounding=rounding)
+    t_hi = _q(t_max(data), tq, True) + B * R + 1
+    h["T"] = m.NewIntVar(0, t_hi, "T")
+    for r in each_request(R, deadline):
+        _request(m, h, data, r, tq, up, resolution, t_hi)
+    terms = []
+    for b in range(B):
+        h["y"][b] = m.NewBoolVar(f"y_b{b}")
+        col = [h["x"][r, b] for r in range(R)]
+        for r in range(R):
+            m.AddImplication(col[r], h["y"][b])
+        zs = [m.NewBoolVar(f"z_b{b}_k{k}") for k in range(1, R + 1)]
+        h["z"].update({(b, k + 1): z for k, z in enumerate(zs)})
+        m.Add(sum(zs) == h["y"][b])
+        m.Add(sum((k + 1) * z for k, z in enumerate(zs)) == sum(col))
+        terms += [_q(float(data.fixed[b, k + 1]), tq, up) * z for k, z in enumerate(zs)]
+    attn = [_q(float(data.attn[r]), tq, up) * h["x"][r, b] for r in range(R) for b in range(B) if data.is_layer[b]]
+    m.Add(h["T"] == _q(data.costs.overhead_s, tq, up) + sum(terms) + sum(attn))
+    if math.isfinite(data.kv_capacity):
+        kq = max(data.kv_capacity, 1.0) / resolution
+        m.Add(sum(_q(float(a.kv[r, b]), kq, up) * h["x"][r, b] for r in range(R) for b in range(B) if a.kv[r, b] > 0) <= _q(data.kv_capacity, kq, not up))
+    scale = resolution / max(float(a.weight.max()), 1e-300) if (a.weight % 1).any() else 1.0
+    w = [int(round(float(wr) * scale)) for wr in a.weight]
+    h["weight_quantum"] = 1.0 / scale
+    h["weight_exact"] = scale == 1.0
+    h["weight"] = sum(wr * h["a"][r] for r, wr in enumerate(w))
+    m.Maximize(h["weight"])
+    return m, h
+
+
+def _request(m: cp_model.CpModel, h: dict[str, Any], data: BatchData, r: int, tq: float, up: bool, resolution: int, t_hi: int) -> None:
+    a, B = data.instance.arrays, data.n_blocks
+    adm = h["a"][r] = m.NewBoolVar(f"a_r{r}")
+    x = [m.NewBoolVar(f"x_r{r}_b{b}") for b in range(B)]
+    for b in range(B):
+        h["x"][r, b] = x[b]
+        m.AddImplication(x[b], adm)
+        h["u"][r, b] = m.NewBoolVar(f"u_r{r}_b{b}")
+        h["d"][r, b] = m.NewBoolVar(f"d_r{r}_b{b}")
+        m.Add(h["u"][r, b] >= x[b] - x[b - 1])
+        m.Add(h["d"][r, b] >= x[b - 1] - x[b])
+    full = h["full"][r] = m.NewBoolVar(f"full_r{r}")
+    m.Add(full >= sum(x) - (B - 1))
+    J = max_segments(data, r) if up else data.n_blocks // 2
+    vs = [m.NewBoolVar(f"v_r{r}_j{j}") for j in range(1, J + 1)]
+    h["v"].update({(r, j + 1): v for j, v in enumerate(vs)})
+    m.Add(sum(h["u"][r, b] for b in range(B)) <= sum((j + 1) * v for j, v in enumerate(vs)))
+    m.Add(sum(vs) <= 1)
+    p = h["P"][r] = m.NewIntVar(0, (2 * J + 1) * t_hi, f"P_r{r}")
+    for j, v in enumerate(vs):
+        m.Add(p >= 2 * (j + 1) * h["T"]).OnlyEnforceIf(v)
+    m.Add(p >= h["T"]).OnlyEnforceIf(full)
+    mem_lim = float(a.client_mem_limit[r])
+    if math.isfinite(mem_lim):
+        mq = max(mem_lim, 1.0) / resolution
+        m.Add(sum(_q(float(a.client_mem[r, b]), mq, up) * (1 - x[b]) for b in range(B)) <= _q(mem_lim, mq, not up)).OnlyEnforceIf(adm)
+    limit = float(a.tpot_limit[r])
+    if math.isfinite(limit):
+        step = [_q(float(a.client_decode[r, b]), tq, up) * (1 - x[b]) for b in range(B)]
+        step += [_q(float(a.act_up_decode[r]), tq, up) * h["u"][r, b] + _q(float(a.act_down_decode[r]), tq, up) * h["d"][r, b] for b in range(1, B)]
+        step += [_q(float(a.token_up_decode[r]), tq, up) * h["u"][r, 0], _q(float(a.token_down_decode[r]), tq, up) * h["d"][r, 0]]
+        m.Add(sum(step) + p <= _q(limit, tq, not up)).OnlyEnforceIf(adm)

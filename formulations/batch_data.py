@@ -1,0 +1,104 @@
+"""The data of a throughput placement (F5), compiled once for its formulations and solvers.
+
+``fixed[b, n]`` is block ``b``'s share of the decode iteration time when ``n`` admitted
+requests run it on the server: ``lin_b(n)`` plus, for a ``layer`` block, the attention
+kernel's floor; 0 at ``n = 0`` (a block nobody runs costs nothing). ``attn[r]`` is request
+``r``'s attention at one server ``layer`` block (one token over ``p + o`` cached tokens).
+So ``T = overhead + sum_b fixed[b, n_b] + sum_r attn[r] * (server layers of r)``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from splitllm.profiles import Curve
+>>> from splitllm.batched import AttentionModel, BatchedCosts
+>>> lin = Curve.from_points([[1, 1.0], [3, 2.0]])
+>>> att = AttentionModel(1e12, 1e12, 0.0, 8, 8, 2)
+>>> fixed_table(BatchedCosts("g", "m", {"embed": lin, "layer": lin, "head": lin}, att), ("embed", "head"), 3)
+array([[0. , 1. , 1.5, 2. ],
+       [0. , 1. , 1.5, 2. ]])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from splitllm.batch_evaluator import check_batch_instance, context, cycle_factor, kinds, kv_capacity
+from splitllm.batched import BatchedCosts
+from splitllm.evaluator import request_metrics
+from splitllm.instance import Instance
+from splitllm.tolerances import FEASIBILITY_RTOL
+
+Array = NDArray[np.float64]
+
+
+def fixed_table(costs: BatchedCosts, block_kinds: tuple[str, ...], n_max: int) -> Array:
+    """``fixed[b, n]`` for ``n = 0 .. n_max`` (see the module docstring)."""
+    n = np.arange(n_max + 1, dtype=float)
+    table = np.zeros((len(block_kinds), n_max + 1))
+    for b, kind in enumerate(block_kinds):
+        floor = costs.attention.floor_s if kind == "layer" else 0.0
+        table[b, 1:] = costs.lin[kind].value(n[1:]) + floor
+    return table
+
+
+@dataclass(frozen=True, eq=False)
+class BatchData:
+    """Everything an F5 solver needs (R requests x B blocks; seconds, bytes)."""
+
+    instance: Instance
+    costs: BatchedCosts
+    fixed: Array
+    attn: Array
+    is_layer: NDArray[np.bool_]
+    kv_capacity: float
+
+    @property
+    def n_requests(self) -> int:
+        return self.instance.n_requests
+
+    @property
+    def n_blocks(self) -> int:
+        return self.instance.n_blocks
+
+    def iteration_time(self, x: NDArray[np.bool_], admitted: NDArray[np.bool_]) -> float:
+        """``T`` of placements ``x`` (R x B) over the admitted requests."""
+        xs = x & admitted[:, None]
+        n = xs.sum(axis=0)
+        layers = (xs & self.is_layer).sum(axis=1)
+        return float(self.costs.overhead_s + self.fixed[np.arange(self.n_blocks), n].sum() + self.attn @ layers)
+
+    def tpot_slack(self, r: int, x: NDArray[np.bool_]) -> tuple[Array, NDArray[np.int64]]:
+        """For placements ``x`` (K x B) of request ``r``: the most ``T * (s + w)`` may be
+        (its TPOT limit, with the evaluator's tolerance, less client time and crossings),
+        and ``s + w``."""
+        base = decode_base_of(self.instance, r, x)
+        limit = self.instance.arrays.tpot_limit[r] * (1 + FEASIBILITY_RTOL)
+        return limit - base, cycle_factor(x)
+
+
+def decode_base_of(instance: Instance, r: int, x: NDArray[np.bool_]) -> Array:
+    """Client decode time plus decode crossings of placements ``x`` of request ``r``."""
+    return _base_rows(instance, np.full(len(x), r), x) if len(x) else np.zeros(0)
+
+
+def _base_rows(instance: Instance, rows: NDArray[np.int64], x: NDArray[np.bool_]) -> Array:
+    a = instance.arrays
+    no_server = replace(a, server_decode=np.zeros_like(a.server_decode))
+    return request_metrics(no_server, rows, x).tpot
+
+
+def build_data(instance: Instance, costs: BatchedCosts) -> BatchData:
+    """Compile ``instance`` and the server's batched tables for F5."""
+    check_batch_instance(instance, costs)
+    block_kinds = kinds(instance)
+    return BatchData(
+        instance=instance,
+        costs=costs,
+        fixed=fixed_table(costs, block_kinds, instance.n_requests),
+        attn=costs.attention.item_s(np.ones(instance.n_requests), context(instance)),
+        is_layer=np.array([k == "layer" for k in block_kinds]),
+        kv_capacity=kv_capacity(instance, costs),
+    )

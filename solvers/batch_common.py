@@ -1,0 +1,55 @@
+"""What every throughput-placement (F5) solver shares: its tables, its result, its check.
+
+F5 always maximises the admitted weight, then minimises the decode iteration time ``T``,
+whatever the instance's ``objective``. A result's ``objective`` is the admitted weight and
+``bound`` an upper bound on it; ``info["iteration_time_s"]`` is ``T`` and
+``info["iteration_time_bound_s"]`` a proven lower bound on ``T`` among answers of the
+optimal weight (given only when the weight is proven).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from splitllm import batch_costs
+from splitllm.batch_evaluator import verify_batch
+from splitllm.batched import BatchedCosts
+from splitllm.instance import Instance
+from splitllm.options import Option
+from splitllm.result import SolveResult, Status
+
+ENGINE = Option("engine", "choice", "vllm", "serving engine whose batched tables price T", choices=("vllm", "tensorrt-llm"))
+
+
+def server_tables(instance: Instance, engine: str = "vllm") -> BatchedCosts:
+    """The server's batched tables: the one place F5 solvers get them."""
+    return batch_costs.batched_costs(instance, engine)
+
+
+def verify(instance: Instance, result: SolveResult, options: dict[str, Any]) -> SolveResult:
+    """The registry's check of an F5 answer (independent evaluator, same tables)."""
+    return verify_batch(instance, server_tables(instance, options.get("engine", "vllm")), result)
+
+
+def batch_result(
+    name: str,
+    status: Status,
+    x: NDArray[np.bool_] | None,
+    admitted: NDArray[np.bool_] | None,
+    t: float | None,
+    bound: float | None = None,
+    t_bound: float | None = None,
+    message: str = "",
+) -> SolveResult:
+    """An F5 answer; rejected requests' rows are all server (ignored by every check)."""
+    if x is None or admitted is None:
+        return SolveResult(name, status, bound=bound, message=message)
+    x = np.where(admitted[:, None], x, True)
+    info: dict[str, Any] = {"iteration_time_s": t}
+    if t_bound is not None:
+        info["iteration_time_bound_s"] = t_bound
+    weight = None
+    return SolveResult(name, status, x, admitted.copy(), weight, bound, message=message, info=info)
