@@ -9,7 +9,8 @@ Variables (handles keyed by tuples; names survive MPS export):
   (``sum_k z = y``, ``sum_k k z = sum_r x[r, b]``). Since the count is an integer, its
   cost ``fixed[b, k]`` (``lin_b(k)`` plus the attention floor) is exact, whatever the
   shape of the measured curve: one binary per count, no convexity needed;
-* ``T`` = overhead + ``sum_{b,k} fixed[b, k] z[b, k]`` + ``sum_r attn[r] * (server layers of r)``;
+* ``T`` = overhead + ``sum_{b,k} fixed[b, k] z[b, k]`` + ``sum_r attn[r] * (server layers of r)``
+  + ``per_seq * sum_r srv[r]`` (``srv[r]``: request ``r`` runs some block on the server);
 * ``u[r, b] >= x[r, b] - x[r, b-1]`` and ``d[r, b] >= x[r, b-1] - x[r, b]``, cyclic
   (``b = 0`` is the head -> embed edge, which carries a token id); ``full[r] >= sum_b x[r, b] - (B - 1)``
   (all server);
@@ -56,7 +57,8 @@ from splitllm.formulations.batch_data import BatchData
 def t_max(data: BatchData) -> float:
     """An upper bound on ``T``: every request on every block, each block at its costliest count."""
     n_layers = int(data.is_layer.sum())
-    return float(data.costs.overhead_s + data.fixed.max(axis=1).sum() + data.attn.sum() * n_layers)
+    per_seq = data.costs.overhead_per_seq_s * data.n_requests
+    return float(data.costs.overhead_s + data.fixed.max(axis=1).sum() + data.attn.sum() * n_layers + per_seq)
 
 
 def max_segments(data: BatchData, r: int) -> int:
@@ -76,7 +78,7 @@ def build(data: BatchData, deadline: float | None = None) -> tuple[pulp.LpProble
     """Phase 1 of F5 (maximise admitted weight) and its handles (module docstring)."""
     R, B = data.n_requests, data.n_blocks
     prob = pulp.LpProblem("f5_throughput", pulp.LpMaximize)
-    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P", "Q")}
+    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P", "Q", "srv")}
     h["t_max"] = t_max(data)
     h["t_unit"] = max(float(data.costs.overhead_s + data.fixed[:, 1].sum()), 1e-12)  # T of one all-server request
     h["T"] = pulp.LpVariable("T", lowBound=0, upBound=h["t_max"])
@@ -158,6 +160,14 @@ def _blocks(prob: pulp.LpProblem, h: dict[str, Any], data: BatchData) -> None:
         prob += pulp.lpSum(k * h["z"][b, k] for k in range(1, R + 1)) == pulp.lpSum(col), f"count_b{b}"
         terms += [float(data.fixed[b, k]) * h["z"][b, k] for k in range(1, R + 1)]
     attn = [float(data.attn[r]) * h["x"][r, b] for r in range(R) for b in range(B) if data.is_layer[b]]
+    per_seq = float(data.costs.overhead_per_seq_s)
+    if per_seq > 0:  # srv[r] = 1 exactly when request r runs some block on the server
+        for r in range(R):
+            h["srv"][r] = pulp.LpVariable(f"srv_r{r}", 0, 1)
+            for b in range(B):
+                prob += h["x"][r, b] <= h["srv"][r], f"served_r{r}_b{b}"
+            prob += h["srv"][r] <= pulp.lpSum(h["x"][r, b] for b in range(B)), f"served_r{r}"
+        attn += [per_seq * h["srv"][r] for r in range(R)]
     unit = 1 / h["t_unit"]
     prob += (h["T"] - pulp.lpSum(terms) - pulp.lpSum(attn)) * unit == float(data.costs.overhead_s) * unit, "iteration_time"
 

@@ -42,7 +42,7 @@ def build(data: BatchData, rounding: Rounding = "safe", resolution: int = RESOLU
     limits = a.tpot_limit[np.isfinite(a.tpot_limit) & (a.tpot_limit > 0)]
     tq = float(limits.min()) / resolution if limits.size else t_max(data) / resolution
     m = cp_model.CpModel()
-    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P")}
+    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P", "srv")}
     h.update(time_quantum=tq, rounding=rounding)
     t_hi = _q(t_max(data), tq, True) + B * R + 1
     h["T"] = m.NewIntVar(0, t_hi, "T")
@@ -60,6 +60,12 @@ def build(data: BatchData, rounding: Rounding = "safe", resolution: int = RESOLU
         m.Add(sum((k + 1) * z for k, z in enumerate(zs)) == sum(col))
         terms += [_q(float(data.fixed[b, k + 1]), tq, up) * z for k, z in enumerate(zs)]
     attn = [_q(float(data.attn[r]), tq, up) * h["x"][r, b] for r in range(R) for b in range(B) if data.is_layer[b]]
+    per_seq = float(data.costs.overhead_per_seq_s)
+    if per_seq > 0:  # srv[r]: request r runs some block on the server
+        for r in range(R):
+            h["srv"][r] = m.NewBoolVar(f"srv_r{r}")
+            m.AddMaxEquality(h["srv"][r], [h["x"][r, b] for b in range(B)])
+        attn += [_q(per_seq, tq, up) * h["srv"][r] for r in range(R)]
     m.Add(h["T"] == _q(data.costs.overhead_s, tq, up) + sum(terms) + sum(attn))
     if math.isfinite(data.kv_capacity):
         kq = max(data.kv_capacity, 1.0) / resolution

@@ -4,7 +4,8 @@
 requests run it on the server: ``lin_b(n)`` plus, for a ``layer`` block, the attention
 kernel's floor; 0 at ``n = 0`` (a block nobody runs costs nothing). ``attn[r]`` is request
 ``r``'s attention at one server ``layer`` block (one token over ``p + o`` cached tokens).
-So ``T = overhead + sum_b fixed[b, n_b] + sum_r attn[r] * (server layers of r)``.
+So ``T = overhead + sum_b fixed[b, n_b] + sum_r attn[r] * (server layers of r) +
+per_seq * (requests with a server block)``.
 
 Examples
 --------
@@ -68,7 +69,9 @@ class BatchData:
         xs = x & admitted[:, None]
         n = xs.sum(axis=0)
         layers = (xs & self.is_layer).sum(axis=1)
-        return float(self.costs.overhead_s + self.fixed[np.arange(self.n_blocks), n].sum() + self.attn @ layers)
+        scheduled = xs.any(axis=1).sum()  # the engine's per-sequence overhead counts these
+        return float(self.costs.overhead_s + self.fixed[np.arange(self.n_blocks), n].sum() + self.attn @ layers
+                     + self.costs.overhead_per_seq_s * scheduled)
 
     def tpot_slack(self, r: int, x: NDArray[np.bool_]) -> tuple[Array, NDArray[np.int64]]:
         """For placements ``x`` (K x B) of request ``r``: the most ``T * (s + w)`` may be

@@ -71,6 +71,7 @@ def _score(data: BatchData, options: list[NDArray[np.bool_]], picks: NDArray[np.
     n = x.sum(axis=1)
     t = data.costs.overhead_s + data.fixed[np.arange(data.n_blocks), n].sum(axis=1)
     t = t + ((x & data.is_layer).sum(axis=2) * data.attn).sum(axis=1)
+    t = t + data.costs.overhead_per_seq_s * x.any(axis=2).sum(axis=1)
     admitted = picks < np.array([len(o) for o in options])
     weight = (admitted * a.weight).sum(axis=1)
     ok = np.all(t[:, None] * factor <= slack, axis=1)

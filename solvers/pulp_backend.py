@@ -138,7 +138,8 @@ def write_mps(problem: pulp.LpProblem, path: str, deadline: float | None = None)
         for v, c in constraint.items():
             entries[column[v.name]].append(f"R{i} {float(c)!r}")
     with open(path, "w", encoding="ascii") as out:
-        out.write(f"NAME  {problem.name or 'model'}\nROWS\n")
+        # FREE: CBC otherwise guesses fixed MPS and misreads lines whose numbers are long
+        out.write(f"NAME  {problem.name or 'model'} FREE\nROWS\n")
         out.writelines(rows)
         out.write("COLUMNS\n")
         for j, v in enumerate(variables):
@@ -241,7 +242,10 @@ def _run_highs(
         return _highs_stopped(problem, variables, out, ended, text, grace)
     with open(out + ".json", encoding="utf-8") as handle:
         verdict = json.load(handle)
-    return _highs_verdict(problem, variables, out, verdict)
+    outcome = _highs_verdict(problem, variables, out, verdict)
+    if outcome.status == Status.UNKNOWN and deadline is not None and time.perf_counter() >= deadline:  # HiGHS's error when its time ran out mid-phase
+        return BackendOutcome(Status.NO_SOLUTION, None, outcome.bound, f"{outcome.message} at the time limit")
+    return outcome
 
 
 def _highs_stopped(

@@ -196,7 +196,8 @@ def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> st
     )
     lines.append(f"all-server work for the same requests {all_server:.6g} s; saved {saved:.6g} s{pct}")
     if result.bound is not None:
-        lines.append(f"bound {result.bound:.9g}, gap {result.gap:.3g}")
+        gap = result.gap
+        lines.append(f"bound {result.bound:.9g}" + (f", gap {gap:.3g}" if gap is not None else ""))
     return "\n".join(lines)
 
 
