@@ -42,7 +42,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from splitllm.errors import InputError
-from splitllm.profiles import Curve
+from splitllm.instance import Instance
+from splitllm.profiles import BatchedTables, Curve
 
 KINDS = ("embed", "layer", "head")
 
@@ -149,3 +150,64 @@ def iteration_time(
 def all_blocks(n_layers: int) -> tuple[str, ...]:
     """Block kinds of a decoder-only model: ``embed``, ``n_layers`` x ``layer``, ``head``."""
     return ("embed",) + ("layer",) * n_layers + ("head",)
+
+
+#: The serving engines whose per-iteration overhead profiles carry.
+ENGINES = ("vllm", "tensorrt-llm")
+
+
+def costs_from_tables(tables: BatchedTables, engine: str, device: str = "", model: str = "", path: str = "batched") -> BatchedCosts:
+    """The batched costs a profile's tables give for ``engine``.
+
+    >>> from splitllm.profiles import Curve, BatchedTables
+    >>> lin = {"layer": Curve.from_points([[1, 0.01]])}
+    >>> att = {"flops_per_s": 1e12, "bytes_per_s": 1e12, "floor_s": 0.0, "hidden": 8, "kv_dim": 8, "dtype_bytes": 2}
+    >>> tables = BatchedTables(lin, att, {"vllm": 0.004}, 80e9, 13e9, 5e5)
+    >>> costs_from_tables(tables, "vllm").overhead_s
+    0.004
+    """
+    if engine not in tables.overheads:
+        raise InputError(f"{path}.overheads", f"no overhead for engine {engine!r}; have {', '.join(sorted(tables.overheads))}")
+    return BatchedCosts(
+        device=device,
+        model=model,
+        lin=dict(tables.lin),
+        attention=AttentionModel(**tables.attention),  # type: ignore[arg-type]
+        overhead_s=float(tables.overheads[engine]),
+        provenance=tables.provenance,
+        memory_bytes=tables.memory_bytes,
+        weight_bytes=tables.weight_bytes,
+        kv_bytes_per_token=tables.kv_bytes_per_token,
+    )
+
+
+def tables_from_costs(costs: BatchedCosts, overheads: Mapping[str, float], source: str = "measured") -> BatchedTables:
+    """The profile section that stores ``costs`` with one overhead per engine."""
+    att = costs.attention
+    attention = {"flops_per_s": att.flops_per_s, "bytes_per_s": att.bytes_per_s, "floor_s": att.floor_s,
+                 "hidden": att.hidden, "kv_dim": att.kv_dim, "dtype_bytes": att.dtype_bytes}
+    return BatchedTables(dict(costs.lin), attention, dict(overheads), costs.memory_bytes, costs.weight_bytes,
+                         costs.kv_bytes_per_token, source, costs.provenance)
+
+
+def server_costs(instance: Instance, engine: str = "vllm") -> BatchedCosts:
+    """The batched costs of ``instance``'s server device under ``engine``.
+
+    Only server profiles with a batched section (format version 2) have them: a device
+    without (a derived client profile, an instance with explicit costs) is refused with a
+    message naming it.
+
+    >>> from splitllm.instance import load_instance, example_path
+    >>> costs = server_costs(load_instance(example_path("llama2-7b")), "vllm")
+    >>> costs.device, costs.overhead_s > 0
+    ('a100-80gb', True)
+    """
+    if engine not in ENGINES:
+        raise InputError("--engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
+    name = instance.server.device
+    profile = instance.profiles.get(name or "")
+    if profile is None:
+        raise InputError("server.device", "batched costs need a server device with a profile (this instance has explicit costs only)")
+    if profile.batched is None:
+        raise InputError(f"devices.{name}", "has no batched section (profile format version 2): no batched costs for this device")
+    return costs_from_tables(profile.batched, engine, profile.device or str(name), profile.model, f"devices.{name}.batched")

@@ -159,7 +159,7 @@ def profiles_import(source: str, path: Path, out_dir: Path | None) -> None:
     from splitllm.instances.bundled import profiles_dir, write_profile
 
     if source == "vidur":
-        from splitllm.instances.vidur import import_vidur as importer
+        from splitllm.instances.batched_profiles import import_vidur_batched as importer
     else:
         from splitllm.instances.helix import import_helix as importer
     for p in importer(path):

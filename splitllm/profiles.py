@@ -157,8 +157,49 @@ class KindCosts:
 
 
 @dataclass(frozen=True)
+class BatchedTables:
+    """A profile's batched section (format version 2): the server's iteration costs.
+
+    ``lin`` maps block kind to seconds as a function of the tokens one iteration runs at
+    that block; ``attention`` holds the per-item attention model's numbers;
+    ``overheads`` the per-iteration overhead of each serving engine.
+    :func:`splitllm.batched.costs_from_tables` turns it into the model's costs.
+    """
+
+    lin: Mapping[str, Curve]
+    attention: Mapping[str, float]
+    overheads: Mapping[str, float]
+    memory_bytes: float
+    weight_bytes: float
+    kv_bytes_per_token: float
+    source: str = "measured"
+    provenance: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "provenance": self.provenance,
+            "lin": {kind: curve.to_points() for kind, curve in self.lin.items()},
+            "attention": dict(self.attention),
+            "overheads": dict(self.overheads),
+            "memory_bytes": self.memory_bytes,
+            "weight_bytes": self.weight_bytes,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: str) -> BatchedTables:
+        """From a schema-valid ``batched`` object; curve errors name ``path``."""
+        lin = {kind: Curve.from_points(points, f"{path}.lin.{kind}") for kind, points in data["lin"].items()}
+        numbers = ("memory_bytes", "weight_bytes", "kv_bytes_per_token")
+        return cls(lin, dict(data["attention"]), dict(data["overheads"]), *(float(data[k]) for k in numbers),
+                   source=data.get("source", "measured"), provenance=data.get("provenance", ""))
+
+
+@dataclass(frozen=True)
 class Profile:
-    """A device profile; ``kinds`` maps block kind to its curves."""
+    """A device profile; ``kinds`` maps block kind to its curves; ``batched`` (format
+    version 2, servers only) its batched iteration costs."""
 
     device: str
     model: str
@@ -167,15 +208,16 @@ class Profile:
     source: str
     provenance: str
     kinds: Mapping[str, KindCosts]
+    batched: BatchedTables | None = None
 
     def costs(self, kind: str) -> KindCosts:
         return self.kinds[kind]
 
     def to_json(self) -> dict[str, Any]:
         """The profile as the JSON object of the profile format."""
-        return {
+        out: dict[str, Any] = {
             "format": PROFILE_FORMAT,
-            "version": 1,
+            "version": 1 if self.batched is None else 2,
             "device": self.device,
             "model": self.model,
             "dtype": self.dtype,
@@ -187,6 +229,9 @@ class Profile:
                 for kind, c in self.kinds.items()
             },
         }
+        if self.batched is not None:
+            out["batched"] = self.batched.to_json()
+        return out
 
 
 def _is_finite_number(value: Any) -> bool:
@@ -205,14 +250,17 @@ def parse_profile(data: Any, path: str = "") -> Profile:
     errors = profile_schema_errors(data, path, limit=1)
     if errors:  # the published ranges, the same as for profiles inside an instance
         raise errors[0]
-    allowed = {"format", "version", "device", "model", "dtype", "batch_size", "source", "provenance", "kinds"}
+    allowed = {"format", "version", "device", "model", "dtype", "batch_size", "source", "provenance", "kinds", "batched"}
     for key in data:
         if key not in allowed:
             raise InputError(where(key), "unknown key")
     if data.get("format", PROFILE_FORMAT) != PROFILE_FORMAT:
         raise InputError(where("format"), f"must be {PROFILE_FORMAT!r}, got {data.get('format')!r}")
-    if data.get("version", 1) != 1:
-        raise InputError(where("version"), f"must be 1, got {data.get('version')!r}")
+    version = data.get("version", 1)
+    if version not in (1, 2):
+        raise InputError(where("version"), f"must be 1 or 2, got {version!r}")
+    if "batched" in data and version != 2:
+        raise InputError(where("batched"), "needs profile format version 2")
     source = data.get("source", "measured")
     if source not in SOURCES:
         raise InputError(where("source"), f"must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -239,6 +287,7 @@ def parse_profile(data: Any, path: str = "") -> Profile:
         source=source,
         provenance=str(data.get("provenance", "")),
         kinds=kinds,
+        batched=BatchedTables.from_json(data["batched"], where("batched")) if "batched" in data else None,
     )
 
 

@@ -36,6 +36,22 @@ def profiled() -> dict[str, Any]:
     return data
 
 
+def batched_profiled() -> dict[str, Any]:
+    """``profiled`` whose server profile carries a batched section (profile version 2)."""
+    data = profiled()
+    gpu = data["devices"]["gpu"]
+    gpu["version"] = 2
+    gpu["batched"] = {
+        "lin": {"layer": [[1, 0.01], [64, 0.02]]},
+        "attention": {"flops_per_s": 1e14, "bytes_per_s": 1e12, "floor_s": 1e-5, "hidden": 64, "kv_dim": 64, "dtype_bytes": 2},
+        "overheads": {"vllm": 0.004, "tensorrt-llm": 0.003},
+        "memory_bytes": 8e10,
+        "weight_bytes": 1.3e10,
+        "kv_bytes_per_token": 5e5,
+    }
+    return data
+
+
 def with_capacities() -> dict[str, Any]:
     data = copy.deepcopy(TINY)
     data["server"] = {"work_capacity_s": 10.0, "kv_capacity_bytes": 1e6}
@@ -71,6 +87,17 @@ NUMERIC_FIELDS: dict[str, Callable[[], dict[str, Any]]] = {
     "devices.gpu.kinds.layer.prefill[1][1]": profiled,
     "devices.cpu.kinds.layer.decode[1][0]": profiled,
     "devices.cpu.kinds.layer.decode[1][1]": profiled,
+    "devices.gpu.batched.lin.layer[1][1]": batched_profiled,
+    "devices.gpu.batched.attention.flops_per_s": batched_profiled,
+    "devices.gpu.batched.attention.bytes_per_s": batched_profiled,
+    "devices.gpu.batched.attention.floor_s": batched_profiled,
+    "devices.gpu.batched.attention.hidden": batched_profiled,
+    "devices.gpu.batched.attention.kv_dim": batched_profiled,
+    "devices.gpu.batched.attention.dtype_bytes": batched_profiled,
+    "devices.gpu.batched.overheads.vllm": batched_profiled,
+    "devices.gpu.batched.memory_bytes": batched_profiled,
+    "devices.gpu.batched.weight_bytes": batched_profiled,
+    "devices.gpu.batched.kv_bytes_per_token": batched_profiled,
 }
 
 #: Kinds of damage to one value: the raw JSON text put in its place. ``None`` marks the
