@@ -40,7 +40,10 @@ def search(
     map_rates: Callable[[list[float]], list[float]] | None = None,
     jobs: int = 1,
 ) -> tuple[float, list[tuple[float, float]]]:
-    """(highest rate meeting ``target`` found, every (rate, attainment) tried); 0 when even ``start / 2**40`` fails."""
+    """(highest rate meeting ``target`` found, every (rate, attainment) tried).
+
+    0 when even ``start / 2**40`` fails; ``inf`` when ``start * 2**40`` still meets it.
+    """
     run = map_rates or (lambda rates: [attainment(r) for r in rates])
     tried: list[tuple[float, float]] = []
 
@@ -60,8 +63,8 @@ def search(
             hi = min(bad)
             break
         rate = rates[-1] * 2.0
-    if hi is None:
-        return lo, tried
+    if hi is None:  # never fell below the target: the workload cannot load the server enough
+        return float("inf"), tried
     if lo == 0.0:
         for _ in range(MAX_DOUBLINGS):
             rate = hi / 2.0
@@ -122,4 +125,6 @@ def capacity(
     else:
         _init(job)
         rate, tried = search(_attainment, first, target, rtol)
-    return {"policy": placement.policy, "capacity_rps": rate, "target": target, "tried": sorted(tried)}
+    bounded = bool(np.isfinite(rate))
+    return {"policy": placement.policy, "capacity_rps": rate if bounded else None, "bounded": bounded, "target": target,
+            "tried": sorted(tried)}

@@ -128,15 +128,20 @@ def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimCo
     rows = [capacity(inst, p, cfg, arrivals, charge=charge, jobs=jobs) for p in placements]
     base = rows[0]["capacity_rps"]
     for row, p in zip(rows, placements):
-        row["ratio_to_first"] = row["capacity_rps"] / base if base > 0 else None
+        row["ratio_to_first"] = row["capacity_rps"] / base if base and row["capacity_rps"] is not None else None
         row["policy_wall_s"] = p.wall_s
     write_json(out / "capacity.json", {"requests": inst.n_requests, **extra, "policies": rows})
     lines = ["| policy | capacity (req/s) | x " + placements[0].policy + " | policy wall (s) |", "|---|---|---|---|"]
-    lines += [f"| {r['policy']} | {r['capacity_rps']:.3f} | {r['ratio_to_first'] or float('nan'):.2f} | {r['policy_wall_s']:.3g} |" for r in rows]
+    lines += [f"| {r['policy']} | {_num(r['capacity_rps'], '.3f', 'unbounded')} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
+              for r in rows]
     with atomic_path(out / "capacity.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     _plot_capacity(out / "capacity.png", rows)
     click.echo("\n".join(lines))
+
+
+def _num(value: float | None, fmt: str, missing: str) -> str:
+    return missing if value is None else format(value, fmt)
 
 
 def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -148,7 +153,7 @@ def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for row in rows:
         rates, values = zip(*row["tried"]) if row["tried"] else ((), ())
-        ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {row['capacity_rps']:.2f} req/s")
+        ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {_num(row['capacity_rps'], '.2f', 'unbounded')} req/s")
     ax.axhline(ATTAINMENT_TARGET, color="grey", ls="--", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("arrival rate (requests/s)")
