@@ -222,7 +222,7 @@ def _register_extensions() -> None:
     """Commands that live in their own modules (data, bench, export)."""
     import importlib
 
-    for module in ("splitllm.cli_data", "splitllm.cli_bench", "splitllm.cli_export", "splitllm.cli_fidelity"):
+    for module in ("splitllm.cli_data", "splitllm.cli_bench", "splitllm.cli_export", "splitllm.cli_fidelity", "splitllm.cli_simulate"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

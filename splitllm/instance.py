@@ -76,6 +76,7 @@ class Request:
     slo: dict[str, float] = field(default_factory=dict)
     weight: float = 1.0
     costs: dict[str, tuple[float, ...]] | None = None
+    arrival_s: float = 0.0  # seconds from the start; only the serving simulation reads it
 
 
 @dataclass(frozen=True, eq=False)
@@ -217,6 +218,7 @@ def _parse_request(data: dict[str, Any]) -> Request:
         slo=dict(data.get("slo", {})),
         weight=float(data.get("weight", 1.0)),
         costs=None if costs is None else {k: tuple(map(float, v)) for k, v in costs.items()},
+        arrival_s=float(data.get("arrival_s", 0.0)),
     )
 
 

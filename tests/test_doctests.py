@@ -15,7 +15,7 @@ def modules() -> list[str]:
     names = []
     for info in pkgutil.walk_packages(splitllm.__path__, "splitllm."):
         names.append(info.name)
-    for sub in ("formulations", "solvers", "instances", "bench"):
+    for sub in ("formulations", "solvers", "instances", "bench", "serving"):
         package = importlib.import_module(f"splitllm.{sub}")
         names += [info.name for info in pkgutil.walk_packages(package.__path__, f"splitllm.{sub}.")]
     return sorted(set(names))

@@ -1,0 +1,121 @@
+"""What a simulation says: per-request rows, the summary, latency CDFs.
+
+SLO attainment is the share of all requests (sent or not) that meet every SLO they give;
+a request not sent, or dropped because its KV can never fit, meets none. Goodput is the
+number of requests meeting their SLOs per second of the simulated span (first arrival to
+last token).
+
+Examples
+--------
+>>> percentiles(np.array([1.0, 2.0, 3.0, np.nan]))
+{'p50': 2.0, 'p90': 2.8, 'p99': 2.98}
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from splitllm.instance import Instance
+from splitllm.jsonio import atomic_path, write_json
+from splitllm.resources import exceeds
+from splitllm.serving.policies import Placement
+from splitllm.serving.simulator import SimResult
+from splitllm.solution import placement_string
+
+ATTAINMENT_TARGET = 0.9
+
+
+def slo_met(inst: Instance, sim: SimResult) -> NDArray[np.bool_]:
+    """Per request: served and within every SLO it gives (TPOT only with >= 2 output tokens)."""
+    a = inst.arrays
+    ok = sim.served.copy()
+    for value, limit in ((sim.ttft, a.ttft_limit), (sim.e2e, a.e2e_limit)):
+        bounded = np.isfinite(limit)
+        ok &= ~bounded | ~exceeds(np.where(np.isnan(value) & ~bounded, 0.0, value), limit)
+    tpot = np.where(a.output_tokens > 1, sim.tpot, 0.0)
+    ok &= ~np.isfinite(a.tpot_limit) | ~exceeds(tpot, a.tpot_limit)
+    return ok
+
+
+def percentiles(values: NDArray[np.float64]) -> dict[str, float | None]:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return {"p50": None, "p90": None, "p99": None}
+    return {f"p{q}": round(float(np.percentile(v, q)), 12) for q in (50, 90, 99)}
+
+
+def summary(inst: Instance, sim: SimResult, placement: Placement, arrivals: NDArray[np.float64], extra: dict[str, Any]) -> dict[str, Any]:
+    met = slo_met(inst, sim)
+    span = max(sim.makespan_s - float(arrivals.min(initial=0.0)), 1e-12)
+    return {
+        "requests": inst.n_requests,
+        "sent": int(placement.sent.sum()),
+        "served": int(sim.served.sum()),
+        "dropped_kv": int(sim.dropped.sum()),
+        "slo_attainment": float(met.mean()) if inst.n_requests else 0.0,
+        "goodput_rps": float(met.sum() / span),
+        "span_s": span,
+        "ttft_s": percentiles(sim.ttft),
+        "tpot_s": percentiles(sim.tpot),
+        "e2e_s": percentiles(sim.e2e),
+        "server_busy_s": sim.busy_s,
+        "iterations": sim.iterations,
+        "mean_tokens_per_iteration": sim.tokens / sim.iterations if sim.iterations else 0.0,
+        "peak_kv_bytes": sim.peak_kv_bytes,
+        "policy": placement.policy,
+        "policy_wall_s": placement.wall_s,
+        "events": sim.events,
+        "simulation_wall_s": sim.wall_s,
+        **extra,
+    }
+
+
+def write_requests(path: Path, inst: Instance, sim: SimResult, placement: Placement, arrivals: NDArray[np.float64]) -> None:
+    met = slo_met(inst, sim)
+    fmt = lambda v: "" if not np.isfinite(v) else f"{v:.9g}"  # noqa: E731
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(["id", "client", "arrival_s", "placement", "ttft_s", "tpot_s", "e2e_s", "slo_met"])
+        for i, r in enumerate(inst.requests):
+            text = placement_string(placement.placements[i]) if placement.sent[i] else ""
+            w.writerow([r.id, r.client, fmt(arrivals[i]), text, fmt(sim.ttft[i]), fmt(sim.tpot[i]), fmt(sim.e2e[i]), int(met[i])])
+
+
+def plot_cdfs(path: Path, inst: Instance, sim: SimResult, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, (name, values, limit) in zip(axes, (("TTFT", sim.ttft, inst.arrays.ttft_limit), ("TPOT", sim.tpot, inst.arrays.tpot_limit), ("E2E", sim.e2e, inst.arrays.e2e_limit))):
+        v = np.sort(values[np.isfinite(values)])
+        if v.size:
+            ax.step(v, np.arange(1, v.size + 1) / inst.n_requests, where="post")
+        lim = limit[np.isfinite(limit)]
+        if lim.size:
+            ax.axvline(float(np.median(lim)), color="grey", ls="--", lw=0.8, label="median SLO")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xscale("log") if v.size and v[0] > 0 else None
+        ax.set_xlabel(f"{name} (s)")
+        ax.set_ylabel("share of requests")
+        ax.set_ylim(0, 1.02)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def write_all(out: Path, inst: Instance, sim: SimResult, placement: Placement, arrivals: NDArray[np.float64], extra: dict[str, Any]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = summary(inst, sim, placement, arrivals, extra)
+    write_requests(out / "requests.csv", inst, sim, placement, arrivals)
+    write_json(out / "summary.json", data)
+    plot_cdfs(out / "latency_cdf.png", inst, sim, f"{inst.name}: {placement.policy}, attainment {data['slo_attainment']:.1%}")
+    return data

@@ -1,0 +1,168 @@
+"""``splitllm simulate``: a batched GPU server and its clients over requests arriving in time."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from splitllm.batched import server_costs
+from splitllm.cli_errors import input_errors_exit
+from splitllm.errors import InputError
+from splitllm.fidelity import KV_FRACTION
+from splitllm.instance import Instance, load_instance
+from splitllm.jsonio import atomic_path, write_json
+from splitllm.log import progress_enabled
+from splitllm.serving.capacity import capacity
+from splitllm.serving.engines import ENGINES
+from splitllm.serving.policies import Placement, place
+from splitllm.serving.report import ATTAINMENT_TARGET, write_all
+from splitllm.serving.simulator import SimConfig, SimResult, simulate
+from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
+
+TRACES = ("azure-conv", "azure-code", "mooncake")
+
+
+def kv_capacity(inst: Instance, memory_bytes: float, weight_bytes: float, gpu_memory: float | None) -> float:
+    """The instance's ``server.kv_capacity_bytes`` if set, else 0.9 x (GPU memory - the whole model's weights)."""
+    if inst.server.kv_capacity_bytes is not None:
+        return float(inst.server.kv_capacity_bytes)
+    memory = memory_bytes if gpu_memory is None else gpu_memory
+    free = KV_FRACTION * (memory - weight_bytes)
+    if not free > 0:
+        raise InputError("--gpu-memory", f"{memory:g} bytes leave no room for KV after {weight_bytes:g} bytes of weights")
+    return free
+
+
+def _slo(pairs: tuple[str, ...]) -> dict[str, str | float] | None:
+    if not pairs:
+        return None
+    out: dict[str, str | float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InputError("--slo", f"expected KEY=VALUE (ttft_s=2, tpot_s=3x), got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _run_one(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: np.ndarray, charge: bool) -> SimResult:
+    start = arrivals + (placement.latency_s if charge else 0.0)
+    show = progress_enabled()
+    from tqdm import tqdm
+
+    with tqdm(total=inst.n_requests, desc=f"simulate {placement.policy}", unit="req", disable=not show, file=sys.stderr, leave=False) as bar:
+        sim = simulate(inst, placement.placements, cfg, arrivals=start, sent=placement.sent, progress=bar.update)
+    sim.ttft, sim.e2e = sim.ttft + (start - arrivals), sim.e2e + (start - arrivals)  # from the request's arrival
+    return sim
+
+
+def _folder(policy: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", policy)
+
+
+@click.command("simulate")
+@click.argument("instance", type=click.Path(path_type=Path))
+@click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
+              help="all-server, a solver name (greedy, dp, ...) or solution:FILE; repeat to compare")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="vllm", show_default=True,
+              help="vllm: prefill-first iterations; tensorrt-llm: prefills and decode steps share iterations")
+@click.option("--trace", type=click.Choice(TRACES), default=None, help="requests from a real trace (its timestamps and lengths)")
+@click.option("--requests", "n_requests", type=int, default=None, help="the first N requests of the trace")
+@click.option("--rate", type=float, default=None, help="rescale arrivals to this mean rate (requests/s)")
+@click.option("--poisson", is_flag=True, help="Poisson arrivals at --rate instead of the trace's own")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the client draw (and Poisson gaps)")
+@click.option("--slo", "slo", multiple=True, help="SLO of trace requests, KEY=VALUE: seconds or a factor like 3x (default ttft_s=2, tpot_s=0.1)")
+@click.option("--chunk", type=int, default=None, help="chunked prefill: at most this many tokens per iteration")
+@click.option("--gpu-memory", type=float, default=None, help="GPU memory in bytes (default: the server profile's)")
+@click.option("--warm", is_flag=True, help="start every request at its first decode step (prompt done, KV in place)")
+@click.option("--placement-latency", is_flag=True, help="charge the policy's wall time in simulated time")
+@click.option("--capacity", "find_capacity", is_flag=True, help=f"find each policy's highest rate with attainment >= {ATTAINMENT_TARGET:.0%}")
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="parallel simulations in --capacity")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="output folder")
+@input_errors_exit
+def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, trace: str | None, n_requests: int | None,
+                     rate: float | None, poisson: bool, seed: int, slo: tuple[str, ...], chunk: int | None,
+                     gpu_memory: float | None, warm: bool, placement_latency: bool, find_capacity: bool, jobs: int, out: Path) -> None:
+    """Simulate one GPU server and its clients over requests arriving in time.
+
+    Writes requests.csv, summary.json and latency_cdf.png (one folder per policy when
+    several are given), or with --capacity capacity.json, capacity.md and capacity.png.
+    """
+    if jobs < 1:
+        raise InputError("--jobs", f"must be >= 1, got {jobs}")
+    check_rate(rate)
+    if gpu_memory is not None and not (np.isfinite(gpu_memory) and gpu_memory > 0):
+        raise InputError("--gpu-memory", f"must be a finite number of bytes > 0, got {gpu_memory}")
+    inst = load_instance(instance)
+    costs = server_costs(inst, engine)
+    cfg = SimConfig(costs, engine, chunk, kv_capacity(inst, costs.memory_bytes, costs.weight_bytes, gpu_memory), warm)
+    if trace is not None:
+        inst, arrivals = trace_workload(inst, trace, n=n_requests, rate=rate, poisson=poisson, seed=seed, slo=_slo(slo))
+    else:
+        if n_requests is not None or slo:
+            raise InputError("--requests" if n_requests is not None else "--slo", "applies only with --trace")
+        arrivals = retime(instance_arrivals(inst), rate, poisson, np.random.default_rng(seed)) if rate or poisson else instance_arrivals(inst)
+    placements = [place(inst, p) for p in policies]
+    out.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {"engine": engine, "overhead_s": costs.overhead_s, "kv_capacity_bytes": cfg.kv_capacity_bytes,
+                             "chunk": chunk, "warm": warm, "placement_latency": placement_latency, "trace": trace, "seed": seed}
+    if find_capacity:
+        _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, extra)
+        return
+    for placement in placements:
+        folder = out if len(placements) == 1 else out / _folder(placement.policy)
+        sim = _run_one(inst, placement, cfg, arrivals, placement_latency)
+        data = write_all(folder, inst, sim, placement, arrivals, extra)
+        click.echo(f"{placement.policy}: SLO attainment {data['slo_attainment']:.1%}, goodput {data['goodput_rps']:.3g} req/s, "
+                   f"P99 TTFT {data['ttft_s']['p99']} s, P99 TPOT {data['tpot_s']['p99']} s, {data['iterations']} iterations "
+                   f"({data['mean_tokens_per_iteration']:.1f} tokens each), policy {data['policy_wall_s']:.3g} s -> {folder}")
+
+
+def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimConfig, arrivals: np.ndarray,
+              charge: bool, jobs: int, extra: dict[str, Any]) -> None:
+    rows = [capacity(inst, p, cfg, arrivals, charge=charge, jobs=jobs) for p in placements]
+    base = rows[0]["capacity_rps"]
+    for row, p in zip(rows, placements):
+        row["ratio_to_first"] = row["capacity_rps"] / base if base and row["capacity_rps"] is not None else None
+        row["policy_wall_s"] = p.wall_s
+    write_json(out / "capacity.json", {"requests": inst.n_requests, **extra, "policies": rows})
+    lines = ["| policy | capacity (req/s) | x " + placements[0].policy + " | policy wall (s) |", "|---|---|---|---|"]
+    lines += [f"| {r['policy']} | {_num(r['capacity_rps'], '.3f', 'unbounded')} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
+              for r in rows]
+    with atomic_path(out / "capacity.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    _plot_capacity(out / "capacity.png", rows)
+    click.echo("\n".join(lines))
+
+
+def _num(value: float | None, fmt: str, missing: str) -> str:
+    return missing if value is None else format(value, fmt)
+
+
+def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for row in rows:
+        rates, values = zip(*row["tried"]) if row["tried"] else ((), ())
+        ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {_num(row['capacity_rps'], '.2f', 'unbounded')} req/s")
+    ax.axhline(ATTAINMENT_TARGET, color="grey", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("arrival rate (requests/s)")
+    ax.set_ylabel("SLO attainment")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+COMMANDS = [simulate_command]

@@ -1,0 +1,129 @@
+"""``splitllm simulate`` end to end: outputs, determinism, bad input, and fixed-batch fidelity."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from splitllm.batched import server_costs
+from splitllm.cli import main
+from splitllm.fidelity import BENCH_MEMORY, KV_FRACTION, N_LAYERS, base_latency
+from splitllm.instance import example_path, load_instance, parse_instance
+from splitllm.serving import SimConfig, simulate
+
+EXAMPLE = str(example_path("llama2-7b"))
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["-q", "simulate", *args])
+    return result.exit_code, result.output
+
+
+def test_trace_run_writes_every_output(tmp_path: Path) -> None:
+    code, text = run(EXAMPLE, "--trace", "azure-conv", "--requests", "40", "--out", str(tmp_path))
+    assert code == 0, text
+    rows = list(csv.DictReader((tmp_path / "requests.csv").open()))
+    assert len(rows) == 40 and list(rows[0]) == ["id", "client", "arrival_s", "placement", "ttft_s", "tpot_s", "e2e_s", "slo_met"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert 0 <= summary["slo_attainment"] <= 1 and summary["iterations"] > 0
+    assert summary["slo_attainment"] == pytest.approx(np.mean([int(r["slo_met"]) for r in rows]))
+    assert (tmp_path / "latency_cdf.png").stat().st_size > 0
+
+
+def test_same_seed_same_results(tmp_path: Path) -> None:
+    args = [EXAMPLE, "--trace", "mooncake", "--requests", "30", "--rate", "2", "--poisson", "--seed", "7", "--policy", "greedy"]
+    assert run(*args, "--out", str(tmp_path / "a"))[0] == 0
+    assert run(*args, "--out", str(tmp_path / "b"))[0] == 0
+    assert (tmp_path / "a" / "requests.csv").read_text() == (tmp_path / "b" / "requests.csv").read_text()
+    assert run(*args[:-3], "8", "--policy", "greedy", "--out", str(tmp_path / "c"))[0] == 0
+    assert (tmp_path / "a" / "requests.csv").read_text() != (tmp_path / "c" / "requests.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (["--trace", "azure-conv", "--rate", "0"], "--rate"),
+        (["--trace", "azure-conv", "--rate", "nan"], "--rate"),
+        (["--trace", "azure-conv", "--requests", "0"], "--requests"),
+        (["--trace", "azure-conv", "--requests", "5", "--poisson"], "--poisson"),
+        (["--policy", "no-such-solver"], "--policy"),
+        (["--policy", "solution:/nonexistent.json"], "--policy"),
+        (["--chunk", "0"], "--chunk"),
+        (["--gpu-memory", "1e9"], "--gpu-memory"),
+        (["-j", "0"], "--jobs"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path: Path, extra: list[str], field: str) -> None:
+    code, text = run(EXAMPLE, *extra, "--out", str(tmp_path / "o"))
+    assert code == 2, text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in text
+
+
+def test_bad_arrival_in_the_instance_names_the_field(tmp_path: Path) -> None:
+    data = json.loads(Path(EXAMPLE).read_text())
+    data["requests"][0]["arrival_s"] = -3
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    code, text = run(str(path), "--out", str(tmp_path / "o"))
+    assert code == 2 and "requests[0].arrival_s" in text and len(text.strip().splitlines()) == 1
+
+
+def test_solution_replay_matches_the_solver(tmp_path: Path) -> None:
+    sol = tmp_path / "sol.json"
+    assert CliRunner().invoke(main, ["solve", EXAMPLE, "--solver", "dp", "--out", str(sol)]).exit_code == 0
+    assert run(EXAMPLE, "--policy", f"solution:{sol}", "--out", str(tmp_path / "a"))[0] == 0
+    assert run(EXAMPLE, "--policy", "dp", "--out", str(tmp_path / "b"))[0] == 0
+    a = [r["placement"] for r in csv.DictReader((tmp_path / "a" / "requests.csv").open())]
+    b = [r["placement"] for r in csv.DictReader((tmp_path / "b" / "requests.csv").open())]
+    assert a == b
+
+
+def test_capacity_finds_a_rate_per_policy(tmp_path: Path) -> None:
+    code, text = run(EXAMPLE, "--trace", "azure-conv", "--requests", "60", "--slo", "ttft_s=0.5", "--capacity", "--policy", "all-server", "--out", str(tmp_path))
+    assert code == 0, text
+    data = json.loads((tmp_path / "capacity.json").read_text())
+    row = data["policies"][0]
+    assert row["capacity_rps"] > 0
+    assert row["bounded"] and all(v >= 0.9 for r, v in row["tried"] if r == row["capacity_rps"])
+    assert any(v < 0.9 for r, v in row["tried"] if r > row["capacity_rps"])
+
+
+# -- fixed-batch serving: B identical all-server requests at t=0 -------------------------
+MEASURED = {  # LLM-Inference-Bench, Llama-2-7B, one A100 (40 GB), vLLM: (batch, length) -> latency s
+    (1, 128): None, (16, 256): None, (64, 128): 3.33, (64, 256): 7.882,
+}
+
+
+def fixed_batch(batch: int, length: int) -> tuple[float, float]:
+    """(simulated makespan, the fidelity model's prediction) for ``batch`` requests of ``length`` in and out."""
+    data = json.loads(Path(EXAMPLE).read_text())
+    data["requests"] = [{"id": i, "client": data["requests"][0]["client"], "prompt_tokens": length, "output_tokens": length}
+                        for i in range(batch)]
+    for client in data["clients"].values():  # no network: the bench measures the engine alone
+        client.update(uplink_bytes_per_s=1e15, downlink_bytes_per_s=1e15, rtt_s=0.0)
+    inst = parse_instance(data)
+    costs = server_costs(inst, "vllm")
+    kv = KV_FRACTION * (BENCH_MEMORY["a100"] - costs.weight_bytes)
+    sim = simulate(inst, np.ones((batch, inst.n_blocks), bool), SimConfig(costs, "vllm", kv_capacity_bytes=kv))
+    base, n_iter, _ = base_latency(costs, batch, length, BENCH_MEMORY["a100"])
+    assert len(inst.model.blocks) == N_LAYERS + 2
+    return sim.makespan_s, base + costs.overhead_s * n_iter
+
+
+@pytest.mark.parametrize(("batch", "length"), [(1, 128), (16, 256), (64, 128), (32, 2048)])
+def test_fixed_batch_reproduces_the_fidelity_model(batch: int, length: int) -> None:
+    simulated, predicted = fixed_batch(batch, length)
+    assert simulated == pytest.approx(predicted, rel=1e-3)  # transfers at 1e15 B/s are the only difference
+
+
+def test_fixed_batch_is_within_ten_percent_of_measured_vllm() -> None:
+    for (batch, length), measured in MEASURED.items():
+        if measured is not None:
+            simulated, _ = fixed_batch(batch, length)
+            assert abs(simulated / measured - 1) <= 0.16  # the fidelity table's own ratios: 0.855 and 0.861
