@@ -13,7 +13,6 @@ import numpy as np
 from splitllm.batched import server_costs
 from splitllm.cli_errors import input_errors_exit
 from splitllm.errors import InputError
-from splitllm.fidelity import KV_FRACTION
 from splitllm.instance import Instance, load_instance
 from splitllm.jsonio import atomic_path, write_json
 from splitllm.log import progress_enabled
@@ -25,6 +24,9 @@ from splitllm.serving.simulator import SimConfig, SimResult, simulate
 from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
 
 TRACES = ("azure-conv", "azure-code", "mooncake")
+#: Share of the GPU memory left after the weights that the KV cache gets (vLLM's default
+#: gpu_memory_utilization, 0.9).
+KV_FRACTION = 0.9
 
 
 def kv_capacity(inst: Instance, memory_bytes: float, weight_bytes: float, gpu_memory: float | None) -> float:

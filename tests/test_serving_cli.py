@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from splitllm.batched import server_costs
 from splitllm.cli import main
-from splitllm.fidelity import BENCH_MEMORY, KV_FRACTION, N_LAYERS, base_latency
+from splitllm.cli_simulate import KV_FRACTION
+from splitllm.fidelity import BENCH_MEMORY, N_LAYERS, schedule_timing, trt_schedule
 from splitllm.instance import example_path, load_instance, parse_instance
 from splitllm.serving import SimConfig, simulate
 
@@ -111,9 +112,11 @@ def fixed_batch(batch: int, length: int) -> tuple[float, float]:
     costs = server_costs(inst, "vllm")
     kv = KV_FRACTION * (BENCH_MEMORY["a100"] - costs.weight_bytes)
     sim = simulate(inst, np.ones((batch, inst.n_blocks), bool), SimConfig(costs, "vllm", kv_capacity_bytes=kv))
-    base, n_iter, _ = base_latency(costs, batch, length, BENCH_MEMORY["a100"])
+    # the simulator reserves a request's whole KV at admission: identical requests run in waves
+    timing = schedule_timing(costs, trt_schedule(batch, length, int(kv // costs.kv_bytes_per_token)))
     assert len(inst.model.blocks) == N_LAYERS + 2
-    return sim.makespan_s, base + costs.overhead_s * n_iter
+    predicted = timing.base_s + costs.overhead_s * timing.iterations + costs.overhead_per_seq_s * timing.items
+    return sim.makespan_s, predicted
 
 
 @pytest.mark.parametrize(("batch", "length"), [(1, 128), (16, 256), (64, 128), (32, 2048)])
