@@ -42,13 +42,19 @@ def batched_profiled() -> dict[str, Any]:
     gpu = data["devices"]["gpu"]
     gpu["version"] = 2
     gpu["batched"] = {
-        "lin": {"layer": [[1, 0.01], [64, 0.02]]},
+        "lin": {"embed": [[1, 0.001]], "layer": [[1, 0.01], [64, 0.02]], "head": [[1, 0.002]]},
         "attention": {"flops_per_s": 1e14, "bytes_per_s": 1e12, "floor_s": 1e-5, "hidden": 64, "kv_dim": 64, "dtype_bytes": 2},
         "engines": {"vllm": {"overhead_s": 0.004, "overhead_per_seq_s": 5e-5, "kernel_scale": 0.9}, "tensorrt-llm": {"overhead_s": 0.003}},
         "memory_bytes": 8e10,
         "weight_bytes": 1.3e10,
         "kv_bytes_per_token": 5e5,
     }
+    return data
+
+
+def with_arrivals() -> dict[str, Any]:
+    data = copy.deepcopy(TINY)
+    data["requests"][0]["arrival_s"] = 1.5
     return data
 
 
@@ -75,6 +81,7 @@ NUMERIC_FIELDS: dict[str, Callable[[], dict[str, Any]]] = {
     "requests[0].prompt_tokens": lambda: TINY,
     "requests[0].output_tokens": lambda: TINY,
     "requests[0].weight": with_capacities,
+    "requests[0].arrival_s": with_arrivals,
     "requests[0].slo.ttft_s": lambda: TINY,
     "requests[0].slo.tpot_s": lambda: TINY,
     "requests[1].slo.e2e_s": lambda: TINY,

@@ -62,9 +62,23 @@ def test_every_solver_declares_the_options_of_its_function() -> None:
         assert taken == {o.name: o.default for o in spec.options}, name
 
 
+def _decode_batch(tmp_path: Path) -> str:
+    """Tiny with a batched server profile and every request decoding: what the F5 solvers take."""
+    from hostile_cases import batched_profiled
+
+    data = batched_profiled()
+    for request in data["requests"]:
+        request["output_tokens"] = max(2, request["output_tokens"])
+        request.setdefault("slo", {})["tpot_s"] = 1.0
+    path = tmp_path / "decode-batch.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
 @pytest.mark.parametrize(("name", "option"), OPTIONS, ids=[f"{n}-{o.name}" for n, o in OPTIONS])
-def test_a_good_option_through_the_cli_solves(name: str, option: Option) -> None:
-    result = _invoke("solve", TINY, "--solver", name, "-o", f"{option.name}={_good(option)}", "--json")
+def test_a_good_option_through_the_cli_solves(name: str, option: Option, tmp_path: Path) -> None:
+    instance = _decode_batch(tmp_path) if name.startswith("batch") else TINY
+    result = _invoke("solve", instance, "--solver", name, "-o", f"{option.name}={_good(option)}", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] in ("optimal", "feasible")
 
