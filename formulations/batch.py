@@ -46,7 +46,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pulp
 
 from splitllm.deadline import requests as each_request

@@ -99,7 +99,7 @@ def batched_from_table(table: OpTable, gpu: str, model: str, bandwidth_scale: fl
     provenance = (
         f"{GPUS[gpu][1]}, {model}, FP16, tensor parallel 1"
         + (f", memory bandwidth scaled by {bandwidth_scale:.4g}" if bandwidth_scale != 1.0 else "")
-        + ". Measured: embed = emb; layer = {ops}; head norm = "
+        + f". Measured: embed = emb; layer = {ops}; head norm = "
         "input_layernorm, at each measured num_tokens. Modelled (roofline fitted to the same table's GEMMs: "
         f"{roof.describe()}): attention per item, the LM-head GEMM and sampling. " + CREDIT.format(gpu=gpu, hf=MODELS[model])
     )

@@ -169,7 +169,7 @@ def draw_lengths(rng: np.random.Generator, trace: str, n: int, model: str) -> np
     return pairs
 
 
-def _apply_slo(data: dict[str, Any], slo: dict[str, str | float]) -> None:
+def apply_slo(data: dict[str, Any], slo: dict[str, str | float]) -> None:
     """Set every request's SLO from the policy and its all-server figures."""
     inst = parse_instance(data)
     rows = np.arange(inst.n_requests)
@@ -245,7 +245,7 @@ def generate_instance(
             for i, (k, (p, o)) in enumerate(zip(picks, lengths))
         ],
     }
-    _apply_slo(data, DEFAULT_SLO if slo is None else slo)
+    apply_slo(data, DEFAULT_SLO if slo is None else slo)
     _apply_capacity(data, work_capacity, kv_capacity)
     parse_instance(data)
     return data

@@ -326,7 +326,7 @@ def simulate(
     if cfg.warm:
         out.ttft[:] = np.nan
     out.e2e = np.where(ok, last - arrivals, np.nan)
-    steps = inst.arrays.output_tokens - (1 if not cfg.warm else 1)
+    steps = inst.arrays.output_tokens - 1
     with np.errstate(invalid="ignore", divide="ignore"):
         out.tpot = np.where(ok & (steps > 0), (last - first) / np.maximum(steps, 1), np.nan)
     out.wall_s = time.perf_counter() - started

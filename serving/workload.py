@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from splitllm.errors import InputError
 from splitllm.instance import Instance, parse_instance
 from splitllm.instances.arrivals import load_arrivals
-from splitllm.instances.generate import DEFAULT_SLO, _apply_slo
+from splitllm.instances.generate import DEFAULT_SLO, apply_slo
 from splitllm.instances.models import get_shape
 
 
@@ -107,6 +107,6 @@ def trace_workload(
         {"id": f"{trace}-{i}", "client": names[k], "prompt_tokens": int(p), "output_tokens": int(o), "arrival_s": round(float(t), 6)}
         for i, (k, (p, o), t) in enumerate(zip(picks, lengths, times))
     ]
-    _apply_slo(data, DEFAULT_SLO if slo is None else slo)
+    apply_slo(data, DEFAULT_SLO if slo is None else slo)
     made = parse_instance(data)
     return made, instance_arrivals(made)

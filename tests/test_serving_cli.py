@@ -14,7 +14,7 @@ from splitllm.batched import server_costs
 from splitllm.cli import main
 from splitllm.cli_simulate import KV_FRACTION
 from splitllm.fidelity import BENCH_MEMORY, N_LAYERS, schedule_timing, trt_schedule
-from splitllm.instance import example_path, load_instance, parse_instance
+from splitllm.instance import example_path, parse_instance
 from splitllm.serving import SimConfig, simulate
 
 EXAMPLE = str(example_path("llama2-7b"))
