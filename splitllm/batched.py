@@ -58,9 +58,10 @@ class AttentionModel:
     attention then counts only its cached tokens beyond them, ``max(context -
     folded_context, 0)``.
 
-    >>> att = AttentionModel(1e12, 1e9, 0.0, 8, 8, 2, folded_context=100)
-    >>> [float(t) for t in att.item_s([1, 1], [100, 600]) - att.item_s([1, 1], [0, 500])]
-    [0.0, 0.0]
+    >>> plain = AttentionModel(1e12, 1e9, 0.0, 8, 8, 2)
+    >>> folded = AttentionModel(1e12, 1e9, 0.0, 8, 8, 2, folded_context=100)
+    >>> [float(t) for t in folded.item_s([1, 1, 1], [50, 100, 600]) - plain.item_s([1, 1, 1], [0, 0, 500])]
+    [0.0, 0.0, 0.0]
     """
 
     flops_per_s: float
