@@ -51,7 +51,18 @@ KINDS = ("embed", "layer", "head")
 
 @dataclass(frozen=True)
 class AttentionModel:
-    """Per-item attention of one ``layer`` block: achieved FLOP/s, bytes/s, a per-block floor."""
+    """Per-item attention of one ``layer`` block: achieved FLOP/s, bytes/s, a per-block floor.
+
+    ``folded_context`` (default 0): cached tokens per item whose attention the ``layer``
+    lin already holds (tables measured on whole layers at some context); an item's
+    attention then counts only its cached tokens beyond them, ``max(context -
+    folded_context, 0)``.
+
+    >>> plain = AttentionModel(1e12, 1e9, 0.0, 8, 8, 2)
+    >>> folded = AttentionModel(1e12, 1e9, 0.0, 8, 8, 2, folded_context=100)
+    >>> [float(t) for t in folded.item_s([1, 1, 1], [50, 100, 600]) - plain.item_s([1, 1, 1], [0, 0, 500])]
+    [0.0, 0.0, 0.0]
+    """
 
     flops_per_s: float
     bytes_per_s: float
@@ -59,11 +70,13 @@ class AttentionModel:
     hidden: int
     kv_dim: int
     dtype_bytes: float
+    folded_context: float = 0.0
 
     def item_s(self, q: ArrayLike, context: ArrayLike) -> NDArray[np.float64]:
-        """Seconds of ``q`` new tokens attending over ``context`` cached tokens (element-wise)."""
+        """Seconds of ``q`` new tokens attending over ``context`` cached tokens (element-wise),
+        less the ``folded_context`` tokens already in the layer's lin."""
         qa = np.asarray(q, dtype=float)
-        ca = np.asarray(context, dtype=float)
+        ca = np.maximum(np.asarray(context, dtype=float) - self.folded_context, 0.0)
         flops = 4.0 * self.hidden * qa * (ca + (qa + 1.0) / 2.0)
         n_bytes = (qa * (2 * self.hidden + 2 * self.kv_dim) + ca * 2 * self.kv_dim) * self.dtype_bytes
         out: NDArray[np.float64] = np.where(qa > 0, np.maximum(flops / self.flops_per_s, n_bytes / self.bytes_per_s), 0.0)
@@ -196,6 +209,8 @@ def tables_from_costs(costs: BatchedCosts, engines: Mapping[str, Mapping[str, fl
     att = costs.attention
     attention = {"flops_per_s": att.flops_per_s, "bytes_per_s": att.bytes_per_s, "floor_s": att.floor_s,
                  "hidden": att.hidden, "kv_dim": att.kv_dim, "dtype_bytes": att.dtype_bytes}
+    if att.folded_context:
+        attention["folded_context"] = att.folded_context
     return BatchedTables(dict(costs.lin), attention, {k: dict(v) for k, v in engines.items()}, costs.memory_bytes,
                          costs.weight_bytes, costs.kv_bytes_per_token, source, costs.provenance)
 

@@ -161,7 +161,7 @@ def profiles_import(source: str, path: Path, out_dir: Path | None) -> None:
     if source == "vidur":
         from splitllm.instances.batched_profiles import import_vidur_batched as importer
     else:
-        from splitllm.instances.helix import import_helix as importer
+        from splitllm.instances.batched_helix import import_helix_batched as importer
     for p in importer(path):
         click.echo(f"wrote {write_profile(p, out_dir or profiles_dir())}")
 

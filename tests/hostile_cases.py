@@ -43,7 +43,8 @@ def batched_profiled() -> dict[str, Any]:
     gpu["version"] = 2
     gpu["batched"] = {
         "lin": {"embed": [[1, 0.001]], "layer": [[1, 0.01], [64, 0.02]], "head": [[1, 0.002]]},
-        "attention": {"flops_per_s": 1e14, "bytes_per_s": 1e12, "floor_s": 1e-5, "hidden": 64, "kv_dim": 64, "dtype_bytes": 2},
+        "attention": {"flops_per_s": 1e14, "bytes_per_s": 1e12, "floor_s": 1e-5, "hidden": 64, "kv_dim": 64, "dtype_bytes": 2,
+                      "folded_context": 100},
         "engines": {"vllm": {"overhead_s": 0.004, "overhead_per_seq_s": 5e-5, "kernel_scale": 0.9}, "tensorrt-llm": {"overhead_s": 0.003}},
         "memory_bytes": 8e10,
         "weight_bytes": 1.3e10,
@@ -101,6 +102,7 @@ NUMERIC_FIELDS: dict[str, Callable[[], dict[str, Any]]] = {
     "devices.gpu.batched.attention.hidden": batched_profiled,
     "devices.gpu.batched.attention.kv_dim": batched_profiled,
     "devices.gpu.batched.attention.dtype_bytes": batched_profiled,
+    "devices.gpu.batched.attention.folded_context": batched_profiled,
     "devices.gpu.batched.engines.vllm.overhead_s": batched_profiled,
     "devices.gpu.batched.engines.vllm.overhead_per_seq_s": batched_profiled,
     "devices.gpu.batched.engines.vllm.kernel_scale": batched_profiled,
