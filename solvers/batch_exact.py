@@ -171,17 +171,27 @@ def _fewest_layers(cost: NDArray[np.float64], is_layer: BoolArray, excess: float
 
 @dataclass(frozen=True)
 class SplitBounds:
-    """Per interval ``(lo[i], hi[i]]`` of ``T``, a bound on the weight of any answer with a split."""
+    """Per interval ``(lo[i], hi[i]]`` of ``T``, bounds on the answers with a split:
+    ``weight[i]`` on their weight, ``t_low[i]`` on their ``T`` at weight ``target``
+    (``inf`` when none of that weight fits the interval)."""
 
     lo: NDArray[np.float64]
     hi: NDArray[np.float64]
     weight: NDArray[np.float64]
+    t_low: NDArray[np.float64]
 
 
-def split_bounds(data: BatchData, intervals: int) -> SplitBounds:
-    """Weight bounds of the answers with a split, interval by interval (module docstring)."""
+def split_bounds(data: BatchData, intervals: int, target: float) -> SplitBounds:
+    """Bounds on the answers with a split, interval by interval (module docstring).
+
+    On each interval, request ``r`` adds at least ``cost[r]`` to ``T`` and its server
+    blocks cost at least ``floor[r]``. The weight bound is a fractional knapsack in
+    ``hi - overhead - (least floor of a split)``; the ``T`` bound at ``target`` is
+    ``overhead`` + the largest floor among the requests every answer of that weight must
+    admit + the least cost of a fractional cover of the weight missing from the requests
+    that run all on the client.
+    """
     a = data.instance.arrays
-    R = data.n_requests
     free = client_only(data)
     limit = a.tpot_limit * (1 + FEASIBILITY_RTOL)
     cross = np.minimum(a.act_up_decode, a.token_up_decode) + np.minimum(a.act_down_decode, a.token_down_decode)
@@ -190,26 +200,65 @@ def split_bounds(data: BatchData, intervals: int) -> SplitBounds:
     if not math.isfinite(top):
         top = float(request_costs(data).sum() + data.costs.overhead_s + data.fixed.max(axis=1).sum())
     edges = np.linspace(0.0, max(top, 0.0), intervals + 1)
+    weight, t_low = np.zeros(intervals), np.full(intervals, math.inf)
+    for i in range(intervals):
+        cost, floor, split_floor = _interval_costs(data, free, limit, cross, edges[i])
+        room = edges[i + 1] - data.costs.overhead_s - split_floor
+        weight[i] = float(a.weight[free].sum()) + _fractional_knapsack(a.weight, cost, room)
+        t_low[i] = max(edges[i], _least_t(data, free, cost, floor, split_floor, target))
+        if t_low[i] > edges[i + 1]:
+            t_low[i] = math.inf
+    return SplitBounds(edges[:-1], edges[1:], weight, t_low)
+
+
+def _interval_costs(data: BatchData, free: BoolArray, limit: NDArray[np.float64], cross: NDArray[np.float64], lo: float) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """Least ``T`` share and least floor of each request on an interval starting at ``lo``,
+    and the least floor of a split placement (``inf`` cost: cannot be admitted)."""
+    R = data.n_requests
     layer_floor = float(data.fixed[data.is_layer, 1:].min(initial=math.inf)) if data.is_layer.any() else 0.0
     block_floor = float(data.fixed[:, 1:].min())
+    all_floor = float(data.fixed[:, 1:].min(axis=1).sum())
     all_cost = request_costs(data)
-    weights = np.zeros(intervals)
-    for i in range(intervals):
-        lo, hi = edges[i], edges[i + 1]
-        cost = np.full(R, math.inf)
-        floors = [math.inf]
-        for r in range(R):
-            if free[r]:
-                continue
-            if limit[r] >= lo:
-                cost[r] = all_cost[r]
-            m = _split_layers(data, r, lo, limit[r], cross[r])
-            if math.isfinite(m):
-                cost[r] = min(cost[r], data.attn[r] * m + data.costs.overhead_per_seq_s)
-                floors.append(m * layer_floor if m > 0 else block_floor)
-        room = hi - data.costs.overhead_s - min(floors)
-        weights[i] = float(a.weight[free].sum()) + _fractional_knapsack(a.weight, cost, room)
-    return SplitBounds(edges[:-1], edges[1:], weights)
+    cost, floor = np.full(R, math.inf), np.zeros(R)
+    split_floor = math.inf
+    for r in np.nonzero(~free)[0]:
+        if limit[r] >= lo:
+            cost[r], floor[r] = all_cost[r], all_floor
+        m = _split_layers(data, r, lo, limit[r], cross[r])
+        if math.isfinite(m):
+            f = m * layer_floor if m > 0 else block_floor
+            cost[r] = min(cost[r], data.attn[r] * m + data.costs.overhead_per_seq_s)
+            floor[r] = min(floor[r], f) if math.isfinite(cost[r]) and limit[r] >= lo else f
+            split_floor = min(split_floor, f)
+    return cost, floor, split_floor
+
+
+def _least_t(data: BatchData, free: BoolArray, cost: NDArray[np.float64], floor: NDArray[np.float64], split_floor: float, target: float) -> float:
+    """A lower bound on ``T`` of an answer with a split of weight >= ``target``."""
+    a = data.instance.arrays
+    need = target - float(a.weight[free].sum())
+    ok = np.isfinite(cost) & ~free
+    spare = float(a.weight[ok].sum()) - need  # weight that may be left out
+    if spare < -OPTIMAL_GAP * max(1.0, target):
+        return math.inf
+    mandatory = ok & (a.weight > spare + OPTIMAL_GAP * max(1.0, target))
+    floors = max(split_floor, float(floor[mandatory].max(initial=0.0)))
+    return float(data.costs.overhead_s + floors + _fractional_cover(a.weight, np.where(ok, cost, math.inf), need))
+
+
+def _fractional_cover(weight: NDArray[np.float64], cost: NDArray[np.float64], need: float) -> float:
+    """The least cost of items (fractions allowed) whose weight reaches ``need``."""
+    if need <= 0:
+        return 0.0
+    ok = np.isfinite(cost) & (weight > 0)
+    w, c = weight[ok], cost[ok]
+    total = 0.0
+    for k in np.argsort(c / w):
+        if w[k] >= need:
+            return total + c[k] * need / w[k]
+        need -= w[k]
+        total += c[k]
+    return math.inf
 
 
 def _split_layers(data: BatchData, r: int, lo: float, limit: float, cross: float) -> float:
@@ -315,11 +364,11 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
     deadline = deadline_in(time_limit)
     a = data.instance.arrays
     ns = solve_no_split(data, backend, deadline)
-    sb = split_bounds(data, intervals)
+    sb = split_bounds(data, intervals, ns.weight)
     split_w = np.floor(sb.weight + 1e-9) if _integral(a.weight) else sb.weight
     tol = OPTIMAL_GAP * max(1.0, abs(ns.weight))
     heavier = split_w > ns.weight + tol
-    reach = (split_w >= ns.weight - tol) & (sb.lo < ns.t)
+    reach = (split_w >= ns.weight - tol) & (sb.t_low < ns.t * (1 - OPTIMAL_GAP))
     if (heavier.any() or reach.any() or ns.status != Status.OPTIMAL) and 2**data.n_blocks <= ENUMERATION_LIMIT:
         found = branch_and_bound(data, deadline)
         if found is not None:
@@ -331,7 +380,7 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
     x = np.repeat(ns.server[:, None], data.n_blocks, axis=1)
     bound = None if ns.weight_bound is None else float(max(ns.weight_bound, split_w.max(initial=-math.inf)))
     weight_proven = ns.status == Status.OPTIMAL and not heavier.any()
-    t_bound = float(min([ns.t, *sb.lo[reach]])) if weight_proven else None
+    t_bound = float(min([ns.t, *sb.t_low[reach]])) if weight_proven else None
     proven = weight_proven and not reach.any()
     status = Status.OPTIMAL if proven else Status.FEASIBLE
     message = f"no-split MILP {ns.status.value}; {int(heavier.sum())} of {len(sb.lo)} split intervals could be heavier, {int(reach.sum())} faster"

@@ -1,0 +1,66 @@
+"""``batch``, the exact F5 method: agreement with batch-brute, honest bounds, warm replay."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batch_cases import batch_instance, toy_costs
+from splitllm.batch_evaluator import verify_batch
+from splitllm.formulations.batch_data import build_data
+from splitllm.result import Status
+from splitllm.solvers.batch_brute import solve_brute
+from splitllm.solvers.batch_exact import _fractional_cover, _fractional_knapsack, solve_exact
+
+
+def _agree(inst, intervals=64):
+    c = toy_costs()
+    data = build_data(inst, c)
+    ref = verify_batch(inst, c, solve_brute(data))
+    got = verify_batch(inst, c, solve_exact(data, "highs", None, intervals))
+    assert ref.status == Status.OPTIMAL and got.status.has_solution, got.message
+    assert got.bound >= ref.objective - 1e-9
+    if got.status == Status.OPTIMAL:
+        assert got.objective == pytest.approx(ref.objective, rel=1e-9)
+        assert got.info["iteration_time_s"] == pytest.approx(ref.info["iteration_time_s"], rel=1e-6)
+    else:
+        assert got.objective <= ref.objective + 1e-9
+    if "iteration_time_bound_s" in got.info and got.objective == pytest.approx(ref.objective, rel=1e-9):
+        assert got.info["iteration_time_bound_s"] <= ref.info["iteration_time_s"] * (1 + 1e-9)
+    return got
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), n_blocks=st.integers(3, 4))
+def test_batch_agrees_with_brute_tpot_binding(seed, n_requests, n_blocks):
+    assert _agree(batch_instance(seed, n_requests, n_blocks, kv=False)).status == Status.OPTIMAL
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**6), n_requests=st.integers(2, 3))
+def test_batch_agrees_with_brute_kv_binding(seed, n_requests):
+    assert _agree(batch_instance(seed, n_requests, 4, kv=True)).status == Status.OPTIMAL
+
+
+def test_knapsack_bound_and_cover_are_fractional():
+    import numpy as np
+
+    w, c = np.array([1.0, 1.0, 2.0]), np.array([1.0, 2.0, 1.0])
+    assert _fractional_knapsack(w, c, 1.5) == pytest.approx(2.5)  # item 2 whole, half of item 0
+    assert _fractional_cover(w, c, 2.5) == pytest.approx(1.5)
+    assert _fractional_cover(w, c, 5.0) == float("inf")
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), kv=st.booleans())
+def test_bounds_alone_are_honest(seed, n_requests, kv):
+    """Without the branch and bound, ``optimal`` still means optimal and bounds hold."""
+    import splitllm.solvers.batch_exact as exact
+
+    saved = exact.ENUMERATION_LIMIT
+    exact.ENUMERATION_LIMIT = 0
+    try:
+        _agree(batch_instance(seed, n_requests, 4, kv=kv))
+    finally:
+        exact.ENUMERATION_LIMIT = saved
