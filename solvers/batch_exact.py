@@ -1,0 +1,392 @@
+"""``batch``: the exact F5 method of our own: a split of the answers by their shape, with bounds.
+
+Every F5 answer is one of two kinds.
+
+* **Without splits**: each admitted request runs all on the client (``s + w = 0``; it
+  costs the server nothing) or all on the server (``s + w = 1``, no crossings, so its TPOT
+  is ``T``). Then every server block is run by the same ``n`` requests and
+  ``T = overhead + F(n) + sum over them of (attention x layers + per-sequence overhead)``
+  with ``F(n) = sum_b fixed[b, n]``. This is a small MILP (one binary a request, one a
+  count; no product, since ``s + w`` is 1), solved in two phases (weight, then ``T``) by
+  HiGHS or CBC: :func:`no_split_model`.
+* **With a split**: some admitted request has ``s + w >= 2`` and at least one crossing
+  each way, so ``T <= (limit - its client time - one crossing each way) / 2``, far below
+  the all-server ``T`` when crossings are slow. The range of such ``T`` is cut into
+  intervals ``(lo, hi]``; on each, a request can be admitted only with a placement whose
+  own cap ``slack / (s + w)`` is at least ``lo``, and the least it can add to ``T`` (its
+  attention over the fewest server layers its client memory and TPOT allow, plus the
+  per-sequence overhead) is a lower bound; a fractional knapsack over ``hi - overhead -
+  (the least floor of one split request)`` bounds the weight of every such answer:
+  :func:`split_bounds`.
+
+The answer without splits is returned; it is ``optimal`` when the backend proved both
+phases and no interval can beat it: no interval's weight bound reaches a heavier answer,
+and none that reaches the same weight lies below its ``T``. Otherwise, when the snapshot
+is small (:data:`ENUMERATION_LIMIT` placements a request at most), a depth-first
+branch-and-bound over every request's placements settles it exactly
+(:func:`branch_and_bound`); else the status is ``feasible`` with the bounds found:
+``bound`` the largest weight bound, ``iteration_time_bound_s`` the least ``T`` an
+interval allows (only when the weight is proven).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pulp
+from numpy.typing import NDArray
+
+from splitllm.deadline import TimeLimitReached, check, deadline_in
+from splitllm.evaluator import exceeds
+from splitllm.formulations.batch_data import BatchData, build_data
+from splitllm.instance import Instance
+from splitllm.options import Option
+from splitllm.registry import register
+from splitllm.result import SolveResult, Status
+from splitllm.solvers.batch_common import ENGINE, batch_result, server_tables, verify
+from splitllm.solvers.brute import all_placements
+from splitllm.solvers.pulp_backend import BACKENDS, run
+from splitllm.tolerances import FEASIBILITY_RTOL, OPTIMAL_GAP
+
+INTERVALS = 512
+ENUMERATION_LIMIT = 1 << 12
+
+OPTIONS = (
+    Option("backend", "choice", "highs", "MILP backend of the no-split model", choices=tuple(sorted(BACKENDS, reverse=True))),
+    Option("intervals", "integer", INTERVALS, "intervals of T that bound the answers with a split", low=1, high=10**6),
+    ENGINE,
+)
+
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class NoSplit:
+    """The best answer without splits: ``server[r]`` all on the server, ``admitted[r]``."""
+
+    status: Status
+    server: BoolArray
+    admitted: BoolArray
+    weight: float
+    t: float
+    weight_bound: float | None
+    message: str = ""
+
+
+def request_costs(data: BatchData) -> NDArray[np.float64]:
+    """What each request adds to ``T`` all on the server: attention x layers + per-sequence."""
+    return data.attn * float(data.is_layer.sum()) + data.costs.overhead_per_seq_s
+
+
+def client_only(data: BatchData) -> BoolArray:
+    """Requests that can run all on the client (memory and TPOT), costing the server nothing."""
+    a = data.instance.arrays
+    none = np.zeros((1, data.n_blocks), dtype=bool)
+    ok = np.zeros(data.n_requests, dtype=bool)
+    for r in range(data.n_requests):
+        slack, _ = data.tpot_slack(r, none)
+        ok[r] = slack[0] >= 0 and not exceeds(float(a.client_mem[r].sum()), float(a.client_mem_limit[r]))
+    return ok
+
+
+def no_split_model(data: BatchData) -> tuple[pulp.LpProblem, dict]:
+    """Phase 1 of the no-split MILP (see the module docstring) and its handles.
+
+    ``s[r]``: request ``r`` all on the server; ``z[n]``: exactly ``n`` of them;
+    ``T = overhead + sum_n F(n) z[n] + sum_r cost[r] s[r]``; ``T <= limit[r]`` when ``s[r]``;
+    server KV within capacity. Requests that can run all on the client are admitted anyway.
+    """
+    a, R = data.instance.arrays, data.n_requests
+    F = data.fixed.sum(axis=0)
+    cost = request_costs(data)
+    unit = max(float(data.costs.overhead_s + F[1]), 1e-12)
+    t_max = float(data.costs.overhead_s + F.max() + cost.sum())
+    free = client_only(data)
+    prob = pulp.LpProblem("f5_no_split", pulp.LpMaximize)
+    s = {r: pulp.LpVariable(f"s_r{r}", cat=pulp.LpBinary) for r in range(R)}
+    z = {n: pulp.LpVariable(f"z_n{n}", cat=pulp.LpBinary) for n in range(R + 1)}
+    T = pulp.LpVariable("T", lowBound=0)
+    prob += pulp.lpSum(z.values()) == 1, "one_count"
+    prob += pulp.lpSum(n * z[n] for n in z) == pulp.lpSum(s.values()), "count"
+    body = T - pulp.lpSum(float(F[n]) * z[n] for n in z) - pulp.lpSum(float(cost[r]) * s[r] for r in s)
+    prob += body * (1 / unit) == float(data.costs.overhead_s) / unit, "iteration_time"
+    for r in range(R):
+        limit = float(a.tpot_limit[r])
+        if math.isfinite(limit):
+            prob += (T - limit - max(0.0, t_max - limit) * (1 - s[r])) * (1 / unit) <= 0, f"tpot_r{r}"
+    kv_all = a.kv.sum(axis=1)
+    if math.isfinite(data.kv_capacity):
+        prob += pulp.lpSum(float(kv_all[r] / data.kv_capacity) * s[r] for r in range(R) if kv_all[r] > 0) <= 1, "kv_capacity"
+    weight = pulp.lpSum(float(a.weight[r]) * s[r] for r in range(R) if not free[r])
+    prob += weight
+    return prob, {"s": s, "z": z, "T": T, "weight": weight, "free": free, "unit": unit}
+
+
+def solve_no_split(data: BatchData, backend: str, deadline: float | None) -> NoSplit:
+    """Both phases of the no-split MILP."""
+    a = data.instance.arrays
+    prob, h = no_split_model(data)
+    free_weight = float(a.weight[h["free"]].sum())
+    first = run(prob, backend, _left(deadline))
+    if not first.status.has_solution:
+        none = np.zeros(data.n_requests, dtype=bool)
+        return NoSplit(first.status, none, none, -math.inf, math.inf, None, f"no-split phase 1: {first.message}")
+    w1 = float(sum(a.weight[r] for r, v in h["s"].items() if not h["free"][r] and (v.varValue or 0) > 0.5))
+    bound = None if first.bound is None else free_weight + max(first.bound, w1)
+    prob += h["weight"] >= w1 - 1e-9 * max(1.0, w1), "lexicographic_weight"
+    prob.sense = pulp.LpMinimize
+    prob.setObjective(h["T"] * (1 / h["unit"]))
+    second = run(prob, backend, _left(deadline)) if _left(deadline) != 0.0 else None
+    if second is None or not second.status.has_solution:  # phase 1's values are still on the variables
+        prob.sense = pulp.LpMaximize
+    server = np.array([(h["s"][r].varValue or 0) > 0.5 for r in range(data.n_requests)])
+    admitted = server | h["free"]
+    x = np.repeat(server[:, None], data.n_blocks, axis=1)
+    proven = first.status == Status.OPTIMAL and second is not None and second.status == Status.OPTIMAL
+    status = Status.OPTIMAL if proven else Status.FEASIBLE
+    weight = float(a.weight[admitted].sum())
+    return NoSplit(status, server, admitted, weight, data.iteration_time(x, admitted), bound)
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.perf_counter())
+
+
+def _fewest_layers(cost: NDArray[np.float64], is_layer: BoolArray, excess: float) -> float:
+    """The fewest layer blocks to move off the client so that ``sum(cost)`` drops by ``excess``
+    when every other block moves for free (``inf`` when even that is not enough)."""
+    if excess <= 0:
+        return 0.0
+    excess -= float(cost[~is_layer].sum())
+    if excess <= 0:
+        return 0.0
+    per_layer = np.sort(cost[is_layer])[::-1]
+    reach = np.cumsum(per_layer)
+    k = int(np.searchsorted(reach, excess * (1 - 1e-12)))
+    return float(k + 1) if k < len(per_layer) else math.inf
+
+
+@dataclass(frozen=True)
+class SplitBounds:
+    """Per interval ``(lo[i], hi[i]]`` of ``T``, bounds on the answers with a split:
+    ``weight[i]`` on their weight, ``t_low[i]`` on their ``T`` at weight ``target``
+    (``inf`` when none of that weight fits the interval)."""
+
+    lo: NDArray[np.float64]
+    hi: NDArray[np.float64]
+    weight: NDArray[np.float64]
+    t_low: NDArray[np.float64]
+
+
+def split_bounds(data: BatchData, intervals: int, target: float) -> SplitBounds:
+    """Bounds on the answers with a split, interval by interval (module docstring).
+
+    On each interval, request ``r`` adds at least ``cost[r]`` to ``T`` and its server
+    blocks cost at least ``floor[r]``. The weight bound is a fractional knapsack in
+    ``hi - overhead - (least floor of a split)``; the ``T`` bound at ``target`` is
+    ``overhead`` + the largest floor among the requests every answer of that weight must
+    admit + the least cost of a fractional cover of the weight missing from the requests
+    that run all on the client.
+    """
+    a = data.instance.arrays
+    free = client_only(data)
+    limit = a.tpot_limit * (1 + FEASIBILITY_RTOL)
+    cross = np.minimum(a.act_up_decode, a.token_up_decode) + np.minimum(a.act_down_decode, a.token_down_decode)
+    split_cap = np.where(np.isfinite(limit), (limit - cross) / 2, math.inf)
+    top = float(np.max(split_cap, initial=0.0))
+    if not math.isfinite(top):
+        top = float(request_costs(data).sum() + data.costs.overhead_s + data.fixed.max(axis=1).sum())
+    edges = np.linspace(0.0, max(top, 0.0), intervals + 1)
+    weight, t_low = np.zeros(intervals), np.full(intervals, math.inf)
+    for i in range(intervals):
+        cost, floor, split_floor = _interval_costs(data, free, limit, cross, edges[i])
+        room = edges[i + 1] - data.costs.overhead_s - split_floor
+        weight[i] = float(a.weight[free].sum()) + _fractional_knapsack(a.weight, cost, room)
+        t_low[i] = max(edges[i], _least_t(data, free, cost, floor, split_floor, target))
+        if t_low[i] > edges[i + 1]:
+            t_low[i] = math.inf
+    return SplitBounds(edges[:-1], edges[1:], weight, t_low)
+
+
+def _interval_costs(data: BatchData, free: BoolArray, limit: NDArray[np.float64], cross: NDArray[np.float64], lo: float) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """Least ``T`` share and least floor of each request on an interval starting at ``lo``,
+    and the least floor of a split placement (``inf`` cost: cannot be admitted)."""
+    R = data.n_requests
+    layer_floor = float(data.fixed[data.is_layer, 1:].min(initial=math.inf)) if data.is_layer.any() else 0.0
+    block_floor = float(data.fixed[:, 1:].min())
+    all_floor = float(data.fixed[:, 1:].min(axis=1).sum())
+    all_cost = request_costs(data)
+    cost, floor = np.full(R, math.inf), np.zeros(R)
+    split_floor = math.inf
+    for r in np.nonzero(~free)[0]:
+        if limit[r] >= lo:
+            cost[r], floor[r] = all_cost[r], all_floor
+        m = _split_layers(data, r, lo, limit[r], cross[r])
+        if math.isfinite(m):
+            f = m * layer_floor if m > 0 else block_floor
+            cost[r] = min(cost[r], data.attn[r] * m + data.costs.overhead_per_seq_s)
+            floor[r] = min(floor[r], f) if math.isfinite(cost[r]) and limit[r] >= lo else f
+            split_floor = min(split_floor, f)
+    return cost, floor, split_floor
+
+
+def _least_t(data: BatchData, free: BoolArray, cost: NDArray[np.float64], floor: NDArray[np.float64], split_floor: float, target: float) -> float:
+    """A lower bound on ``T`` of an answer with a split of weight >= ``target``."""
+    a = data.instance.arrays
+    need = target - float(a.weight[free].sum())
+    ok = np.isfinite(cost) & ~free
+    spare = float(a.weight[ok].sum()) - need  # weight that may be left out
+    if spare < -OPTIMAL_GAP * max(1.0, target):
+        return math.inf
+    mandatory = ok & (a.weight > spare + OPTIMAL_GAP * max(1.0, target))
+    floors = max(split_floor, float(floor[mandatory].max(initial=0.0)))
+    return float(data.costs.overhead_s + floors + _fractional_cover(a.weight, np.where(ok, cost, math.inf), need))
+
+
+def _fractional_cover(weight: NDArray[np.float64], cost: NDArray[np.float64], need: float) -> float:
+    """The least cost of items (fractions allowed) whose weight reaches ``need``."""
+    if need <= 0:
+        return 0.0
+    ok = np.isfinite(cost) & (weight > 0)
+    w, c = weight[ok], cost[ok]
+    total = 0.0
+    for k in np.argsort(c / w):
+        if w[k] >= need:
+            return total + c[k] * need / w[k]
+        need -= w[k]
+        total += c[k]
+    return math.inf
+
+
+def _split_layers(data: BatchData, r: int, lo: float, limit: float, cross: float) -> float:
+    """A lower bound on the server layers of a split placement of ``r`` whose cap is >= ``lo``."""
+    a = data.instance.arrays
+    budget = limit - cross - 2 * lo
+    if budget < 0:
+        return math.inf
+    by_time = _fewest_layers(a.client_decode[r], data.is_layer, float(a.client_decode[r].sum()) - budget)
+    by_mem = _fewest_layers(a.client_mem[r], data.is_layer, float(a.client_mem[r].sum() - a.client_mem_limit[r]))
+    return max(by_time, by_mem)
+
+
+def _fractional_knapsack(weight: NDArray[np.float64], cost: NDArray[np.float64], room: float) -> float:
+    """The LP bound of a knapsack (items of ``cost`` inf left out)."""
+    if room < 0:
+        return 0.0
+    ok = np.isfinite(cost) & (weight > 0)
+    w, c = weight[ok], cost[ok]
+    order = np.argsort(-(w / np.maximum(c, 1e-300)))
+    total = 0.0
+    for k in order:
+        if c[k] <= room:
+            room -= c[k]
+            total += w[k]
+        else:
+            return total + w[k] * room / c[k]
+    return total
+
+
+def _integral(weight: NDArray[np.float64]) -> bool:
+    return bool(np.all(np.abs(weight - np.round(weight)) <= 1e-9))
+
+
+def branch_and_bound(data: BatchData, deadline: float | None) -> tuple[BoolArray, BoolArray, float] | None:
+    """The exact optimum by depth-first search over each request's placements (small ``B``).
+
+    Requests are taken heaviest first; each is rejected or given one of its placements
+    that meet its client memory and its TPOT at ``T = 0``. A node is cut when its weight
+    plus every remaining weight cannot beat the best, or when a lower bound on ``T`` (the
+    counts can only grow: each active block at its least cost from its count on) breaks
+    the cap of an admitted request or the best ``T`` at the same weight. ``None`` when
+    the deadline comes first.
+    """
+    from splitllm.solvers.batch_brute import request_options
+
+    a = data.instance.arrays
+    R, B = data.n_requests, data.n_blocks
+    order = sorted(range(R), key=lambda r: (-a.weight[r], r))
+    opts = [request_options(data, r) for r in order]
+    caps = []
+    for r, o in zip(order, opts):
+        slack, k = data.tpot_slack(r, o)
+        caps.append(np.where(k > 0, slack / np.maximum(k, 1), math.inf))
+    suffix_min = np.minimum.accumulate(data.fixed[:, ::-1], axis=1)[:, ::-1]  # least fixed[b, n'] for n' >= n
+    rest = np.concatenate([np.cumsum([a.weight[r] for r in order][::-1])[::-1], [0.0]])
+    best: dict = {"w": -1.0, "t": math.inf, "x": None}
+    x = np.zeros((R, B), dtype=bool)
+    adm = np.zeros(R, dtype=bool)
+
+    def t_low(n: NDArray[np.int64], extra: float) -> float:
+        active = n > 0
+        return float(data.costs.overhead_s + suffix_min[np.arange(B), n][active].sum() + extra)
+
+    def visit(i: int, n: NDArray[np.int64], extra: float, cap: float, kv: float, w: float) -> None:
+        check(deadline, "branch and bound")
+        tl = t_low(n, extra)
+        if tl > cap or w + rest[i] < best["w"] * (1 - FEASIBILITY_RTOL):
+            return
+        if w + rest[i] <= best["w"] * (1 + FEASIBILITY_RTOL) and tl >= best["t"]:
+            return
+        if i == R:
+            t = data.iteration_time(x, adm)
+            better = w > best["w"] * (1 + FEASIBILITY_RTOL) or t < best["t"]
+            if t <= cap and better:
+                best.update(w=w, t=t, x=(x.copy(), adm.copy()))
+            return
+        r = order[i]
+        for k in np.argsort(caps[i])[::-1]:
+            row = opts[i][k]
+            kv_r = float(np.where(row, a.kv[r], 0.0).sum())
+            if exceeds(kv + kv_r, data.kv_capacity):
+                continue
+            x[r], adm[r] = row, True
+            per_seq = data.costs.overhead_per_seq_s if row.any() else 0.0
+            add = float(data.attn[r] * (row & data.is_layer).sum() + per_seq)
+            visit(i + 1, n + row, extra + add, min(cap, caps[i][k]), kv + kv_r, w + float(a.weight[r]))
+        x[r], adm[r] = False, False
+        visit(i + 1, n, extra, cap, kv, w)
+
+    try:
+        visit(0, np.zeros(B, dtype=np.int64), 0.0, math.inf, 0.0, 0.0)
+    except TimeLimitReached:
+        return None
+    if best["x"] is None:
+        return np.ones((R, B), dtype=bool), np.zeros(R, dtype=bool), data.iteration_time(np.ones((R, B), bool), np.zeros(R, bool))
+    return best["x"][0], best["x"][1], best["t"]
+
+
+def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | None = None, intervals: int = INTERVALS) -> SolveResult:
+    """The method of the module docstring."""
+    name = "batch"
+    deadline = deadline_in(time_limit)
+    a = data.instance.arrays
+    ns = solve_no_split(data, backend, deadline)
+    sb = split_bounds(data, intervals, ns.weight)
+    split_w = np.floor(sb.weight + 1e-9) if _integral(a.weight) else sb.weight
+    tol = OPTIMAL_GAP * max(1.0, abs(ns.weight))
+    heavier = split_w > ns.weight + tol
+    reach = (split_w >= ns.weight - tol) & (sb.t_low < ns.t * (1 - OPTIMAL_GAP))
+    if (heavier.any() or reach.any() or ns.status != Status.OPTIMAL) and 2**data.n_blocks <= ENUMERATION_LIMIT:
+        found = branch_and_bound(data, deadline)
+        if found is not None:
+            x, adm, t = found
+            w = float(a.weight[adm].sum())
+            return batch_result(name, Status.OPTIMAL, x, adm, t, w, t, message="branch and bound over every placement")
+    if not np.isfinite(ns.weight):
+        return batch_result(name, Status.NO_SOLUTION, None, None, None, message=ns.message)
+    x = np.repeat(ns.server[:, None], data.n_blocks, axis=1)
+    bound = None if ns.weight_bound is None else float(max(ns.weight_bound, split_w.max(initial=-math.inf)))
+    weight_proven = ns.status == Status.OPTIMAL and not heavier.any()
+    t_bound = float(min([ns.t, *sb.t_low[reach]])) if weight_proven else None
+    proven = weight_proven and not reach.any()
+    status = Status.OPTIMAL if proven else Status.FEASIBLE
+    message = f"no-split MILP {ns.status.value}; {int(heavier.sum())} of {len(sb.lo)} split intervals could be heavier, {int(reach.sum())} faster"
+    return batch_result(name, status, x, ns.admitted, ns.t, bound, t_bound, message=message)
+
+
+@register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
+def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS, engine: str = "vllm") -> SolveResult:
+    return solve_exact(build_data(instance, server_tables(instance, engine)), backend, time_limit, intervals)
