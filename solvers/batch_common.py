@@ -31,7 +31,9 @@ def server_tables(instance: Instance, engine: str = "vllm") -> BatchedCosts:
 
 def verify(instance: Instance, result: SolveResult, options: dict[str, Any]) -> SolveResult:
     """The registry's check of an F5 answer (independent evaluator, same tables)."""
-    return verify_batch(instance, server_tables(instance, options.get("engine", "vllm")), result)
+    engine = options.get("engine", "vllm")
+    result.info["engine"] = engine  # solution files record it, so `splitllm check` prices T the same way
+    return verify_batch(instance, server_tables(instance, engine), result)
 
 
 def batch_result(

@@ -14,7 +14,9 @@ from splitllm.instance import Instance
 from splitllm.jsonio import read_json, write_json
 from splitllm.result import SolveResult, Status, gap
 from splitllm.schema_check import solution_schema_errors
-from splitllm.resources import COUPLED, RESOURCES, Objective
+from splitllm.batch_evaluator import evaluate_batch
+from splitllm.batched import server_costs
+from splitllm.resources import CLIENT_MEM, COUPLED, KV, RESOURCES, TPOT, Objective
 from splitllm.tolerances import FIGURE_RTOL, OPTIMAL_GAP
 
 SOLUTION_FORMAT = "splitllm/solution"
@@ -47,6 +49,7 @@ def to_json(instance: Instance, result: SolveResult) -> dict[str, Any]:
         totals.update({res.figure: _num(evaluation.totals[res.key]) for res in COUPLED})
         if math.isfinite(getattr(evaluation, "iteration_time", math.nan)):  # a throughput placement (F5)
             totals["iteration_time_s"] = float(getattr(evaluation, "iteration_time"))
+    engine = {"engine": result.info["engine"]} if totals and "iteration_time_s" in totals and "engine" in result.info else {}
     return {
         "format": SOLUTION_FORMAT,
         "version": 1,
@@ -59,6 +62,7 @@ def to_json(instance: Instance, result: SolveResult) -> dict[str, Any]:
         "gap": _num(result.gap),
         "time_s": result.time_s,
         "totals": totals,
+        **engine,
         "requests": requests,
     }
 
@@ -94,11 +98,29 @@ def check_solution(instance: Instance, data: Any) -> list[str]:
     if status not in (Status.OPTIMAL.value, Status.FEASIBLE.value):
         return problems or [f"status: {status}: the file holds no solution to check"]
     placements, admitted = _placements(instance, entries)
+    if "iteration_time_s" in (data.get("totals") or {}):  # a throughput placement: its own evaluator
+        return problems + _batch_claims(instance, data, placements, admitted)
     evaluation = evaluate(instance, placements, admitted)
     problems += list(evaluation.violations)
     problems += _figures(instance, data, evaluation)
     problems += _bound_claims(instance.objective, data)
     return problems
+
+
+def _batch_claims(instance: Instance, data: dict[str, Any], placements: np.ndarray, admitted: np.ndarray) -> list[str]:
+    """A throughput placement's limits and figures, with ``T`` priced by the file's engine
+    on the server's batched tables; its objective is the admitted weight (maximised)."""
+    evaluation = evaluate_batch(instance, server_costs(instance, data.get("engine", "vllm")), placements, admitted)
+    problems = list(evaluation.violations)
+    for i, entry in enumerate(data["requests"]):
+        if evaluation.admitted[i]:
+            for res in (TPOT, KV, CLIENT_MEM):
+                problems += _misstated(f"requests[{i}].{res.figure}", entry.get(res.figure), float(evaluation.metrics.of(res)[i]))
+    totals = data["totals"]
+    problems += _misstated("totals.iteration_time_s", totals.get("iteration_time_s"), evaluation.iteration_time)
+    problems += _misstated("totals.admitted_weight", totals.get("admitted_weight"), evaluation.admitted_weight)
+    problems += _misstated("objective", data.get("objective"), evaluation.admitted_weight)
+    return problems + _bound_claims(Objective.MAX_ADMITTED, data)
 
 
 def _status_claims(data: dict[str, Any], status: str) -> list[str]:

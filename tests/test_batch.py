@@ -119,3 +119,33 @@ def test_bundled_example_is_placed():
     inst = load_instance(example_path("llama2-7b"))
     result = solve(inst, "batch-greedy")
     assert result.status == Status.FEASIBLE and result.evaluation.feasible
+
+
+def test_check_re_evaluates_a_throughput_solution_file(tmp_path):
+    """`splitllm check` prices T with the file's engine: a written answer passes, a
+    misstated iteration time or a TPOT promise fails."""
+    import json
+
+    from click.testing import CliRunner
+
+    from splitllm.cli import main
+    from splitllm.instance import example_path
+
+    example = str(example_path("llama2-7b"))
+    out = tmp_path / "batch.json"
+    solved = CliRunner().invoke(main, ["solve", example, "--solver", "batch-greedy", "-o", "engine=tensorrt-llm", "--out", str(out)])
+    assert solved.exit_code == 0, solved.output
+    data = json.loads(out.read_text())
+    assert data["engine"] == "tensorrt-llm" and data["totals"]["iteration_time_s"] > 0
+    assert CliRunner().invoke(main, ["check", example, str(out)]).exit_code == 0
+    for damage in ("iteration_time_s", "tpot_s"):
+        bad = json.loads(out.read_text())
+        if damage == "iteration_time_s":
+            bad["totals"]["iteration_time_s"] *= 0.9
+        else:
+            first = next(e for e in bad["requests"] if e["admitted"])
+            first["tpot_s"] *= 0.9
+        path = tmp_path / f"bad-{damage}.json"
+        path.write_text(json.dumps(bad))
+        checked = CliRunner().invoke(main, ["check", example, str(path)])
+        assert checked.exit_code == 1 and damage in checked.output, checked.output
