@@ -6,10 +6,22 @@
   identical requests are placed once.
 * ``solution:FILE``: the placements of a solution file for this very instance (same
   requests, same order); rejected requests are not sent.
+* ``batch[:N[:S]]`` and ``batch-greedy[:N[:S]]``: batch-aware, windowed. The requests,
+  in arrival order (ties: instance order), are cut into consecutive windows of ``N``
+  (default :data:`WINDOW`; the last may be shorter). Each window's requests with at least
+  2 output tokens are placed together as one throughput-placement (F5) snapshot by the
+  registered solver of that name, with at most ``S`` seconds (default
+  :data:`WINDOW_BUDGET_S`), their own TPOT SLOs, the server's batched tables of the
+  simulated engine and the simulated KV capacity. Requests with 1 output token go all on
+  the server, and so do the requests the solver rejects (or all of a window it places
+  nothing of): every request is sent. Windows count requests, not seconds, so the
+  placements do not depend on the arrival rate (a capacity search places once).
 
 The wall time of placing is always measured. Charged in simulated time (``latency``), it
 delays the start of the first request of each group of identical ones by that group's
-share of the solve time (the others reuse the answer).
+share of the solve time (the others reuse the answer); for a windowed policy, every
+request of a window by the solve time of its window (the wait for the window to fill is
+not charged).
 
 Examples
 --------
@@ -22,8 +34,9 @@ Examples
 from __future__ import annotations
 
 import copy
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +59,61 @@ class Placement:
     sent: NDArray[np.bool_]
     wall_s: float
     latency_s: NDArray[np.float64]
+    #: Requests a windowed policy's solver rejected (sent all on the server), and its windows.
+    fallback: int = 0
+    windows: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
 
 
-def place(inst: Instance, policy: str) -> Placement:
-    """Place every request of ``inst`` by ``policy`` (see the module docstring)."""
+#: Requests per window of ``batch`` / ``batch-greedy`` and the solver's seconds per window.
+WINDOW, WINDOW_BUDGET_S = 32, 10.0
+WINDOWED = ("batch", "batch-greedy")
+
+
+def windowed(policy: str) -> tuple[str, int, float] | None:
+    """``(solver, N, S)`` of a windowed policy ``solver[:N[:S]]``; ``None`` for other policies.
+
+    >>> windowed("batch"), windowed("batch-greedy:8:2.5"), windowed("greedy")
+    (('batch', 32, 10.0), ('batch-greedy', 8, 2.5), None)
+    """
+    name, sep, rest = policy.partition(":")
+    if name not in WINDOWED:
+        return None
+    parts = rest.split(":") if sep else []
+    bad = f"{policy!r}: expected {name}[:N[:S]], N requests a window (integer >= 1), S seconds a window (> 0)"
+    if len(parts) > 2:
+        raise InputError("--policy", bad)
+    try:
+        size = int(parts[0]) if parts else WINDOW
+        budget = float(parts[1]) if len(parts) > 1 else WINDOW_BUDGET_S
+    except ValueError:
+        raise InputError("--policy", bad) from None
+    if size < 1 or not (math.isfinite(budget) and budget > 0):
+        raise InputError("--policy", bad)
+    return name, size, budget
+
+
+def windows(arrivals: NDArray[np.float64], size: int) -> list[NDArray[np.int64]]:
+    """Request indices of each window: the next ``size`` requests in arrival order (stable).
+
+    >>> [w.tolist() for w in windows(np.array([0.0, 2.0, 1.0, 1.0, 5.0]), 2)]
+    [[0, 2], [3, 1], [4]]
+    """
+    order = np.argsort(np.asarray(arrivals, float), kind="stable")
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def place(inst: Instance, policy: str, *, engine: str = "vllm", kv_capacity_bytes: float | None = None) -> Placement:
+    """Place every request of ``inst`` by ``policy`` (see the module docstring).
+
+    ``engine`` and ``kv_capacity_bytes`` (default: the instance's) are the simulated
+    server's, used by the windowed policies only.
+    """
     if policy.startswith("solution:"):
         return _replay(inst, policy, Path(policy.split(":", 1)[1]))
+    spec = windowed(policy)
+    if spec is not None:
+        return _windowed(inst, policy, *spec, engine=engine, kv_capacity_bytes=kv_capacity_bytes)
     n, b = inst.n_requests, inst.n_blocks
     if policy == "all-server":
         return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n))
@@ -68,6 +130,46 @@ def place(inst: Instance, policy: str) -> Placement:
     latency = np.zeros(n)
     latency[first] = wall / len(first)
     return Placement(policy, np.asarray(result.placements, bool), np.asarray(result.admitted, bool), wall, latency)
+
+
+def _windowed(inst: Instance, policy: str, solver: str, size: int, budget: float, *, engine: str,
+              kv_capacity_bytes: float | None) -> Placement:
+    n, b = inst.n_requests, inst.n_blocks
+    x, latency = np.ones((n, b), bool), np.zeros(n)
+    arrivals = np.array([r.arrival_s for r in inst.requests], dtype=float)
+    decoding = inst.arrays.output_tokens >= 2
+    wall, fallback, statuses = 0.0, 0, {}
+    groups = windows(arrivals, size)
+    for group in groups:
+        idx = group[decoding[group]]
+        if idx.size == 0:
+            continue
+        snapshot = _snapshot(inst, idx, kv_capacity_bytes)
+        started = time.perf_counter()
+        try:
+            result = solve(snapshot, solver, time_limit=budget, engine=engine)
+        except SplitLLMError as exc:
+            raise InputError("--policy", f"{policy}: {exc}") from None
+        spent = time.perf_counter() - started
+        wall += spent
+        latency[group] = spent
+        statuses[result.status.value] = statuses.get(result.status.value, 0) + 1
+        if result.placements is None or result.admitted is None:
+            fallback += idx.size
+            continue
+        adm = np.asarray(result.admitted, bool)
+        x[idx[adm]] = np.asarray(result.placements, bool)[adm]
+        fallback += int((~adm).sum())
+    return Placement(policy, x, np.ones(n, bool), wall, latency, fallback, len(groups), statuses)
+
+
+def _snapshot(inst: Instance, idx: NDArray[np.int64], kv_capacity_bytes: float | None) -> Instance:
+    """The requests ``idx`` of ``inst`` alone, with the simulated server's KV capacity."""
+    data = copy.deepcopy(inst.source)
+    data["requests"] = [data["requests"][int(i)] for i in idx]
+    if kv_capacity_bytes is not None:
+        data.setdefault("server", {})["kv_capacity_bytes"] = float(kv_capacity_bytes)
+    return parse_instance(data)
 
 
 def _per_request_problem(inst: Instance) -> Instance:

@@ -69,6 +69,8 @@ def summary(inst: Instance, sim: SimResult, placement: Placement, arrivals: NDAr
         "peak_kv_bytes": sim.peak_kv_bytes,
         "policy": placement.policy,
         "policy_wall_s": placement.wall_s,
+        **({"policy_windows": placement.windows, "policy_fallback_all_server": placement.fallback,
+            "policy_window_statuses": placement.statuses} if placement.windows else {}),
         "events": sim.events,
         "simulation_wall_s": sim.wall_s,
         **extra,

@@ -70,7 +70,7 @@ def _folder(policy: str) -> str:
 @click.command("simulate")
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
-              help="all-server, a solver name (greedy, dp, ...) or solution:FILE; repeat to compare")
+              help="all-server, a solver name (greedy, dp, ...), solution:FILE, or batch[:N[:S]] / batch-greedy[:N[:S]] (windows of N requests in arrival order, each an F5 snapshot solved in S s; default 32, 10); repeat to compare")
 @click.option("--engine", type=click.Choice(list(ENGINES)), default="vllm", show_default=True,
               help="vllm: prefill-first iterations; tensorrt-llm: prefills and decode steps share iterations")
 @click.option("--trace", type=click.Choice(TRACES), default=None, help="requests from a real trace (its timestamps and lengths)")
@@ -109,7 +109,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
         if n_requests is not None or slo:
             raise InputError("--requests" if n_requests is not None else "--slo", "applies only with --trace")
         arrivals = retime(instance_arrivals(inst), rate, poisson, np.random.default_rng(seed)) if rate or poisson else instance_arrivals(inst)
-    placements = [place(inst, p) for p in policies]
+    placements = [place(inst, p, engine=engine, kv_capacity_bytes=cfg.kv_capacity_bytes) for p in policies]
     out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"engine": engine, "overhead_s": costs.overhead_s, "kv_capacity_bytes": cfg.kv_capacity_bytes,
                              "chunk": chunk, "warm": warm, "placement_latency": placement_latency, "trace": trace, "seed": seed}
@@ -132,6 +132,8 @@ def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimCo
     for row, p in zip(rows, placements):
         row["ratio_to_first"] = row["capacity_rps"] / base if base and row["capacity_rps"] is not None else None
         row["policy_wall_s"] = p.wall_s
+        if p.windows:
+            row.update(windows=p.windows, fallback_all_server=p.fallback, window_statuses=p.statuses)
     write_json(out / "capacity.json", {"requests": inst.n_requests, **extra, "policies": rows})
     lines = ["| policy | capacity (req/s) | x " + placements[0].policy + " | policy wall (s) |", "|---|---|---|---|"]
     lines += [f"| {r['policy']} | {_num(r['capacity_rps'], '.3f', 'unbounded')} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
