@@ -12,7 +12,9 @@ else (no solver code):
   batch 1 (the cost model's per-step figures, server compute left out) plus
   ``T * (s + w)``: ``s`` server segments in its decode cycle ``head -> embed -> ... -> head``
   and ``w`` of them entered from the client (each waits up to one iteration, then runs one);
-  an all-server request has ``s = 1, w = 0``, an all-client one ``s = w = 0``;
+  an all-server request has ``s = 1, w = 0``, an all-client one ``s = w = 0``; a server
+  segment that wraps from the head round to the embedding runs in two iterations (the
+  sampled token is there only at the end of one), so it counts one more;
 * the server KV (every admitted request's server blocks, ``kv_bytes_per_token * (p + o)``)
   against the capacity: the instance's ``server.kv_capacity_bytes``, else the GPU's memory
   minus the model's weights (no limit when the tables give no memory);
@@ -25,7 +27,7 @@ Examples
 --------
 >>> from splitllm.batched import all_blocks
 >>> cycle_factor(np.array([[True, True, True], [False, True, False], [True, False, True], [False, False, False]]))
-array([1, 2, 2, 0])
+array([1, 2, 3, 0])
 """
 
 from __future__ import annotations
