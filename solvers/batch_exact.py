@@ -46,6 +46,7 @@ from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
+from splitllm.solvers.batch_brute import request_options
 from splitllm.solvers.batch_common import ENGINE, batch_result, server_tables, verify
 from splitllm.solvers.brute import all_placements
 from splitllm.solvers.pulp_backend import BACKENDS, run
@@ -303,8 +304,6 @@ def branch_and_bound(data: BatchData, deadline: float | None) -> tuple[BoolArray
     the cap of an admitted request or the best ``T`` at the same weight. ``None`` when
     the deadline comes first.
     """
-    from splitllm.solvers.batch_brute import request_options
-
     a = data.instance.arrays
     R, B = data.n_requests, data.n_blocks
     order = sorted(range(R), key=lambda r: (-a.weight[r], r))
