@@ -48,7 +48,6 @@ from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.batch_brute import request_options
 from splitllm.solvers.batch_common import ENGINE, batch_result, server_tables, verify
-from splitllm.solvers.brute import all_placements
 from splitllm.solvers.pulp_backend import BACKENDS, run
 from splitllm.tolerances import FEASIBILITY_RTOL, OPTIMAL_GAP
 
