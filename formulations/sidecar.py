@@ -135,3 +135,49 @@ def _phases(instance: Instance, handles: dict[str, Any]) -> list[dict[str, Any]]
         {"phase": 1, "sense": "maximize", "objective": "admitted weight", "objective_terms": _terms(handles["weight"]), "note": "the model file's objective"},
         {"phase": 2, "add_row": weight_row, **work, "note": "keep phase 1's weight, then least server work"},
     ]
+
+
+#: What each variable prefix of the throughput model (F5) means.
+THROUGHPUT_VARIABLES = {
+    "a": "a_r{r}: request r admitted (binary)",
+    "x": "x_r{r}_b{b}: block b of request r on the server (binary)",
+    "y": "y_b{b}: block b active on the server (some admitted request runs it; binary)",
+    "z": "z_b{b}_k{k}: exactly k admitted requests run block b on the server (binary)",
+    "u": "u_r{r}_b{b}: the decode cycle crosses client -> server before block b (b = 0: head -> embed)",
+    "d": "d_r{r}_b{b}: the decode cycle crosses server -> client before block b",
+    "full": "full_r{r}: request r entirely on the server",
+    "v": "v_r{r}_j{j}: request r's decode cycle has j server segments entered from the client",
+    "P": "P_r{r}_j{j}: T when v_r{r}_j{j} = 1, else 0 (seconds)",
+    "Q": "Q_r{r}: T when full_r{r} = 1, else 0 (seconds)",
+    "wrap": "wrap_r{r}: a server segment of request r wraps from the head round to the embedding",
+    "W": "W_r{r}: T when wrap_r{r} = 1, else 0 (seconds)",
+    "srv": "srv_r{r}: request r runs some block on the server (counts for the per-sequence overhead)",
+    "T": "T: the decode iteration time over the admitted requests' server blocks (seconds)",
+}
+
+
+def describe_throughput(instance: Instance, problem: pulp.LpProblem, handles: dict[str, Any], engine: str) -> dict[str, Any]:
+    """The sidecar of a throughput model (F5) as JSON types: units, what each variable
+    means, request index -> id, and both phases (maximise weight; then keep it and
+    minimise ``T``)."""
+    return {
+        "format": SIDECAR_FORMAT,
+        "version": 1,
+        "instance": instance.name,
+        "formulation": "throughput",
+        "engine": engine,
+        "units": {
+            "T": "seconds; the TPOT rows are divided by each request's TPOT limit, the iteration-time row by t_unit_s",
+            "t_unit_s": handles["t_unit"],
+            "t_max_s": handles["t_max"],
+        },
+        "variable_kinds": THROUGHPUT_VARIABLES,
+        "requests": [{"index": r, "id": q.id, "weight": float(instance.arrays.weight[r])} for r, q in enumerate(instance.requests)],
+        "phases": [
+            {"phase": 1, "sense": "maximize", "objective": "admitted weight", "objective_terms": _terms(handles["weight"]),
+             "note": "the model file's objective"},
+            {"phase": 2, "add_row": {"name": "lexicographic_weight", "terms": _terms(handles["weight"]), "sense": ">=",
+                                     "rhs": "W1, the admitted weight of phase 1's solution"},
+             "sense": "minimize", "objective": "T / t_unit_s", "objective_terms": {"T": 1.0 / handles["t_unit"]}},
+        ],
+    }

@@ -29,15 +29,19 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> str:
+def export_model(instance_path: Path, formulation: str, fmt: str, out: Path, engine: str = "vllm") -> str:
     """Build ``formulation`` for the instance at ``instance_path`` and write it to ``out``."""
-    from splitllm.formulations import column, compact
-    from splitllm.formulations.sidecar import describe
+    from splitllm.batched import server_costs
+    from splitllm.formulations import batch, column, compact
+    from splitllm.formulations.batch_data import build_data
+    from splitllm.formulations.sidecar import describe, describe_throughput
     from splitllm.instance import load_instance
     from splitllm.solvers.columns import dp_columns
 
     inst = load_instance(instance_path)
-    if formulation == "compact":
+    if formulation == "throughput":
+        problem, handles = batch.build(build_data(inst, server_costs(inst, engine)))
+    elif formulation == "compact":
         problem, handles = compact.build(inst)
     else:
         columns = dp_columns(inst)
@@ -49,7 +53,7 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> 
             problem.writeMPS(str(tmp), with_objsense=True)
         else:
             problem.writeLP(str(tmp))
-    side = describe(inst, problem, handles, formulation)
+    side = describe_throughput(inst, problem, handles, engine) if formulation == "throughput" else describe(inst, problem, handles, formulation)
     side["model_file"] = out.name
     write_json(sidecar_path(out), side)
     return f"{out}: {formulation} model, {len(problem.variables())} variables, {len(problem.constraints)} rows; {sidecar_path(out)}: what they mean"
@@ -57,14 +61,16 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path) -> 
 
 @click.command()
 @click.argument("instance", type=click.Path(path_type=Path))
-@click.option("--formulation", type=click.Choice(["compact", "column"]), default="compact", show_default=True)
+@click.option("--formulation", type=click.Choice(["compact", "column", "throughput"]), default="compact", show_default=True,
+              help="compact (F2), column (F3), or throughput (F5: a decode batch on a batching server)")
+@click.option("--engine", type=click.Choice(["vllm", "tensorrt-llm"]), default="vllm", show_default=True, help="for --formulation throughput")
 @click.option("--format", "fmt", type=click.Choice(["mps", "lp"]), default="mps", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write (atomically)")
 @input_errors_exit
-def export(instance: Path, formulation: str, fmt: str, out: Path) -> None:
-    """Write the F2 (compact) or F3 (column) model of INSTANCE as an MPS or LP file, and
-    OUT.json beside it (units, row scales, variable names, request ids, objective phases)."""
-    click.echo(export_model(instance, formulation, fmt, out))
+def export(instance: Path, formulation: str, engine: str, fmt: str, out: Path) -> None:
+    """Write the F2 (compact), F3 (column) or F5 (throughput) model of INSTANCE as an MPS or
+    LP file, and OUT.json beside it (units, row scales, variable names, request ids, phases)."""
+    click.echo(export_model(instance, formulation, fmt, out, engine))
 
 
 COMMANDS = [export]

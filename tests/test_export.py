@@ -49,3 +49,29 @@ def test_export_bad_input_exits_2_without_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no such file" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x.mps").exists()
+
+
+def test_throughput_model_exports_with_its_sidecar(tmp_path: Path) -> None:
+    """F5 as MPS: any solver reading the file reaches the admitted weight of the reference."""
+    import highspy
+
+    from splitllm.registry import solve as solve_registered
+    from splitllm.instance import parse_instance
+    from hostile_cases import batched_profiled
+
+    data = batched_profiled()
+    for request in data["requests"]:
+        request["output_tokens"] = max(2, request["output_tokens"])
+        request.setdefault("slo", {})["tpot_s"] = 0.05
+    source, out = tmp_path / "inst.json", tmp_path / "f5.mps"
+    source.write_text(json.dumps(data))
+    result = CliRunner().invoke(export, [str(source), "--formulation", "throughput", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    side = json.loads((tmp_path / "f5.mps.json").read_text())
+    assert side["formulation"] == "throughput" and [p["phase"] for p in side["phases"]] == [1, 2]
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.readModel(str(out))
+    h.run()
+    reference = solve_registered(parse_instance(data), "batch-brute")
+    assert h.getInfo().objective_function_value == pytest.approx(reference.objective)
