@@ -12,8 +12,8 @@ starts its own child process; the instance paths must be readable by the workers
 
 ``results.csv`` in the output folder is rewritten atomically after every cell, so an
 interrupted run loses nothing recorded; running again with the same output folder skips
-the cells already there with the same instance path, solver, solver options and time
-limit. A cell recorded under another time limit (or other options written differently,
+the cells already there with the same instance path and contents, solver, solver options
+and time limit. A cell recorded under another time limit (or other options written differently,
 see :func:`solver_identity`) is run again and its new record replaces the old one.
 
 A run holds an exclusive lock on ``OUT/.splitllm-bench.lock`` (a second run on the same
@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import hashlib
 import importlib.util
 import io
 import json
@@ -58,6 +59,7 @@ from splitllm.result import gap
 COLUMNS = (
     "instance",
     "path",
+    "instance_sha256",
     "requests",
     "blocks",
     "objective_type",
@@ -80,6 +82,8 @@ FLOAT_COLUMNS = frozenset(
     {"time_limit_s", "objective", "bound", "best_bound", "gap", "time_s", "wall_s", "peak_mem_mb", "server_work_s", "all_server_work_s"}
 )
 INT_COLUMNS = frozenset({"requests", "blocks"})
+#: Columns an older results file may lack (its cells are then run again).
+OPTIONAL_COLUMNS = frozenset({"instance_sha256"})
 RESULTS_CSV = "results.csv"
 LOCK_FILE = ".splitllm-bench.lock"
 INSTANCE_FORMAT = "splitllm/instance"
@@ -97,6 +101,7 @@ class Cell:
 
     path: str
     instance: str
+    instance_sha256: str
     requests: int
     blocks: int
     objective_type: str
@@ -104,8 +109,9 @@ class Cell:
     time_limit_s: float
 
     @property
-    def key(self) -> tuple[str, str, float]:
-        """What makes a recorded cell this one: instance path, solver and options, limit."""
+    def key(self) -> tuple[str, str, float, str]:
+        """What makes a recorded cell this one: instance path, solver and options, limit, and
+        the instance file's contents."""
         return record_key(asdict(self))
 
 
@@ -126,9 +132,17 @@ def solver_identity(spec: str) -> str:
     return name + (json.dumps(options, sort_keys=True) if options else "")
 
 
-def record_key(record: Record) -> tuple[str, str, float]:
-    """The resume key of a record or cell: ``(path, solver identity, time limit)``."""
-    return (str(record["path"]), solver_identity(str(record["solver"])), float(record["time_limit_s"]))
+def record_key(record: Record) -> tuple[str, str, float, str]:
+    """The resume key of a record or cell: ``(path, solver identity, time limit, instance
+    digest)``; a record without a digest (an older results file) matches no cell."""
+    digest = str(record.get("instance_sha256") or "")
+    return (str(record["path"]), solver_identity(str(record["solver"])), float(record["time_limit_s"]), digest)
+
+
+def instance_digest(path: Path) -> str:
+    """A short SHA-256 of an instance file's bytes: a file changed under the same name is
+    not the instance a recorded cell solved."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 # --- finding instances -------------------------------------------------------------------
@@ -172,12 +186,14 @@ def make_cells(paths: list[Path], solvers: list[str], time_limit: float) -> list
     cells = []
     for path in paths:
         data = read_json(path)
+        digest = instance_digest(path)
         model = data.get("model") if isinstance(data.get("model"), dict) else {}
         for solver in solvers:
             cells.append(
                 Cell(
                     path=str(path),
                     instance=str(data.get("name") or path.stem),
+                    instance_sha256=digest,
                     requests=len(data.get("requests") or []),
                     blocks=len(model.get("blocks") or []),
                     objective_type=str(data.get("objective", "")),
@@ -319,7 +335,10 @@ def _parse_row(row: dict[str | None, Any]) -> Record:
     """One CSV row as a record; ``ValueError`` when a field is missing, extra or unreadable."""
     if None in row or None in row.values():
         raise ValueError("wrong number of fields")
-    record = {column: _parse_value(column, row[column]) for column in COLUMNS}
+    missing = [c for c in COLUMNS if c not in row and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise ValueError(f"missing column {missing[0]!r}")
+    record = {column: _parse_value(column, row.get(column) or "") for column in COLUMNS}
     if record["status"] not in STATUSES or not record["path"] or not record["solver"] or record["time_limit_s"] is None:
         raise ValueError(f"status {record['status']!r}, path, solver or time limit unreadable")
     return record

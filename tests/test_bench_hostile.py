@@ -179,3 +179,23 @@ def test_max_admitted_plots_admitted_weight_and_no_empty_panels() -> None:
     panels = objective_panels(records)
     assert [title for title, _ in panels] == ["Admitted weight, % of the most admitted"]
     assert panels[0][1] == {"dp": [100.0], "greedy": [75.0]}
+
+
+def test_an_instance_changed_under_the_same_name_is_run_again(tmp_path: Path) -> None:
+    """Resuming keys on the instance's contents too: a stale record is not reused."""
+    import json
+
+    from splitllm.bench.runner import read_results, run_bench
+    from splitllm.instance import example_path
+
+    inst = tmp_path / "inst.json"
+    data = json.loads(example_path("tiny").read_text())
+    inst.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    first = run_bench([inst], ["dp"], out, 10.0, progress=False)
+    data["requests"][0]["slo"] = {"ttft_s": 0.05}  # now infeasible
+    inst.write_text(json.dumps(data))
+    second = run_bench([inst], ["dp"], out, 10.0, progress=False)
+    assert first[0]["status"] == "optimal" and second[0]["status"] == "infeasible"
+    assert first[0]["instance_sha256"] != second[0]["instance_sha256"]
+    assert len(read_results(out / "results.csv")) == 1
