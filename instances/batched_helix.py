@@ -47,7 +47,7 @@ import numpy as np
 
 from splitllm.batched import AttentionModel, BatchedCosts, tables_from_costs
 from splitllm.errors import InputError
-from splitllm.instances.batched_vidur import head_seconds, proportional_tail
+from splitllm.instances.batched_vidur import head_seconds, proportional_tail, shape_costs
 from splitllm.instances.helix import (
     CREDIT, FP16, GPUS, MODELS, PROFILED_CONTEXT, helix_kinds, import_helix, read_xy,
 )
@@ -116,17 +116,7 @@ def helix_batched(root: Path, folder: str, gpu: str) -> BatchedCosts:
         "nominal. "
         + CREDIT.format(folder=folder, gpu=gpu)
     )
-    return BatchedCosts(
-        device=device,
-        model=shape.name,
-        lin={"embed": embed, "layer": layer, "head": head},
-        attention=attention,
-        overhead_s=0.0,
-        provenance=provenance,
-        memory_bytes=MEMORY[gpu],
-        weight_bytes=float(shape.total_params()) * FP16,
-        kv_bytes_per_token=float(shape.kv_bytes_per_token(FP16) * shape.n_layers),
-    )
+    return shape_costs(device, shape, {"embed": embed, "layer": layer, "head": head}, attention, provenance, MEMORY[gpu])
 
 
 def with_batched(profile: Profile, root: Path) -> Profile:

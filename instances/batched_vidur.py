@@ -103,14 +103,22 @@ def batched_from_table(table: OpTable, gpu: str, model: str, bandwidth_scale: fl
         "input_layernorm, at each measured num_tokens. Modelled (roofline fitted to the same table's GEMMs: "
         f"{roof.describe()}): attention per item, the LM-head GEMM and sampling. " + CREDIT.format(gpu=gpu, hf=MODELS[model])
     )
+    return shape_costs(GPUS[gpu][0], shape, {"embed": embed, "layer": layer, "head": head}, attention, provenance, MEMORY[gpu])
+
+
+def shape_costs(
+    device: str, shape: ModelShape, lin: dict[str, Curve], attention: AttentionModel, provenance: str, memory_bytes: float
+) -> BatchedCosts:
+    """Batched costs of an FP16 model ``shape`` on ``device``: weights and KV per token from
+    the shape, no engine overhead (the engine fits are added per profile)."""
     return BatchedCosts(
-        device=GPUS[gpu][0],
-        model=model,
-        lin={"embed": embed, "layer": layer, "head": head},
+        device=device,
+        model=shape.name,
+        lin=lin,
         attention=attention,
         overhead_s=0.0,
         provenance=provenance,
-        memory_bytes=MEMORY[gpu],
+        memory_bytes=memory_bytes,
         weight_bytes=float(shape.total_params()) * FP16,
         kv_bytes_per_token=float(shape.kv_bytes_per_token(FP16) * shape.n_layers),
     )

@@ -84,7 +84,7 @@ def request_metrics(arrays: Arrays, rows: NDArray[np.int64], placements: BoolArr
 
 def _times(count: NDArray[np.integer] | BoolArray, cost: Array) -> Array:
     """``count * cost`` that is 0 where ``count`` is 0, whatever ``cost`` is (never inf * 0)."""
-    return np.where(count > 0, count * np.where(count > 0, cost, 0.0), 0.0)
+    return count * np.where(count > 0, cost, 0.0)
 
 
 def limit_pairs(arrays: Arrays, rows: NDArray[np.int64], m: Metrics) -> dict[Resource, tuple[Array, Array]]:
