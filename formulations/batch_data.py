@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from splitllm.batch_evaluator import check_batch_instance, context, cycle_factor, kinds, kv_capacity
 from splitllm.batched import BatchedCosts
 from splitllm.evaluator import request_metrics
-from splitllm.instance import Instance
+from splitllm.instance import Arrays, Instance
 from splitllm.tolerances import FEASIBILITY_RTOL
 
 Array = NDArray[np.float64]
@@ -55,6 +55,8 @@ class BatchData:
     attn: Array
     is_layer: NDArray[np.bool_]
     kv_capacity: float
+    #: The instance's arrays with no server decode compute: client time and crossings only.
+    no_server: Arrays
 
     @property
     def n_requests(self) -> int:
@@ -77,25 +79,19 @@ class BatchData:
         """For placements ``x`` (K x B) of request ``r``: the most ``T * (s + w)`` may be
         (its TPOT limit, with the evaluator's tolerance, less client time and crossings),
         and ``s + w``."""
-        base = decode_base_of(self.instance, r, x)
+        base = request_metrics(self.no_server, np.full(len(x), r), x).tpot if len(x) else np.zeros(0)
         limit = self.instance.arrays.tpot_limit[r] * (1 + FEASIBILITY_RTOL)
         return limit - base, cycle_factor(x)
 
 
-def decode_base_of(instance: Instance, r: int, x: NDArray[np.bool_]) -> Array:
-    """Client decode time plus decode crossings of placements ``x`` of request ``r``."""
-    return _base_rows(instance, np.full(len(x), r), x) if len(x) else np.zeros(0)
+def build_data(instance: Instance, costs: BatchedCosts, *, decoding_only: bool = True) -> BatchData:
+    """Compile ``instance`` and the server's batched tables for F5.
 
-
-def _base_rows(instance: Instance, rows: NDArray[np.int64], x: NDArray[np.bool_]) -> Array:
+    ``decoding_only=False`` also accepts requests with one output token (a caller that
+    places those itself, as an online policy does).
+    """
+    check_batch_instance(instance, costs, decoding_only=decoding_only)
     a = instance.arrays
-    no_server = replace(a, server_decode=np.zeros_like(a.server_decode))
-    return request_metrics(no_server, rows, x).tpot
-
-
-def build_data(instance: Instance, costs: BatchedCosts) -> BatchData:
-    """Compile ``instance`` and the server's batched tables for F5."""
-    check_batch_instance(instance, costs)
     block_kinds = kinds(instance)
     return BatchData(
         instance=instance,
@@ -104,4 +100,5 @@ def build_data(instance: Instance, costs: BatchedCosts) -> BatchData:
         attn=costs.attention.item_s(np.ones(instance.n_requests), context(instance)),
         is_layer=np.array([k == "layer" for k in block_kinds]),
         kv_capacity=kv_capacity(instance, costs),
+        no_server=replace(a, server_decode=np.zeros_like(a.server_decode)),
     )

@@ -55,11 +55,14 @@ class BatchEvaluation(Evaluation):
     iteration_time: float = math.nan
 
 
-def check_batch_instance(instance: Instance, costs: BatchedCosts) -> None:
-    """Refuse what F5 cannot place: requests that do not decode, blocks without a table."""
+def check_batch_instance(instance: Instance, costs: BatchedCosts, *, decoding_only: bool = True) -> None:
+    """Refuse what F5 cannot place: blocks without a table, requests that do not decode
+    (unless ``decoding_only`` is false)."""
     missing = sorted({b.kind for b in instance.model.blocks} - set(costs.lin))
     if missing:
         raise InputError("model.blocks", f"kind(s) {', '.join(missing)} have no batched table on {costs.device}")
+    if not decoding_only:
+        return
     short = np.nonzero(instance.arrays.output_tokens < 2)[0]
     if short.size:
         raise InputError(f"requests[{short[0]}].output_tokens", "F5 places decoding requests: must be >= 2")

@@ -1,0 +1,105 @@
+"""The online batch-aware policy ``batch-online``: each arrival placed given the current batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splitllm.batch_evaluator import evaluate_batch
+from splitllm.batched import server_costs
+from splitllm.evaluator import exceeds, request_metrics
+from splitllm.instance import Instance, example_path, load_instance, parse_instance
+from splitllm.serving.online import BatchOnline, _Batch
+from splitllm.serving.workload import trace_workload
+
+
+@pytest.fixture(scope="module")
+def workload() -> Instance:
+    inst, _ = trace_workload(load_instance(example_path("llama2-7b")), "azure-conv", n=120)
+    return inst
+
+
+def _kv(inst: Instance) -> float:
+    costs = server_costs(inst, "vllm")
+    return 0.9 * (costs.memory_bytes - costs.weight_bytes)
+
+
+def _feed(inst: Instance, placer: BatchOnline, window: int) -> np.ndarray:
+    """Arrivals one at a time; the ``window`` previous requests are in flight."""
+    x = np.ones((inst.n_requests, inst.n_blocks), bool)
+    for r in range(inst.n_requests):
+        assert placer.place(float(r), [r], list(range(max(0, r - window), r)), x).tolist() == [True]
+    return x
+
+
+def test_t_with_is_f5_iteration_time(workload: Instance) -> None:
+    placer = BatchOnline(workload, server_costs(workload, "vllm"), _kv(workload))
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        rows = rng.choice(workload.n_requests, size=20, replace=False)
+        x = rng.random((20, workload.n_blocks)) < 0.7
+        r = int(np.setdiff1d(np.arange(workload.n_requests), rows)[0])
+        got = _Batch.of(placer, x, rows).t_with(placer, r)
+        for k, cand in enumerate(placer.cand):
+            full = np.zeros((workload.n_requests, workload.n_blocks), bool)
+            full[rows], full[r] = x, cand
+            adm = np.zeros(workload.n_requests, bool)
+            adm[rows], adm[r] = True, True
+            assert got[k] == pytest.approx(placer.data.iteration_time(full, adm), rel=1e-12)
+
+
+@pytest.mark.parametrize("window", [5, 20, 60])
+def test_promises_hold_over_the_batch(workload: Instance, window: int) -> None:
+    """Among the requests in flight together, every promised one meets its TPOT at F5's T
+    over the promised ones (the evaluator's figure), its batch-1 TTFT and its memory."""
+    costs = server_costs(workload, "vllm")
+    placer = BatchOnline(workload, costs, _kv(workload))
+    x = _feed(workload, placer, window)
+    promised = placer.promised
+    assert promised.any() and (~x[promised]).any(), "the placer should split some requests"
+    a = workload.arrays
+    metrics = request_metrics(a, np.arange(workload.n_requests), x)
+    assert not exceeds(metrics.ttft[promised], a.ttft_limit[promised]).any()
+    assert not exceeds(metrics.client_mem, a.client_mem_limit).any()
+    for end in range(1, workload.n_requests + 1):  # each arrival's batch, at that arrival
+        batch = np.zeros(workload.n_requests, bool)
+        batch[max(0, end - 1 - window) : end] = True
+        if (batch & ~promised).any():
+            continue  # a request sent without a promise may lengthen T past the others'
+        ev = evaluate_batch(workload, costs, x, batch)
+        assert not [v for v in ev.violations if "tpot" in v], ev.violations
+
+
+def test_deterministic_and_one_token_requests_stay_on_the_server(workload: Instance) -> None:
+    costs, kv = server_costs(workload, "vllm"), _kv(workload)
+    first = _feed(workload, BatchOnline(workload, costs, kv), 10)
+    assert np.array_equal(first, _feed(workload, BatchOnline(workload, costs, kv), 10))
+    single = workload.arrays.output_tokens < 2
+    assert first[single].all()
+
+
+def test_impossible_tpot_goes_all_server_without_promise(workload: Instance) -> None:
+    data = dict(workload.source)
+    data["requests"] = [dict(r, slo={**r["slo"], "tpot_s": 1e-6}) for r in workload.source["requests"][:3]]
+    inst = parse_instance(data)
+    placer = BatchOnline(inst, server_costs(inst, "vllm"), _kv(inst))
+    x = _feed(inst, placer, 2)
+    assert x.all() and not placer.promised.any()
+
+
+def test_arrivals_of_one_instant_are_placed_in_turn(workload: Instance) -> None:
+    """Newcomers of one instant are placed one after another (heaviest first, then in
+    request order), each seeing the ones placed before it; the wall time is counted."""
+    costs, kv = server_costs(workload, "vllm"), _kv(workload)
+    together = BatchOnline(workload, costs, kv)
+    x = np.ones((workload.n_requests, workload.n_blocks), bool)
+    order = [7, 3, 9, 0, 5, 1, 8, 2, 6, 4]
+    assert together.place(0.0, order, [], x).all() and together.wall_s > 0
+    weight = workload.arrays.weight
+    one_by_one = BatchOnline(workload, costs, kv)
+    y = np.ones_like(x)
+    placed: list[int] = []
+    for r in sorted(order, key=lambda i: (-weight[i], i)):
+        one_by_one.place(0.0, [r], placed, y)
+        placed.append(r)
+    assert np.array_equal(x, y)
