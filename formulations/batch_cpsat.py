@@ -1,7 +1,8 @@
 """F5 in CP-SAT, with safely rounded integer coefficients.
 
 The model of :mod:`splitllm.formulations.batch` with Booleans, where CP-SAT's enforcement
-literals replace the big-Ms: the TPOT and client memory rows hold only when ``a[r]``, and
+literals replace the big-Ms: the TPOT, client memory (and, with ``data.ttft``, TTFT) rows
+hold only when ``a[r]``, and
 the product ``T * (s + w)`` is ``P[r] >= 2 j T`` enforced by ``v[r, j]``, ``P[r] >= (2 j + 1) T``
 by ``v[r, j]`` and ``wrap[r]`` (a server segment wrapping head -> embed), and ``P[r] >= T``
 by ``full[r]``.
@@ -112,9 +113,25 @@ def _request(m: cp_model.CpModel, h: dict[str, Any], data: BatchData, r: int, tq
     if math.isfinite(mem_lim):
         mq = max(mem_lim, 1.0) / resolution
         m.Add(sum(_q(float(a.client_mem[r, b]), mq, up) * (1 - x[b]) for b in range(B)) <= _q(mem_lim, mq, not up)).OnlyEnforceIf(adm)
+    if data.ttft:
+        _ttft(m, h, data, r, up, resolution)
     limit = float(a.tpot_limit[r])
     if math.isfinite(limit):
         step = [_q(float(a.client_decode[r, b]), tq, up) * (1 - x[b]) for b in range(B)]
         step += [_q(float(a.act_up_decode[r]), tq, up) * h["u"][r, b] + _q(float(a.act_down_decode[r]), tq, up) * h["d"][r, b] for b in range(1, B)]
         step += [_q(float(a.token_up_decode[r]), tq, up) * h["u"][r, 0], _q(float(a.token_down_decode[r]), tq, up) * h["d"][r, 0]]
         m.Add(sum(step) + p <= _q(limit, tq, not up)).OnlyEnforceIf(adm)
+
+
+def _ttft(m: cp_model.CpModel, h: dict[str, Any], data: BatchData, r: int, up: bool, resolution: int) -> None:
+    """Request ``r``'s batch-1 TTFT row in quanta of its limit / ``resolution`` (as the MILP's)."""
+    a, B = data.instance.arrays, data.n_blocks
+    limit = float(a.ttft_limit[r])
+    if not math.isfinite(limit):
+        return
+    q = max(limit, 1e-12) / resolution
+    x = [h["x"][r, b] for b in range(B)]
+    terms = [_q(float(a.server_prefill[r, b]), q, up) * x[b] + _q(float(a.client_prefill[r, b]), q, up) * (1 - x[b]) for b in range(B)]
+    terms += [_q(float(a.act_up_prefill[r]), q, up) * h["u"][r, b] + _q(float(a.act_down_prefill[r]), q, up) * h["d"][r, b] for b in range(1, B)]
+    terms += [_q(float(a.prompt_up[r]), q, up) * x[0], _q(float(a.first_token_down[r]), q, up) * x[B - 1]]
+    m.Add(sum(terms) <= _q(limit, q, not up)).OnlyEnforceIf(h["a"][r])

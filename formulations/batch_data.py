@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from splitllm.batch_evaluator import check_batch_instance, context, cycle_factor, kinds, kv_capacity
 from splitllm.batched import BatchedCosts
-from splitllm.evaluator import request_metrics
+from splitllm.evaluator import exceeds, request_metrics
 from splitllm.instance import Arrays, Instance
 from splitllm.tolerances import FEASIBILITY_RTOL
 
@@ -57,6 +57,8 @@ class BatchData:
     kv_capacity: float
     #: The instance's arrays with no server decode compute: client time and crossings only.
     no_server: Arrays
+    #: Whether each admitted request's batch-1 TTFT is a limit too (a snapshot of arriving requests).
+    ttft: bool = False
 
     @property
     def n_requests(self) -> int:
@@ -83,12 +85,57 @@ class BatchData:
         limit = self.instance.arrays.tpot_limit[r] * (1 + FEASIBILITY_RTOL)
         return limit - base, cycle_factor(x)
 
+    def placeable(self, r: int, x: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Which placements ``x`` (K x B) of request ``r`` meet its own limits: client
+        memory and, when :attr:`ttft`, its batch-1 TTFT."""
+        a = self.instance.arrays
+        ok = ~exceeds(np.where(x, 0.0, a.client_mem[r]).sum(axis=1), a.client_mem_limit[r])
+        if self.ttft and len(x):
+            ok &= ~exceeds(request_metrics(a, np.full(len(x), r), x).ttft, a.ttft_limit[r])
+        return ok
 
-def build_data(instance: Instance, costs: BatchedCosts, *, decoding_only: bool = True) -> BatchData:
+
+class BatchState:
+    """A growing batch as F5 prices it: per-block server counts and the other parts of ``T``.
+
+    ``t_with(r, x)`` is ``T`` with request ``r`` added at each of the placements ``x``
+    (K x B), one vectorised evaluation; ``add(r, row)`` adds it. ``kv`` is the batch's server
+    KV bytes and ``t_cap`` the least ``T`` cap of its requests (``inf`` when none is given).
+    """
+
+    def __init__(self, data: BatchData, x: NDArray[np.bool_] | None = None, rows: NDArray[np.int64] | None = None,
+                 caps: Array | None = None) -> None:
+        self.data = data
+        x = np.zeros((0, data.n_blocks), dtype=bool) if x is None else np.asarray(x, dtype=bool)
+        rows = np.zeros(0, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        a = data.instance.arrays
+        self.counts = x.sum(axis=0).astype(np.int64)
+        self.attn_s = float(data.attn[rows] @ (x & data.is_layer).sum(axis=1))
+        self.scheduled = int(x.any(axis=1).sum())
+        self.kv = float((x * a.kv[rows]).sum())
+        self.t_cap = float(caps.min()) if caps is not None and len(caps) else np.inf
+
+    def t_with(self, r: int, x: NDArray[np.bool_]) -> Array:
+        d = self.data
+        fixed = d.fixed[np.arange(d.n_blocks), self.counts + x].sum(axis=1)
+        return (d.costs.overhead_s + fixed + self.attn_s + d.attn[r] * (x & d.is_layer).sum(axis=1)
+                + d.costs.overhead_per_seq_s * (self.scheduled + x.any(axis=1)))
+
+    def add(self, r: int, row: NDArray[np.bool_], cap: float = np.inf) -> None:
+        d = self.data
+        self.counts = self.counts + row
+        self.attn_s += float(d.attn[r] * (row & d.is_layer).sum())
+        self.scheduled += int(row.any())
+        self.kv += float((row * d.instance.arrays.kv[r]).sum())
+        self.t_cap = min(self.t_cap, cap)
+
+
+def build_data(instance: Instance, costs: BatchedCosts, *, ttft: bool = False, decoding_only: bool = True) -> BatchData:
     """Compile ``instance`` and the server's batched tables for F5.
 
-    ``decoding_only=False`` also accepts requests with one output token (a caller that
-    places those itself, as an online policy does).
+    ``ttft``: also hold each admitted request's batch-1 TTFT. ``decoding_only=False``
+    also accepts requests with one output token (a caller that places those itself, as an
+    online policy does).
     """
     check_batch_instance(instance, costs, decoding_only=decoding_only)
     a = instance.arrays
@@ -101,4 +148,5 @@ def build_data(instance: Instance, costs: BatchedCosts, *, decoding_only: bool =
         is_layer=np.array([k == "layer" for k in block_kinds]),
         kv_capacity=kv_capacity(instance, costs),
         no_server=replace(a, server_decode=np.zeros_like(a.server_decode)),
+        ttft=ttft,
     )

@@ -17,11 +17,11 @@ from numpy.typing import NDArray
 
 from splitllm.errors import SplitLLMError
 from splitllm.evaluator import exceeds
-from splitllm.formulations.batch_data import BatchData, build_data
+from splitllm.formulations.batch_data import BatchData
 from splitllm.instance import Instance
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
-from splitllm.solvers.batch_common import ENGINE, batch_result, server_tables, verify
+from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 from splitllm.solvers.brute import all_placements, check_size
 from splitllm.tolerances import FEASIBILITY_RTOL
 
@@ -30,12 +30,10 @@ CHUNK = 1 << 14
 
 
 def request_options(data: BatchData, r: int) -> NDArray[np.bool_]:
-    """Placements of request ``r`` that could be admitted (client memory, TPOT at ``T = 0``)."""
-    a = data.instance.arrays
+    """Placements of request ``r`` that could be admitted (its own limits, TPOT at ``T = 0``)."""
     x = all_placements(data.n_blocks)
-    mem_ok = ~exceeds(np.where(x, 0.0, a.client_mem[r]).sum(axis=1), a.client_mem_limit[r])
     slack, _ = data.tpot_slack(r, x)
-    return x[mem_ok & (slack >= 0)]
+    return x[data.placeable(r, x) & (slack >= 0)]
 
 
 def solve_brute(data: BatchData) -> SolveResult:
@@ -90,7 +88,7 @@ def _better(best: tuple[float, float, int], weight: np.ndarray, t: np.ndarray, o
     return best
 
 
-@register("batch-brute", "F5 throughput placement by enumeration (tiny snapshots); the tests' reference", exact=True, options=(ENGINE,), verifier=verify)
-def solve(instance: Instance, *, time_limit: float | None = None, engine: str = "vllm") -> SolveResult:
+@register("batch-brute", "F5 throughput placement by enumeration (tiny snapshots); the tests' reference", exact=True, options=COMMON, verifier=verify)
+def solve(instance: Instance, *, time_limit: float | None = None, engine: str = "vllm", ttft: bool = False) -> SolveResult:
     check_size(instance)
-    return solve_brute(build_data(instance, server_tables(instance, engine)))
+    return solve_brute(batch_data(instance, engine, ttft))

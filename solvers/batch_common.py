@@ -17,11 +17,20 @@ from numpy.typing import NDArray
 from splitllm import batch_costs
 from splitllm.batch_evaluator import verify_batch
 from splitllm.batched import BatchedCosts
+from splitllm.formulations.batch_data import BatchData, build_data
 from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.result import SolveResult, Status
 
 ENGINE = Option("engine", "choice", "vllm", "serving engine whose batched tables price T", choices=("vllm", "tensorrt-llm"))
+TTFT = Option("ttft", "boolean", False, "also hold each admitted request's batch-1 TTFT (a snapshot of arriving requests)")
+#: The options every F5 solver takes.
+COMMON = (ENGINE, TTFT)
+
+
+def batch_data(instance: Instance, engine: str = "vllm", ttft: bool = False) -> BatchData:
+    """The F5 data of ``instance`` on the server's batched tables of ``engine``."""
+    return build_data(instance, server_tables(instance, engine), ttft=ttft)
 
 
 def server_tables(instance: Instance, engine: str = "vllm") -> BatchedCosts:
@@ -31,9 +40,10 @@ def server_tables(instance: Instance, engine: str = "vllm") -> BatchedCosts:
 
 def verify(instance: Instance, result: SolveResult, options: dict[str, Any]) -> SolveResult:
     """The registry's check of an F5 answer (independent evaluator, same tables)."""
-    engine = options.get("engine", "vllm")
-    result.info["engine"] = engine  # solution files record it, so `splitllm check` prices T the same way
-    return verify_batch(instance, server_tables(instance, engine), result)
+    engine, ttft = options.get("engine", "vllm"), bool(options.get("ttft", False))
+    result.info["engine"] = engine  # solution files record both, so `splitllm check` judges the same way
+    result.info["ttft"] = ttft
+    return verify_batch(instance, server_tables(instance, engine), result, ttft=ttft)
 
 
 def batch_result(

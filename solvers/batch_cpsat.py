@@ -18,19 +18,19 @@ from ortools.sat.python import cp_model
 
 from splitllm.deadline import TimeLimitReached, deadline_in
 from splitllm.formulations import batch_cpsat as f5c
-from splitllm.formulations.batch_data import BatchData, build_data
+from splitllm.formulations.batch_data import BatchData
 from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
-from splitllm.solvers.batch_common import ENGINE, batch_result, server_tables, verify
+from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 from splitllm.tolerances import OPTIMAL_GAP
 
 OPTIONS = (
     Option("workers", "integer", 2, "CP-SAT search workers (workers=1 with a fixed seed is reproducible)", low=1),
     Option("seed", "integer", 0, "CP-SAT random seed", low=0, high=2**31 - 1),
     Option("resolution", "integer", f5c.RESOLUTION, "time quanta per least TPOT limit (and byte quanta per limit)", low=1, high=10**9),
-    ENGINE,
+    *COMMON,
 )
 
 
@@ -97,6 +97,7 @@ def solve_cpsat(data: BatchData, time_limit: float | None = None, **opts: Any) -
 
 
 @register("batch-cpsat", "F5 throughput placement in CP-SAT, safely rounded (-o workers=N -o seed=S)", requires=("ortools",), exact=True, options=OPTIONS, verifier=verify)
-def solve(instance: Instance, *, time_limit: float | None = None, workers: int = 2, seed: int = 0, resolution: int = f5c.RESOLUTION, engine: str = "vllm") -> SolveResult:
-    data = build_data(instance, server_tables(instance, engine))
+def solve(instance: Instance, *, time_limit: float | None = None, workers: int = 2, seed: int = 0, resolution: int = f5c.RESOLUTION,
+          engine: str = "vllm", ttft: bool = False) -> SolveResult:
+    data = batch_data(instance, engine, ttft)
     return solve_cpsat(data, time_limit, workers=workers, seed=seed, resolution=resolution)

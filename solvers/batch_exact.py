@@ -19,14 +19,15 @@ Every F5 answer is one of two kinds.
   (the least floor of one split request)`` bounds the weight of every such answer:
   :func:`split_bounds`.
 
-The answer without splits is returned; it is ``optimal`` when the backend proved both
-phases and no interval can beat it: no interval's weight bound reaches a heavier answer,
-and none that reaches the same weight lies below its ``T``. Otherwise, when the snapshot
-is small (:data:`ENUMERATION_LIMIT` placements a request at most), a depth-first
-branch-and-bound over every request's placements settles it exactly
-(:func:`branch_and_bound`); else the status is ``feasible`` with the bounds found:
-``bound`` the largest weight bound, ``iteration_time_bound_s`` the least ``T`` an
-interval allows (only when the weight is proven).
+The answer without splits is ``optimal`` when the backend proved both phases and no
+interval can beat it: no interval's weight bound reaches a heavier answer, and none that
+reaches the same weight lies below its ``T``. Otherwise, when the snapshot is small
+(:data:`ENUMERATION_LIMIT` placements a request at most), a depth-first branch-and-bound
+over every request's placements settles it exactly (:func:`branch_and_bound`); else the
+better of the answer without splits and ``batch-greedy``'s (which splits) is returned,
+``feasible``, with the bounds found: ``bound`` the largest weight bound,
+``iteration_time_bound_s`` the least ``T`` an interval allows (only when the weight is
+proven).
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ from numpy.typing import NDArray
 
 from splitllm.deadline import TimeLimitReached, check, deadline_in
 from splitllm.evaluator import exceeds
-from splitllm.formulations.batch_data import BatchData, build_data
+from splitllm.formulations.batch_data import BatchData
 from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.batch_brute import request_options
-from splitllm.solvers.batch_common import ENGINE, batch_result, server_tables, verify
+from splitllm.solvers.batch_greedy import solve_greedy
+from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 from splitllm.solvers.pulp_backend import BACKENDS, run
 from splitllm.tolerances import FEASIBILITY_RTOL, OPTIMAL_GAP
 
@@ -57,7 +59,7 @@ ENUMERATION_LIMIT = 1 << 12
 OPTIONS = (
     Option("backend", "choice", "highs", "MILP backend of the no-split model", choices=tuple(sorted(BACKENDS, reverse=True))),
     Option("intervals", "integer", INTERVALS, "intervals of T that bound the answers with a split", low=1, high=10**6),
-    ENGINE,
+    *COMMON,
 )
 
 BoolArray = NDArray[np.bool_]
@@ -82,13 +84,21 @@ def request_costs(data: BatchData) -> NDArray[np.float64]:
 
 
 def client_only(data: BatchData) -> BoolArray:
-    """Requests that can run all on the client (memory and TPOT), costing the server nothing."""
-    a = data.instance.arrays
-    none = np.zeros((1, data.n_blocks), dtype=bool)
+    """Requests that can run all on the client (their own limits and TPOT), costing the server nothing."""
+    return _placeable_as(data, np.zeros(data.n_blocks, dtype=bool))
+
+
+def all_server_ok(data: BatchData) -> BoolArray:
+    """Requests whose own limits (client memory, TTFT when held) allow them all on the server."""
+    row = np.ones((1, data.n_blocks), dtype=bool)
+    return np.array([bool(data.placeable(r, row)[0]) for r in range(data.n_requests)])
+
+
+def _placeable_as(data: BatchData, row: BoolArray) -> BoolArray:
     ok = np.zeros(data.n_requests, dtype=bool)
     for r in range(data.n_requests):
-        slack, _ = data.tpot_slack(r, none)
-        ok[r] = slack[0] >= 0 and not exceeds(float(a.client_mem[r].sum()), float(a.client_mem_limit[r]))
+        slack, _ = data.tpot_slack(r, row[None])
+        ok[r] = slack[0] >= 0 and bool(data.placeable(r, row[None])[0])
     return ok
 
 
@@ -106,7 +116,8 @@ def no_split_model(data: BatchData) -> tuple[pulp.LpProblem, dict]:
     t_max = float(data.costs.overhead_s + F.max() + cost.sum())
     free = client_only(data)
     prob = pulp.LpProblem("f5_no_split", pulp.LpMaximize)
-    s = {r: pulp.LpVariable(f"s_r{r}", cat=pulp.LpBinary) for r in range(R)}
+    allowed = all_server_ok(data)
+    s = {r: pulp.LpVariable(f"s_r{r}", cat=pulp.LpBinary, upBound=int(allowed[r])) for r in range(R)}
     z = {n: pulp.LpVariable(f"z_n{n}", cat=pulp.LpBinary) for n in range(R + 1)}
     T = pulp.LpVariable("T", lowBound=0)
     prob += pulp.lpSum(z.values()) == 1, "one_count"
@@ -375,16 +386,24 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
             return batch_result(name, Status.OPTIMAL, x, adm, t, w, t, message="branch and bound over every placement")
     if not np.isfinite(ns.weight):
         return batch_result(name, Status.NO_SOLUTION, None, None, None, message=ns.message)
-    x = np.repeat(ns.server[:, None], data.n_blocks, axis=1)
+    x, admitted, t = np.repeat(ns.server[:, None], data.n_blocks, axis=1), ns.admitted, ns.t
     bound = None if ns.weight_bound is None else float(max(ns.weight_bound, split_w.max(initial=-math.inf)))
     weight_proven = ns.status == Status.OPTIMAL and not heavier.any()
     t_bound = float(min([ns.t, *sb.t_low[reach]])) if weight_proven else None
     proven = weight_proven and not reach.any()
-    status = Status.OPTIMAL if proven else Status.FEASIBLE
     message = f"no-split MILP {ns.status.value}; {int(heavier.sum())} of {len(sb.lo)} split intervals could be heavier, {int(reach.sum())} faster"
-    return batch_result(name, status, x, ns.admitted, ns.t, bound, t_bound, message=message)
+    if not proven:  # a split answer may be better: batch-greedy's is the incumbent when it is
+        greedy = solve_greedy(data)
+        g_weight = float(a.weight[greedy.admitted].sum())
+        g_t = float(greedy.info["iteration_time_s"])
+        if g_weight > ns.weight + tol or (g_weight >= ns.weight - tol and g_t < t):
+            x, admitted, t = greedy.placements, greedy.admitted, g_t
+            message += "; the greedy split answer is better"
+    status = Status.OPTIMAL if proven else Status.FEASIBLE
+    return batch_result(name, status, x, admitted, t, bound, t_bound, message=message)
 
 
 @register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
-def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS, engine: str = "vllm") -> SolveResult:
-    return solve_exact(build_data(instance, server_tables(instance, engine)), backend, time_limit, intervals)
+def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS,
+          engine: str = "vllm", ttft: bool = False) -> SolveResult:
+    return solve_exact(batch_data(instance, engine, ttft), backend, time_limit, intervals)

@@ -3,9 +3,10 @@
 Requests are taken by weight, heaviest first (ties: instance order). For each, every
 *candidate* placement is tried: all-server, all-client, the server running a suffix of
 the chain (the client keeps blocks ``0 .. j-1``), or a prefix (the client keeps blocks
-``j .. B-1``), for every ``j``. A candidate is acceptable when the request's client memory
-holds and, with it added, every admitted request (itself included) still meets its TPOT
-at the new ``T`` and the server KV fits. The acceptable candidate with the least ``T`` is
+``j .. B-1``), for every ``j``. A candidate is acceptable when the request's own limits
+hold (client memory; its batch-1 TTFT with ``-o ttft=true``) and, with it added, every
+admitted request (itself included) still meets its TPOT at the new ``T`` and the server
+KV fits. The acceptable candidate with the least ``T`` is
 kept (ties: the fewest server blocks); a request with none is rejected. Placements are
 never revisited. It proves nothing: its status is ``feasible``.
 """
@@ -16,11 +17,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.evaluator import exceeds
-from splitllm.formulations.batch_data import BatchData, build_data
+from splitllm.formulations.batch_data import BatchData, BatchState
 from splitllm.instance import Instance
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
-from splitllm.solvers.batch_common import ENGINE, batch_result, server_tables, verify
+from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 
 
 def candidates(n_blocks: int) -> NDArray[np.bool_]:
@@ -41,28 +42,31 @@ def solve_greedy(data: BatchData) -> SolveResult:
     cand = candidates(data.n_blocks)
     x = np.zeros((data.n_requests, data.n_blocks), dtype=bool)
     admitted = np.zeros(data.n_requests, dtype=bool)
-    slack = np.zeros(data.n_requests)
-    factor = np.zeros(data.n_requests)
+    batch = BatchState(data)
     for r in sorted(range(data.n_requests), key=lambda i: (-a.weight[i], i)):
-        s_r, k_r = data.tpot_slack(r, cand)
-        mem_ok = ~exceeds(np.where(cand, 0.0, a.client_mem[r]).sum(axis=1), a.client_mem_limit[r])
-        t = np.array([_t_with(data, x, admitted, r, c) for c in cand])
-        ok = mem_ok & (t * k_r <= s_r) & np.all(t[:, None] * factor[admitted] <= slack[admitted], axis=1)
-        kv = np.where(x & admitted[:, None], a.kv, 0.0).sum() + (cand * a.kv[r]).sum(axis=1)
-        ok &= ~exceeds(kv, data.kv_capacity)
-        if ok.any():
-            k = int(np.lexsort((cand.sum(axis=1), np.where(ok, t, np.inf)))[0])
-            x[r], admitted[r], slack[r], factor[r] = cand[k], True, s_r[k], k_r[k]
+        pick = best_candidate(batch, r, cand)
+        if pick is not None:
+            k, cap = pick
+            x[r], admitted[r] = cand[k], True
+            batch.add(r, cand[k], cap)
     t = data.iteration_time(x, admitted)
     return batch_result("batch-greedy", Status.FEASIBLE, x, admitted, t)
 
 
-def _t_with(data: BatchData, x: NDArray[np.bool_], admitted: NDArray[np.bool_], r: int, row: NDArray[np.bool_]) -> float:
-    x2, adm2 = x.copy(), admitted.copy()
-    x2[r], adm2[r] = row, True
-    return data.iteration_time(x2, adm2)
+def best_candidate(batch: BatchState, r: int, cand: NDArray[np.bool_]) -> tuple[int, float] | None:
+    """The acceptable row of ``cand`` with the least ``T`` when request ``r`` joins ``batch``
+    (ties: fewest server blocks) and its ``T`` cap; ``None`` when no row is acceptable."""
+    data, a = batch.data, batch.data.instance.arrays
+    slack, factor = data.tpot_slack(r, cand)
+    t = batch.t_with(r, cand)
+    ok = data.placeable(r, cand) & (t * factor <= slack) & (t <= batch.t_cap)
+    ok &= ~exceeds(batch.kv + (cand * a.kv[r]).sum(axis=1), data.kv_capacity)
+    if not ok.any():
+        return None
+    k = int(np.lexsort((cand.sum(axis=1), np.where(ok, t, np.inf)))[0])
+    return k, float(slack[k] / factor[k]) if factor[k] else float("inf")
 
 
-@register("batch-greedy", "F5 baseline: admit heaviest first, each at its least-T prefix/suffix split", options=(ENGINE,), verifier=verify)
-def solve(instance: Instance, *, time_limit: float | None = None, engine: str = "vllm") -> SolveResult:
-    return solve_greedy(build_data(instance, server_tables(instance, engine)))
+@register("batch-greedy", "F5 baseline: admit heaviest first, each at its least-T prefix/suffix split", options=COMMON, verifier=verify)
+def solve(instance: Instance, *, time_limit: float | None = None, engine: str = "vllm", ttft: bool = False) -> SolveResult:
+    return solve_greedy(batch_data(instance, engine, ttft))

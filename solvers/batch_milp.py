@@ -17,18 +17,18 @@ import pulp
 
 from splitllm.deadline import TimeLimitReached, deadline_in
 from splitllm.formulations import batch as f5
-from splitllm.formulations.batch_data import BatchData, build_data
+from splitllm.formulations.batch_data import BatchData
 from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
-from splitllm.solvers.batch_common import ENGINE, batch_result, server_tables, verify
+from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 from splitllm.solvers.pulp_backend import BACKENDS, run
 
 OPTIONS = (
     Option("backend", "choice", "highs", "MILP backend, both through PuLP", choices=tuple(sorted(BACKENDS, reverse=True))),
     Option("threads", "integer", None, "backend threads", low=1),
-    ENGINE,
+    *COMMON,
 )
 
 
@@ -73,5 +73,6 @@ def solve_milp(data: BatchData, backend: str = "highs", time_limit: float | None
 
 
 @register("batch-milp", "F5 throughput placement as a MILP (count bands, exact T x segments), -o backend=highs|cbc", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
-def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", threads: int | None = None, engine: str = "vllm") -> SolveResult:
-    return solve_milp(build_data(instance, server_tables(instance, engine)), backend, time_limit, threads)
+def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", threads: int | None = None,
+          engine: str = "vllm", ttft: bool = False) -> SolveResult:
+    return solve_milp(batch_data(instance, engine, ttft), backend, time_limit, threads)

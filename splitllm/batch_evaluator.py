@@ -20,8 +20,11 @@ else (no solver code):
   minus the model's weights (no limit when the tables give no memory);
 * each admitted request's client memory.
 
-TTFT, E2E and server work are batch-1 figures of the whole request and are not F5 limits;
-they are reported as null.
+* with ``ttft``, each admitted request's batch-1 TTFT (the cost model of one request
+  alone) against its ``ttft_s``: a limit for a snapshot of arriving requests.
+
+E2E and server work are batch-1 figures of the whole request and are not F5 limits; they
+are reported as null, and so is TTFT without ``ttft``.
 
 Examples
 --------
@@ -116,8 +119,10 @@ def decode_base(instance: Instance, placements: BoolArray) -> NDArray[np.float64
     return request_metrics(no_server, np.arange(len(x)), x).tpot
 
 
-def evaluate_batch(instance: Instance, costs: BatchedCosts, placements: BoolArray, admitted: BoolArray) -> BatchEvaluation:
-    """Re-evaluate a throughput placement; ``violations`` names every broken limit."""
+def evaluate_batch(instance: Instance, costs: BatchedCosts, placements: BoolArray, admitted: BoolArray,
+                   ttft: bool = False) -> BatchEvaluation:
+    """Re-evaluate a throughput placement; ``violations`` names every broken limit
+    (each admitted request's batch-1 TTFT among them when ``ttft``)."""
     check_batch_instance(instance, costs)
     a = instance.arrays
     x = np.asarray(placements, dtype=bool)
@@ -128,19 +133,22 @@ def evaluate_batch(instance: Instance, costs: BatchedCosts, placements: BoolArra
     kv = np.where(x, a.kv, 0.0).sum(axis=1)
     mem = np.where(x, 0.0, a.client_mem).sum(axis=1)
     nan = np.full(len(x), np.nan)
-    metrics = Metrics(work=nan, kv=kv, ttft=nan, tpot=tpot, e2e=nan, client_mem=mem).where(adm)
-    violations = _violations(instance, metrics, adm, kv_capacity(instance, costs))
+    first = request_metrics(a, np.arange(len(x)), x).ttft if ttft else nan
+    metrics = Metrics(work=nan, kv=kv, ttft=first, tpot=tpot, e2e=nan, client_mem=mem).where(adm)
+    violations = _violations(instance, metrics, adm, kv_capacity(instance, costs), ttft)
     totals = {"work": math.nan, "kv": float(kv[adm].sum())}
     return BatchEvaluation(adm, metrics, violations, float(a.weight[adm].sum()), totals, iteration_time=t)
 
 
-def _violations(instance: Instance, m: Metrics, adm: BoolArray, capacity: float) -> list[str]:
+def _violations(instance: Instance, m: Metrics, adm: BoolArray, capacity: float, ttft: bool) -> list[str]:
     a = instance.arrays
     out = []
     for i in np.nonzero(adm)[0]:
         rid = instance.requests[i].id
         if exceeds(m.tpot[i], a.tpot_limit[i]):
             out.append(f"requests[{i}] (id {rid!r}): batched tpot_s {m.tpot[i]:.6g} s > SLO {a.tpot_limit[i]:.6g} s")
+        if ttft and exceeds(m.ttft[i], a.ttft_limit[i]):
+            out.append(f"requests[{i}] (id {rid!r}): batch-1 ttft_s {m.ttft[i]:.6g} s > SLO {a.ttft_limit[i]:.6g} s")
         if exceeds(m.client_mem[i], a.client_mem_limit[i]):
             out.append(f"requests[{i}] (id {rid!r}): client_mem_bytes {m.client_mem[i]:.6g} > {a.client_mem_limit[i]:.6g}")
     total = float(m.kv[adm].sum())
@@ -149,7 +157,7 @@ def _violations(instance: Instance, m: Metrics, adm: BoolArray, capacity: float)
     return out
 
 
-def verify_batch(instance: Instance, costs: BatchedCosts, result: SolveResult) -> SolveResult:
+def verify_batch(instance: Instance, costs: BatchedCosts, result: SolveResult, ttft: bool = False) -> SolveResult:
     """Re-check an F5 answer; a broken limit or a misstated figure makes it ``error``.
 
     ``result.objective`` is the admitted weight (``bound`` an upper bound on it);
@@ -161,7 +169,7 @@ def verify_batch(instance: Instance, costs: BatchedCosts, result: SolveResult) -
         if result.status.has_solution:
             result.status, result.message = Status.ERROR, f"solver said {result.status.value} but returned no placements"
         return result
-    ev = evaluate_batch(instance, costs, result.placements, result.admitted)
+    ev = evaluate_batch(instance, costs, result.placements, result.admitted, ttft)
     result.evaluation = ev
     problems = list(ev.violations)
     problems += _claim("objective", result.objective, ev.admitted_weight, 1.0)

@@ -16,7 +16,7 @@ from splitllm.result import SolveResult, Status, gap
 from splitllm.schema_check import solution_schema_errors
 from splitllm.batch_evaluator import evaluate_batch
 from splitllm.batched import server_costs
-from splitllm.resources import CLIENT_MEM, COUPLED, KV, RESOURCES, TPOT, Objective
+from splitllm.resources import CLIENT_MEM, COUPLED, KV, RESOURCES, TPOT, TTFT, Objective
 from splitllm.tolerances import FIGURE_RTOL, OPTIMAL_GAP
 
 SOLUTION_FORMAT = "splitllm/solution"
@@ -49,7 +49,8 @@ def to_json(instance: Instance, result: SolveResult) -> dict[str, Any]:
         totals.update({res.figure: _num(evaluation.totals[res.key]) for res in COUPLED})
         if math.isfinite(getattr(evaluation, "iteration_time", math.nan)):  # a throughput placement (F5)
             totals["iteration_time_s"] = float(getattr(evaluation, "iteration_time"))
-    engine = {"engine": result.info["engine"]} if totals and "iteration_time_s" in totals and "engine" in result.info else {}
+    batch = totals is not None and "iteration_time_s" in totals
+    engine = {key: result.info[key] for key in ("engine", "ttft") if batch and key in result.info}
     return {
         "format": SOLUTION_FORMAT,
         "version": 1,
@@ -109,12 +110,15 @@ def check_solution(instance: Instance, data: Any) -> list[str]:
 
 def _batch_claims(instance: Instance, data: dict[str, Any], placements: np.ndarray, admitted: np.ndarray) -> list[str]:
     """A throughput placement's limits and figures, with ``T`` priced by the file's engine
-    on the server's batched tables; its objective is the admitted weight (maximised)."""
-    evaluation = evaluate_batch(instance, server_costs(instance, data.get("engine", "vllm")), placements, admitted)
+    on the server's batched tables (batch-1 TTFT a limit too when the file says ``ttft``);
+    its objective is the admitted weight (maximised)."""
+    ttft = bool(data.get("ttft", False))
+    evaluation = evaluate_batch(instance, server_costs(instance, data.get("engine", "vllm")), placements, admitted, ttft)
     problems = list(evaluation.violations)
+    held = (TPOT, KV, CLIENT_MEM) + ((TTFT,) if ttft else ())
     for i, entry in enumerate(data["requests"]):
         if evaluation.admitted[i]:
-            for res in (TPOT, KV, CLIENT_MEM):
+            for res in held:
                 problems += _misstated(f"requests[{i}].{res.figure}", entry.get(res.figure), float(evaluation.metrics.of(res)[i]))
     totals = data["totals"]
     problems += _misstated("totals.iteration_time_s", totals.get("iteration_time_s"), evaluation.iteration_time)

@@ -14,8 +14,10 @@ import numpy as np
 
 from splitllm.batched import AttentionModel, BatchedCosts
 from splitllm.bench.synthetic import explicit_instance, explicit_request
+from splitllm.evaluator import request_metrics
 from splitllm.instance import Instance, parse_instance
 from splitllm.profiles import Curve
+from splitllm.solvers.brute import all_placements
 
 
 def toy_costs(overhead_s: float = 2e-3) -> BatchedCosts:
@@ -61,6 +63,15 @@ def batch_data(seed: int, n_requests: int, n_blocks: int, kv: bool) -> dict[str,
     return data
 
 
-def batch_instance(seed: int, n_requests: int = 3, n_blocks: int = 4, kv: bool = False) -> Instance:
-    """:func:`batch_data`, parsed."""
-    return parse_instance(batch_data(seed, n_requests, n_blocks, kv))
+def batch_instance(seed: int, n_requests: int = 3, n_blocks: int = 4, kv: bool = False, ttft: bool = False) -> Instance:
+    """:func:`batch_data`, parsed; with ``ttft``, each request also gets a TTFT SLO drawn
+    between the least and the largest batch-1 TTFT of its placements, so that it binds."""
+    data = batch_data(seed, n_requests, n_blocks, kv)
+    if ttft:
+        inst = parse_instance(data)
+        x = all_placements(n_blocks)
+        rng = np.random.default_rng(seed + 1)
+        for r, request in enumerate(data["requests"]):
+            first = request_metrics(inst.arrays, np.full(len(x), r), x).ttft
+            request.setdefault("slo", {})["ttft_s"] = float(rng.uniform(first.min(), first.max()))
+    return parse_instance(data)

@@ -21,8 +21,8 @@ from splitllm.solvers.batch_greedy import solve_greedy
 from splitllm.solvers.batch_milp import solve_milp
 
 
-def _check(inst, result):
-    return verify_batch(inst, toy_costs(), result)
+def _check(inst, result, ttft=False):
+    return verify_batch(inst, toy_costs(), result, ttft)
 
 
 def test_cycle_factor_counts_segments_and_waits():
@@ -48,14 +48,14 @@ def test_evaluator_names_a_broken_tpot_and_kv():
     assert ev.violations and all("tpot" in v or "kv_capacity" in v for v in ev.violations)
 
 
-def _agree(inst):
+def _agree(inst, ttft=False):
     c = toy_costs()
-    data = build_data(inst, c)
-    ref = _check(inst, solve_brute(data))
+    data = build_data(inst, c, ttft=ttft)
+    ref = _check(inst, solve_brute(data), ttft)
     assert ref.status == Status.OPTIMAL, ref.message
     t_ref = ref.info["iteration_time_s"]
     for result in (solve_milp(data, "highs"), solve_milp(data, "cbc"), solve_cpsat(data, None, workers=1, seed=0, resolution=10**6)):
-        result = _check(inst, result)
+        result = _check(inst, result, ttft)
         assert result.status.has_solution, result.message
         assert result.objective == pytest.approx(ref.objective, rel=1e-9)
         assert result.bound >= ref.objective - 1e-9
@@ -63,8 +63,9 @@ def _agree(inst):
         assert result.info["iteration_time_s"] == pytest.approx(t_ref, rel=rel)
         if "iteration_time_bound_s" in result.info:
             assert result.info["iteration_time_bound_s"] <= t_ref * (1 + 1e-9)
-    greedy = _check(inst, solve_greedy(data))
+    greedy = _check(inst, solve_greedy(data), ttft)
     assert greedy.status == Status.FEASIBLE and greedy.objective <= ref.objective + 1e-9
+    return ref
 
 
 @settings(max_examples=12, deadline=None)
@@ -77,6 +78,26 @@ def test_exact_solvers_agree_with_brute_tpot_binding(seed, n_requests, n_blocks)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(2, 3))
 def test_exact_solvers_agree_with_brute_kv_binding(seed, n_requests):
     _agree(batch_instance(seed, n_requests, 4, kv=True))
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), kv=st.booleans())
+def test_exact_solvers_agree_with_brute_ttft_held(seed, n_requests, kv):
+    _agree(batch_instance(seed, n_requests, 4, kv=kv, ttft=True), ttft=True)
+
+
+def test_ttft_binds_and_is_checked():
+    """With TTFT held, some optimum changes (fewer admitted, or another T); the evaluator
+    then names a broken batch-1 TTFT of the answer found without it."""
+    changed = named = 0
+    for s in range(12):
+        inst = batch_instance(s, 3, 4, ttft=True)
+        free = _check(inst, solve_brute(build_data(inst, toy_costs())))
+        held = _agree(inst, ttft=True)
+        changed += free.objective != held.objective or free.info["iteration_time_s"] != held.info["iteration_time_s"]
+        ev = evaluate_batch(inst, toy_costs(), free.placements, free.admitted, ttft=True)
+        named += any("ttft" in v for v in ev.violations)
+    assert changed > 0 and named > 0
 
 
 def test_some_cases_bind_tpot_and_kv():
@@ -149,3 +170,27 @@ def test_check_re_evaluates_a_throughput_solution_file(tmp_path):
         path.write_text(json.dumps(bad))
         checked = CliRunner().invoke(main, ["check", example, str(path)])
         assert checked.exit_code == 1 and damage in checked.output, checked.output
+
+
+def test_check_holds_ttft_when_the_file_says_so(tmp_path):
+    """A file solved with `-o ttft=true` records it and passes `check`; the same claim on an
+    answer found without it is refused, naming the broken TTFT."""
+    import json
+
+    from click.testing import CliRunner
+
+    from splitllm.cli import main
+
+    example = str(example_path("llama2-7b"))
+    held, free = tmp_path / "held.json", tmp_path / "free.json"
+    for out, extra in ((held, ["-o", "ttft=true"]), (free, [])):
+        solved = CliRunner().invoke(main, ["solve", example, "--solver", "batch-greedy", *extra, "--out", str(out)])
+        assert solved.exit_code == 0, solved.output
+    assert json.loads(held.read_text())["ttft"] is True
+    assert CliRunner().invoke(main, ["check", example, str(held)]).exit_code == 0
+    data = json.loads(free.read_text())
+    assert data["ttft"] is False
+    data["ttft"] = True
+    free.write_text(json.dumps(data))
+    checked = CliRunner().invoke(main, ["check", example, str(free)])
+    assert checked.exit_code != 0 and "batch-1 ttft_s" in checked.output

@@ -12,13 +12,14 @@ from splitllm.formulations.batch_data import build_data
 from splitllm.result import Status
 from splitllm.solvers.batch_brute import solve_brute
 from splitllm.solvers.batch_exact import _fractional_cover, _fractional_knapsack, solve_exact
+from splitllm.solvers.batch_greedy import solve_greedy
 
 
-def _agree(inst, intervals=64):
+def _agree(inst, intervals=64, ttft=False):
     c = toy_costs()
-    data = build_data(inst, c)
-    ref = verify_batch(inst, c, solve_brute(data))
-    got = verify_batch(inst, c, solve_exact(data, "highs", None, intervals))
+    data = build_data(inst, c, ttft=ttft)
+    ref = verify_batch(inst, c, solve_brute(data), ttft)
+    got = verify_batch(inst, c, solve_exact(data, "highs", None, intervals), ttft)
     assert ref.status == Status.OPTIMAL and got.status.has_solution, got.message
     assert got.bound >= ref.objective - 1e-9
     if got.status == Status.OPTIMAL:
@@ -54,14 +55,26 @@ def test_knapsack_bound_and_cover_are_fractional():
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), kv=st.booleans())
-def test_bounds_alone_are_honest(seed, n_requests, kv):
-    """Without the branch and bound, ``optimal`` still means optimal and bounds hold."""
+def test_batch_agrees_with_brute_ttft_held(seed, n_requests, kv):
+    assert _agree(batch_instance(seed, n_requests, 4, kv=kv, ttft=True), ttft=True).status == Status.OPTIMAL
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), kv=st.booleans(), ttft=st.booleans())
+def test_bounds_alone_are_honest(seed, n_requests, kv, ttft):
+    """Without the branch and bound, ``optimal`` still means optimal and bounds hold (the
+    answer may then be batch-greedy's split, never worse than the one without splits)."""
     import splitllm.solvers.batch_exact as exact
 
     saved = exact.ENUMERATION_LIMIT
     exact.ENUMERATION_LIMIT = 0
     try:
-        _agree(batch_instance(seed, n_requests, 4, kv=kv))
+        inst = batch_instance(seed, n_requests, 4, kv=kv, ttft=ttft)
+        got = _agree(inst, ttft=ttft)
+        greedy = verify_batch(inst, toy_costs(), solve_greedy(build_data(inst, toy_costs(), ttft=ttft)), ttft)
+        assert got.objective >= greedy.objective - 1e-9
+        if got.objective == pytest.approx(greedy.objective, rel=1e-9):
+            assert got.info["iteration_time_s"] <= greedy.info["iteration_time_s"] * (1 + 1e-12)
     finally:
         exact.ENUMERATION_LIMIT = saved
 

@@ -9,7 +9,8 @@ from splitllm.batch_evaluator import evaluate_batch
 from splitllm.batched import server_costs
 from splitllm.evaluator import exceeds, request_metrics
 from splitllm.instance import Instance, example_path, load_instance, parse_instance
-from splitllm.serving.online import BatchOnline, _Batch
+from splitllm.formulations.batch_data import BatchState
+from splitllm.serving.online import BatchOnline
 from splitllm.serving.workload import trace_workload
 
 
@@ -39,7 +40,7 @@ def test_t_with_is_f5_iteration_time(workload: Instance) -> None:
         rows = rng.choice(workload.n_requests, size=20, replace=False)
         x = rng.random((20, workload.n_blocks)) < 0.7
         r = int(np.setdiff1d(np.arange(workload.n_requests), rows)[0])
-        got = _Batch.of(placer, x, rows).t_with(placer, r)
+        got = BatchState(placer.data, x, rows).t_with(r, placer.cand)
         for k, cand in enumerate(placer.cand):
             full = np.zeros((workload.n_requests, workload.n_blocks), bool)
             full[rows], full[r] = x, cand
