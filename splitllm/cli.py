@@ -6,6 +6,7 @@ Bad input prints ``error: <json path>: <message>`` on stderr and exits 2, never 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ import click
 import numpy as np
 
 from splitllm.cli_errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit, printable
-from splitllm.instance import Instance, load_instance
+from splitllm.evaluator import Evaluation
+from splitllm.instance import Arrays, Instance, load_instance
 from splitllm.result import SolveResult, Status
 
 
@@ -166,6 +168,20 @@ def run_lengths(placement: np.ndarray) -> str:
     return " ".join(f"{len(m.group())}{m.group()[0]}" for m in re.finditer(r"C+|S+", text))
 
 
+def _totals(a: Arrays, evaluation: Evaluation) -> list[str]:
+    """The totals lines: server work and its saving, or a throughput placement's ``T``."""
+    t = getattr(evaluation, "iteration_time", math.nan)
+    if math.isfinite(t):  # a throughput placement prices T, not server work
+        return [f"total: admitted weight {evaluation.admitted_weight:g}, decode iteration time T {t:.6g} s, "
+                f"server KV {evaluation.server_kv:.6g} B"]
+    all_server = float(a.work[evaluation.admitted].sum())
+    saved = all_server - evaluation.server_work
+    pct = f" ({100 * saved / all_server:.1f}%)" if all_server > 0 else ""
+    return [f"total: admitted weight {evaluation.admitted_weight:g}, server work {evaluation.server_work:.6g} s, "
+            f"server KV {evaluation.server_kv:.6g} B",
+            f"all-server work for the same requests {all_server:.6g} s; saved {saved:.6g} s{pct}"]
+
+
 def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> str:
     """The readable table of ``splitllm solve``: per request, totals, saving vs all-server."""
     lines = [f"{printable(inst.name or 'instance')}: solver {result.solver}, status {result.status.value}, {result.time_s:.3f} s"]
@@ -181,20 +197,14 @@ def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> st
         if not evaluation.admitted[i]:
             lines.append(f"{printable(str(request.id)):<14} {'rejected':<12}")
             continue
+        work = f"{m.work[i]:.6g}" if math.isfinite(m.work[i]) else "-"  # a throughput placement prices no work
         lines.append(
             f"{printable(str(request.id)):<14} {run_lengths(result.placements[i]):<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
-            f"{_fmt(m.tpot[i], a.tpot_limit[i]):>16} {_fmt(m.e2e[i], a.e2e_limit[i]):>16} {m.work[i]:>14.6g}"
+            f"{_fmt(m.tpot[i], a.tpot_limit[i]):>16} {_fmt(m.e2e[i], a.e2e_limit[i]):>16} {work:>14}"
         )
     if inst.n_requests > max_rows:
         lines.append(f"... {inst.n_requests - max_rows} more requests (use --out or --json for all)")
-    all_server = float(a.work[evaluation.admitted].sum())
-    saved = all_server - evaluation.server_work
-    pct = f" ({100 * saved / all_server:.1f}%)" if all_server > 0 else ""
-    lines.append(
-        f"total: admitted weight {evaluation.admitted_weight:g}, server work {evaluation.server_work:.6g} s, "
-        f"server KV {evaluation.server_kv:.6g} B"
-    )
-    lines.append(f"all-server work for the same requests {all_server:.6g} s; saved {saved:.6g} s{pct}")
+    lines += _totals(a, evaluation)
     if result.bound is not None:
         gap = result.gap
         lines.append(f"bound {result.bound:.9g}" + (f", gap {gap:.3g}" if gap is not None else ""))
