@@ -186,6 +186,7 @@ def test_check_holds_ttft_when_the_file_says_so(tmp_path):
     for out, extra in ((held, ["-o", "ttft=true"]), (free, [])):
         solved = CliRunner().invoke(main, ["solve", example, "--solver", "batch-greedy", *extra, "--out", str(out)])
         assert solved.exit_code == 0, solved.output
+        assert "decode iteration time T" in solved.output and "nan" not in solved.output
     assert json.loads(held.read_text())["ttft"] is True
     assert CliRunner().invoke(main, ["check", example, str(held)]).exit_code == 0
     data = json.loads(free.read_text())
