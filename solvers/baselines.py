@@ -59,6 +59,19 @@ def _is_feasible(arrays: Arrays, r: int, placement: np.ndarray) -> bool:
     return bool(feasible_mask(arrays, rows, request_metrics(arrays, rows, placement[None, :]))[0])
 
 
+def greedy_request(arrays: Arrays, r: int) -> RequestOutcome:
+    """The walk of request ``r`` alone, one feasibility check per block: the plain
+    reference :func:`greedy_requests` is checked against."""
+    placement = np.ones(arrays.work.shape[1], dtype=bool)
+    for b in range(placement.size):
+        placement[b] = False
+        if not _is_feasible(arrays, r, placement):
+            placement[b] = True
+    if not _is_feasible(arrays, r, placement):
+        return RequestOutcome("unsolved")
+    return RequestOutcome("feasible", placement, float(arrays.work[r][placement].sum()))
+
+
 def greedy_requests(arrays: Arrays, rows: NDArray[np.int64]) -> list[RequestOutcome]:
     """Grow each request's client share block by block, embedding first, while its limits
     hold: the walk of every request of ``rows`` at once, one block at a time."""
