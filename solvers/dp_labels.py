@@ -70,8 +70,9 @@ def label_pass(
     ``sink[r, anchor, side, slot]``, ``limit[r, slot]``, ``low`` and ``high`` as
     :func:`to_sink` gives them. A label's node is ``4 r + 2 anchor + side``. The
     ``incumbent`` is one work figure for every request or one per request; ``lag`` and
-    ``budgets`` belong to one request, so come with a batch of one. With ``beam`` it keeps only the labels of least bound at each node: a heuristic,
-    used for the incumbent.
+    ``budgets`` belong to one request, so come with a batch of one. With ``beam`` it
+    keeps only the labels of least bound at each node: a heuristic, used for the
+    incumbent.
     """
     n_blocks, n_requests = cost.shape[:2]
     cutoff = _cutoff(np.broadcast_to(np.asarray(incumbent, dtype=np.float64), (n_requests,)))
