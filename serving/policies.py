@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from splitllm.errors import InputError, SplitLLMError
 from splitllm.instance import Instance, parse_instance
 from splitllm.jsonio import read_json
 from splitllm.registry import solve
+from splitllm.resources import COUPLED, Objective
 from splitllm.solvers.per_request import unique_requests
 
 
@@ -173,12 +174,16 @@ def _snapshot(inst: Instance, idx: NDArray[np.int64], kv_capacity_bytes: float |
 
 
 def _per_request_problem(inst: Instance) -> Instance:
-    """``inst`` without server capacities, each request admitted on its own (max_admitted)."""
-    data = copy.deepcopy(inst.source)
-    data["objective"] = "max_admitted"
-    for key in ("work_capacity_s", "kv_capacity_bytes"):
-        data.get("server", {}).pop(key, None)
-    return parse_instance(data)
+    """``inst`` without server capacities, each request admitted on its own (max_admitted);
+    the compiled arrays are reused, not parsed again."""
+    server = {k: v for k, v in inst.source.get("server", {}).items() if k not in {res.limit_name for res in COUPLED}}
+    return replace(
+        inst,
+        objective=Objective.MAX_ADMITTED,
+        server=replace(inst.server, **{res.limit_name: None for res in COUPLED}),
+        arrays=replace(inst.arrays, **{res.limit_attr: math.inf for res in COUPLED}),
+        source={**inst.source, "objective": str(Objective.MAX_ADMITTED), "server": server},
+    )
 
 
 def _replay(inst: Instance, policy: str, path: Path) -> Placement:

@@ -48,7 +48,10 @@ from splitllm.result import SolveResult, Status
 from splitllm.solvers.capacity import explain_infeasible
 from splitllm.solvers.certify import finish
 from splitllm.solvers.columns import dp_columns
-from splitllm.solvers.per_request import RequestOutcome, solve_independently
+from splitllm.solvers.per_request import RequestOutcome, solve_in_batches, solve_independently
+
+#: Distinct requests per batch of the uncoupled greedy walk (bounds its memory).
+GREEDY_BATCH = 4096
 
 
 def _is_feasible(arrays: Arrays, r: int, placement: np.ndarray) -> bool:
@@ -57,7 +60,8 @@ def _is_feasible(arrays: Arrays, r: int, placement: np.ndarray) -> bool:
 
 
 def greedy_request(arrays: Arrays, r: int) -> RequestOutcome:
-    """Grow the client's share block by block, embedding first, while the limits hold."""
+    """The walk of request ``r`` alone, one feasibility check per block: the plain
+    reference :func:`greedy_requests` is checked against."""
     placement = np.ones(arrays.work.shape[1], dtype=bool)
     for b in range(placement.size):
         placement[b] = False
@@ -66,6 +70,21 @@ def greedy_request(arrays: Arrays, r: int) -> RequestOutcome:
     if not _is_feasible(arrays, r, placement):
         return RequestOutcome("unsolved")
     return RequestOutcome("feasible", placement, float(arrays.work[r][placement].sum()))
+
+
+def greedy_requests(arrays: Arrays, rows: NDArray[np.int64]) -> list[RequestOutcome]:
+    """Grow each request's client share block by block, embedding first, while its limits
+    hold: the walk of every request of ``rows`` at once, one block at a time."""
+    rows = np.asarray(rows, dtype=np.int64)
+    placements = np.ones((rows.size, arrays.work.shape[1]), dtype=bool)
+    for b in range(placements.shape[1]):
+        placements[:, b] = False
+        placements[:, b] = ~feasible_mask(arrays, rows, request_metrics(arrays, rows, placements))
+    found = feasible_mask(arrays, rows, request_metrics(arrays, rows, placements))
+    return [
+        RequestOutcome("feasible", placement, float(arrays.work[r][placement].sum())) if ok else RequestOutcome("unsolved")
+        for r, placement, ok in zip(rows, placements, found)
+    ]
 
 
 def all_server_request(arrays: Arrays, r: int) -> RequestOutcome:
@@ -159,7 +178,7 @@ def all_server_coupled(instance: Instance) -> SolveResult:
 def solve_greedy(instance: Instance, *, time_limit: float | None = None) -> SolveResult:
     if instance.coupled:
         return greedy_coupled(instance, time_limit)
-    return solve_independently(instance, "greedy", greedy_request, time_limit)
+    return solve_in_batches(instance, "greedy", greedy_requests, time_limit, GREEDY_BATCH)
 
 
 @register("all-server", "reference without a split: every block on the server")

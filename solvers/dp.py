@@ -21,6 +21,12 @@ budget table leads to, a walk that follows the bounds, or (failing those) a beam
 :data:`BEAM_WIDTH` best labels per node. When it meets the
 bound at the source it is optimal and no label pass is needed.
 
+The registered ``dp`` solver searches the distinct requests in batches
+(:func:`least_work_search`): a beam pass seeds each request's incumbent, and one exact
+label pass over the whole batch, pruned by the incumbents, the remaining minimum and
+dominance, proves or beats it. It finds the same least work as the per-request search
+above; among placements of equal work it may pick another.
+
 The DP works on F1's edge costs in layered array form, ``cost[b, from_side, to_side]``
 (:func:`splitllm.formulations.chain_graph.edge_costs`); :func:`label_dp` runs it on a
 networkx F1 graph. With ``keep_coupled=True`` (the columns of F3) it keeps every
@@ -56,8 +62,13 @@ from splitllm.result import SolveResult
 from splitllm.solvers.dp_bounds import BudgetBound, Lagrangian, budget_bounds, lagrangian, lagrangian_paths, to_sink
 from splitllm.solvers.dp_costs import COUPLED_SLOTS, SLOTS, WORK, Array, feasible, graph_costs, limit_vector, path_values, request_costs
 from splitllm.solvers.dp_labels import BEAM_WIDTH, Label, LabelSearch, Pruning, label_pass
-from splitllm.solvers.per_request import RequestOutcome, solve_independently
+from splitllm.solvers.per_request import RequestOutcome, solve_in_batches
 from splitllm.tolerances import INCUMBENT_RTOL
+
+#: Distinct requests per batched least-work search (:func:`least_work_search`; bounds
+#: its memory), and labels per node of the beam that seeds its incumbents.
+LEAST_WORK_BATCH = 1024
+SEED_BEAM = 2
 
 
 def label_dp(
@@ -150,7 +161,7 @@ def _search(cost: np.ndarray, sink: np.ndarray, limit: Array, incumbent: float, 
     source_bound = _source_bound(cost, low, lag, budgets, limit) * (1 + INCUMBENT_RTOL)
     heuristics = (
         lambda: _relaxed_incumbent(cost, sink, limit, budgets),
-        lambda: _guided_walk(cost, sink, limit, low, Pruning(limit[None], math.inf, lag, budgets, False, None)),
+        lambda: _guided_walk(cost, sink, limit, low, Pruning(limit[None], np.full(1, math.inf), lag, budgets, False, None)),
         lambda: label_pass(*batch, incumbent, lag, budgets, keep_coupled=False, beam=BEAM_WIDTH)[0].best,
     )
     for heuristic in heuristics:
@@ -177,7 +188,7 @@ def _relaxed_incumbent(cost: np.ndarray, sink: np.ndarray, limit: Array, budgets
 
 def _source_bound(cost: np.ndarray, low: np.ndarray, lag: Lagrangian | None, budgets: list[BudgetBound], limit: Array) -> float:
     """The least work any feasible placement can have, by the pruning bounds at block 0."""
-    prune = Pruning(limit[None], math.inf, lag, budgets, False, None)
+    prune = Pruning(limit[None], np.full(1, math.inf), lag, budgets, False, None)
     anchors = np.array([0, 1])
     return float(prune.lower_bound(0, cost[0, 0, anchors], 3 * anchors, low[0].reshape(4, SLOTS)).min())
 
@@ -205,15 +216,50 @@ def _guided_walk(cost: np.ndarray, sink: np.ndarray, limit: Array, low: np.ndarr
     return Label(tuple(final[best]), np.array([s[best] for s in sides], dtype=bool))
 
 
+def least_work_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
+    """``search_request(arrays, r)`` for every ``r`` in ``rows``, as two label passes over
+    the whole batch: a beam of :data:`SEED_BEAM` labels per node seeds each request's
+    incumbent, then the exact pass, pruned by the incumbents, the remaining minimum and
+    dominance, beats or proves it. Per-request bounds are not built: numpy's per-call
+    cost is paid once per block for the whole batch. The least work is the same as
+    :func:`search_request`'s; among placements of equal work it may pick another.
+
+    >>> from splitllm.instance import load_instance, example_path
+    >>> a = load_instance(example_path("tiny")).arrays
+    >>> [s.best.placement.tolist() for s in least_work_search(a, np.array([0, 1]))]
+    [[False, True, False], [True, True, False]]
+    """
+    cost, sink, limit = request_costs(arrays, np.asarray(rows, dtype=np.int64))
+    cost = np.moveaxis(cost, 1, 0)  # label_pass' layout: the batch axis after the block axis
+    batch = (cost, sink, limit, to_sink(cost, sink, np.minimum), to_sink(cost, sink, np.maximum))
+    seeds = label_pass(*batch, math.inf, None, [], keep_coupled=False, beam=SEED_BEAM)
+    incumbent = np.array([math.inf if s.best is None else s.best.values[WORK] for s in seeds])
+    exact = label_pass(*batch, incumbent, None, [], keep_coupled=False)
+    results = []
+    for seed, found in zip(seeds, exact):
+        best = found.best if found.best is not None else seed.best
+        results.append(LabelSearch(best, [] if best is None else [best], seed.labels_created + found.labels_created))
+    return results
+
+
 def solve_request(arrays: Arrays, r: int, incumbent: float = math.inf) -> RequestOutcome:
     """Least-work placement of request ``r``, proven optimal, or proven infeasible."""
-    search = search_request(arrays, r, incumbent)
+    return _outcome(search_request(arrays, r, incumbent))
+
+
+def solve_requests(arrays: Arrays, rows: NDArray[np.int64]) -> list[RequestOutcome]:
+    """:func:`solve_request` for every request of ``rows``, batched (:func:`least_work_search`)."""
+    return [_outcome(search) for search in least_work_search(arrays, rows)]
+
+
+def _outcome(search: LabelSearch) -> RequestOutcome:
+    info = {"labels": search.labels_created}
     if search.best is None:
-        return RequestOutcome("infeasible", bound=math.inf, info={"labels": search.labels_created})
+        return RequestOutcome("infeasible", bound=math.inf, info=info)
     work = float(search.best.values[WORK])
-    return RequestOutcome("optimal", search.best.placement, work, work, {"labels": search.labels_created})
+    return RequestOutcome("optimal", search.best.placement, work, work, info)
 
 
 @register("dp", "exact Pareto-label DP over the F1 layer-chain graph (per request)", exact=True)
 def solve(instance: Instance, *, time_limit: float | None = None) -> SolveResult:
-    return solve_independently(instance, "dp", solve_request, time_limit)
+    return solve_in_batches(instance, "dp", solve_requests, time_limit, LEAST_WORK_BATCH)

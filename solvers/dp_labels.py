@@ -8,7 +8,6 @@ holds the rules that drop labels (see :mod:`splitllm.solvers.dp`).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +57,7 @@ def label_pass(
     limit: Array,
     low: np.ndarray,
     high: np.ndarray,
-    incumbent: float,
+    incumbent: float | Array,
     lag: Lagrangian | None,
     budgets: list[BudgetBound],
     keep_coupled: bool,
@@ -69,13 +68,14 @@ def label_pass(
 
     The batch axis follows the block axis: ``cost[b, r, from, to, slot]``,
     ``sink[r, anchor, side, slot]``, ``limit[r, slot]``, ``low`` and ``high`` as
-    :func:`to_sink` gives them. A label's node is ``4 r + 2 anchor + side``. An
-    ``incumbent``, ``lag`` and ``budgets`` belong to one request, so come with a batch of
-    one. With ``beam`` it keeps only the labels of least bound at each node: a heuristic,
-    used for the incumbent.
+    :func:`to_sink` gives them. A label's node is ``4 r + 2 anchor + side``. The
+    ``incumbent`` is one work figure for every request or one per request; ``lag`` and
+    ``budgets`` belong to one request, so come with a batch of one. With ``beam`` it
+    keeps only the labels of least bound at each node: a heuristic, used for the
+    incumbent.
     """
     n_blocks, n_requests = cost.shape[:2]
-    cutoff = incumbent - INCUMBENT_RTOL * abs(incumbent) if math.isfinite(incumbent) else math.inf
+    cutoff = _cutoff(np.broadcast_to(np.asarray(incumbent, dtype=np.float64), (n_requests,)))
     prune = Pruning(limit, cutoff, lag, budgets, keep_coupled, beam)
     request, anchor = np.divmod(np.arange(2 * n_requests), 2)
     layer = Layer(cost[0, request, 0, anchor], 4 * request + 3 * anchor, np.zeros(2 * n_requests, np.int64))
@@ -92,7 +92,7 @@ def label_pass(
         layers.append(layer)
     final = layer.values + sink.reshape(-1, SLOTS)[layer.node]
     request = layer.node // 4
-    rows = np.nonzero(feasible(final, limit[request]) & ((final[:, WORK] < cutoff) | keep_coupled))[0]
+    rows = np.nonzero(feasible(final, limit[request]) & ((final[:, WORK] < cutoff[request]) | keep_coupled))[0]
     key = final[rows][:, [WORK] + TRADED]
     if not keep_coupled:  # only work counts
         key[:, 1:] = 0.0
@@ -106,13 +106,19 @@ def label_pass(
     ]
 
 
+def _cutoff(incumbent: Array) -> Array:
+    """The work a label must stay below to beat each ``incumbent`` (``inf``: none)."""
+    finite = np.isfinite(incumbent)
+    return np.where(finite, incumbent - INCUMBENT_RTOL * np.abs(np.where(finite, incumbent, 0.0)), np.inf)
+
+
 @dataclass(frozen=True)
 class Pruning:
     """The pruning rules of one label pass (see the module docstring); ``limit[r, slot]``
-    per request of the batch."""
+    and ``cutoff[r]`` (the work a label must stay below) per request of the batch."""
 
     limit: Array
-    cutoff: float
+    cutoff: Array
     lag: Lagrangian | None
     budgets: list[BudgetBound]
     keep_coupled: bool
@@ -139,7 +145,7 @@ class Pruning:
     def survivors(self, b: int, values: np.ndarray, node: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """Rows of the candidate labels after block ``b`` that survive."""
         bound = self.lower_bound(b, values, node, low)
-        idx = np.nonzero(bound < self.cutoff)[0] if math.isfinite(self.cutoff) else np.nonzero(np.isfinite(bound))[0]
+        idx = np.nonzero(bound < self.cutoff[node // 4])[0]  # an infinite bound never survives
         if self.beam is not None:
             idx = best_per_node(idx, bound[idx], node[idx], self.beam)
         if idx.size <= 1:

@@ -40,6 +40,8 @@ class RequestOutcome:
 
 
 RequestSolver = Callable[[Arrays, int], RequestOutcome]
+#: Solves the requests ``rows`` (an array of indices) together, one outcome per row.
+BatchSolver = Callable[[Arrays, NDArray[np.int64]], list[RequestOutcome]]
 
 
 def unique_requests(arrays: Arrays) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -70,17 +72,25 @@ def solve_independently(
     instance: Instance, name: str, solve_one: RequestSolver, time_limit: float | None = None
 ) -> SolveResult:
     """Solve each distinct request with ``solve_one`` and combine into one result."""
+    return solve_in_batches(instance, name, lambda arrays, rows: [solve_one(arrays, int(r)) for r in rows], time_limit, 1)
+
+
+def solve_in_batches(
+    instance: Instance, name: str, solve_many: BatchSolver, time_limit: float | None = None, batch: int = 1
+) -> SolveResult:
+    """Solve the distinct requests ``batch`` at a time with ``solve_many`` and combine
+    into one result; the time limit is checked between batches."""
     if instance.coupled:
         return SolveResult(name, Status.ERROR, message=f"{name} handles only uncoupled instances (no server capacities)")
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     first, inverse = unique_requests(instance.arrays)
     outcomes: list[RequestOutcome] = []
-    for r in first:
+    for start in range(0, len(first), batch):
         if deadline is not None and time.perf_counter() > deadline:
             return SolveResult(
                 name, Status.NO_SOLUTION, message=f"time limit reached after {len(outcomes)} of {len(first)} distinct requests"
             )
-        outcomes.append(solve_one(instance.arrays, int(r)))
+        outcomes += solve_many(instance.arrays, first[start : start + batch])
     per_request = [outcomes[k] for k in inverse]
     result = combine(instance, name, per_request)
     result.info["distinct_requests"] = len(first)
