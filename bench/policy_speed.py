@@ -22,7 +22,7 @@ import numpy as np
 from splitllm.instance import Instance, example_path, load_instance
 from splitllm.registry import verify
 from splitllm.result import SolveResult
-from splitllm.serving.policies import _per_request_problem, place
+from splitllm.serving.policies import per_request_problem, place
 from splitllm.serving.workload import trace_workload
 from splitllm.solvers import dp
 from splitllm.solvers.baselines import greedy_request
@@ -44,7 +44,7 @@ class Row:
 
 def per_request(inst: Instance, policy: str) -> tuple[float, SolveResult]:
     """The request-by-request path: wall seconds and its verified result."""
-    uncoupled = _per_request_problem(inst)
+    uncoupled = per_request_problem(inst)
     started = time.perf_counter()
     result = verify(uncoupled, solve_independently(uncoupled, policy, PER_REQUEST[policy]))
     return time.perf_counter() - started, result
