@@ -44,7 +44,7 @@ def _log(line: str) -> None:
 
 def placements(inst: Instance, policy: str, engine: str, kv: float, cache: Path | None) -> Placement:
     """``policy``'s placements, from ``cache`` when it holds them for this many requests."""
-    key = policy.replace(":", "_")
+    key = f"{policy.replace(':', '_')}.{inst.n_requests}"
     if cache is not None and cache.is_file():
         with np.load(cache) as data:
             if f"{key}.x" in data and data[f"{key}.x"].shape == (inst.n_requests, inst.n_blocks):
@@ -88,10 +88,22 @@ def same(a: SimResult, b: SimResult, rtol: float = 1e-9) -> bool:
     return flags and close and counts and bool(np.isclose(a.makespan_s, b.makespan_s, rtol=rtol, atol=0.0))
 
 
+def max_rel_diff(a: SimResult, b: SimResult) -> float:
+    """The largest relative difference of TTFT, TPOT and E2E between two results."""
+    worst = 0.0
+    for k in ("ttft", "tpot", "e2e"):
+        x, y = getattr(a, k), getattr(b, k)
+        both = np.isfinite(x) & np.isfinite(y) & (y != 0)
+        if both.any():
+            worst = max(worst, float(np.max(np.abs(x[both] / y[both] - 1))))
+    return worst
+
+
 def load_simulate(path: Path) -> Simulate:
     spec = importlib.util.spec_from_file_location("sim_speed_compare", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module.simulate  # type: ignore[no-any-return]
 
@@ -109,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--policy", action="append", default=None, help="repeatable (default: all-server, greedy, dp)")
     ap.add_argument("--engine", default="vllm")
     ap.add_argument("--repeat", type=int, default=3, help="runs per simulation; the median is reported")
-    ap.add_argument("--cache", type=Path, default=None, help="an .npz holding the placements (read and written)")
+    ap.add_argument("--cache", type=Path, default=None, help="an .npz holding the placements, by policy and number of requests (read and written; one file per instance and trace)")
     ap.add_argument("--compare", type=Path, default=None, help="a .py file whose simulate() is timed too")
     ap.add_argument("--compare-repeat", type=int, default=1)
     args = ap.parse_args(argv)
@@ -123,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     other = load_simulate(args.compare) if args.compare else None
     lines = ["| simulator | policy | requests | iterations | heap events | server items | sim wall (s) | simulated s / wall s | items / wall s |",
              "|---|---|---|---|---|---|---|---|---|"]
+    notes: list[str] = []
     for policy in args.policy or ["all-server", "greedy", "dp"]:
         p = placements(inst, policy, args.engine, cfg.kv_capacity_bytes, args.cache)
         results: list[tuple[str, Any]] = []
@@ -134,8 +147,10 @@ def main(argv: list[str] | None = None) -> None:
         for label, (out, wall) in results:
             lines.append(row(label, policy, inst, out, items(inst, p, out), wall))
         if other is not None:
-            lines[-1] += "" if same(results[0][1][0], results[1][1][0]) else " **results differ**"
-    print("\n".join(lines))
+            a, b = results[0][1][0], results[1][1][0]
+            notes.append(f"{policy}: {'same results' if same(a, b) else 'RESULTS DIFFER'} "
+                         f"(largest relative difference of TTFT, TPOT, E2E: {max_rel_diff(a, b):.1e})")
+    print("\n".join(lines + [""] + notes))
 
 
 if __name__ == "__main__":
