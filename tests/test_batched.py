@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from splitllm.batched import AttentionModel, BatchedCosts, all_blocks, iteration_time
+from splitllm.batched import AttentionModel, BatchedCosts, IterationPricer, all_blocks, iteration_time, server_costs
 from splitllm.errors import InputError
+from splitllm.instance import example_path, load_instance
 from splitllm.instances.batched_vidur import batched_from_table
 from splitllm.instances.vidur import LAYER_OPS, OpTable
 from splitllm.profiles import Curve
@@ -127,11 +129,6 @@ def _random_iteration(rng: np.random.Generator, n_blocks: int) -> tuple[list[tup
 
 @pytest.mark.parametrize("which", ["toy", "a100"])
 def test_pricer_agrees_with_iteration_time(which: str) -> None:
-    from dataclasses import replace
-
-    from splitllm.batched import IterationPricer, server_costs
-    from splitllm.instance import example_path, load_instance
-
     if which == "toy":
         costs, kinds = replace(toy(0.25), overhead_per_seq_s=0.01), KINDS + ("layer", "head", "embed")
     else:
@@ -149,7 +146,5 @@ def test_pricer_agrees_with_iteration_time(which: str) -> None:
 
 
 def test_pricer_refuses_an_unknown_kind() -> None:
-    from splitllm.batched import IterationPricer
-
     with pytest.raises(InputError, match="no table"):
         IterationPricer(toy(), ("embed", "mlp"))

@@ -7,6 +7,7 @@ import pytest
 from numpy.typing import NDArray
 
 from splitllm.batched import server_costs
+from splitllm.errors import InputError
 from splitllm.instance import example_path, load_instance
 from splitllm.serving import SimConfig, simulate
 from splitllm.serving.workload import trace_workload
@@ -101,8 +102,6 @@ def test_placer_must_answer_for_each_arriving_request() -> None:
     class Bad:
         def place(self, now, arriving, in_flight, placements):  # type: ignore[no-untyped-def]
             return np.ones(len(arriving) + 1, bool)
-
-    from splitllm.errors import InputError
 
     inst = hand.instance([hand.request("a")])
     with pytest.raises(InputError, match="one bool per arriving request"):
