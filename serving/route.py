@@ -19,8 +19,8 @@ Examples
 >>> from splitllm.instance import load_instance, example_path
 >>> inst = load_instance(example_path("tiny"))
 >>> route = build_route(inst.arrays, 0, np.array([False, True, False]))
->>> [seg.tolist() for seg in route.segments]
-[[False, True, False]]
+>>> route.spans, [seg.tolist() for seg in route.segments]
+(((1, 2),), [[False, True, False]])
 >>> len(route.prefill), len(route.decode)
 (2, 2)
 """
@@ -37,9 +37,11 @@ from splitllm.instance import Arrays
 
 @dataclass(frozen=True)
 class Route:
-    """One request's phases (see the module docstring); ``segments[i]`` masks server item ``i``'s blocks."""
+    """One request's phases (see the module docstring); server item ``i`` runs blocks
+    ``spans[i] = (lo, hi)``, ``lo`` to ``hi - 1`` of the model's ``n_blocks``."""
 
-    segments: tuple[NDArray[np.bool_], ...]
+    spans: tuple[tuple[int, int], ...]
+    n_blocks: int
     prefill: tuple[float, ...]
     decode: tuple[float, ...]
     prefill_stream: float
@@ -47,7 +49,15 @@ class Route:
 
     @property
     def uses_server(self) -> bool:
-        return bool(self.segments)
+        return bool(self.spans)
+
+    @property
+    def segments(self) -> tuple[NDArray[np.bool_], ...]:
+        """Each server item's blocks as a mask over the model's blocks."""
+        masks = np.zeros((len(self.spans), self.n_blocks), dtype=bool)
+        for mask, (lo, hi) in zip(masks, self.spans):
+            mask[lo:hi] = True
+        return tuple(masks)
 
 
 def runs(placement: NDArray[np.bool_]) -> list[tuple[bool, int, int]]:
@@ -61,10 +71,10 @@ def runs(placement: NDArray[np.bool_]) -> list[tuple[bool, int, int]]:
     return [(bool(x[a]), a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def _phase(x: NDArray[np.bool_], client: NDArray[np.float64], start: float, up: float, down: float) -> list[float]:
-    """Delays of one phase: ``start`` before the first block, client compute, crossings."""
+def _phase(parts: list[tuple[bool, int, int]], client: NDArray[np.float64], start: float, up: float, down: float) -> list[float]:
+    """Delays of one phase over the runs ``parts``: ``start`` before the first block, client compute, crossings."""
     delays, pending, previous = [], start, None
-    for on_server, a, b in runs(x):
+    for on_server, a, b in parts:
         if previous is not None:
             pending += up if on_server else down
         if on_server:
@@ -80,20 +90,15 @@ def _phase(x: NDArray[np.bool_], client: NDArray[np.float64], start: float, up: 
 def build_route(arrays: Arrays, r: int, placement: NDArray[np.bool_]) -> Route:
     """The route of request ``r`` under ``placement`` (``True`` = server)."""
     a, x = arrays, np.asarray(placement, dtype=bool)
-    n = len(x)
-    segments = []
-    for on_server, lo, hi in runs(x):
-        if on_server:
-            mask = np.zeros(n, dtype=bool)
-            mask[lo:hi] = True
-            segments.append(mask)
+    parts = runs(x)
     first, last = bool(x[0]), bool(x[-1])
     # The prompt starts on the client; each decode step starts where the last token is (at the head).
-    prefill = _phase(x, a.client_prefill[r], a.prompt_up[r] if first else 0.0, a.act_up_prefill[r], a.act_down_prefill[r])
+    prefill = _phase(parts, a.client_prefill[r], a.prompt_up[r] if first else 0.0, a.act_up_prefill[r], a.act_down_prefill[r])
     cycle = a.token_up_decode[r] if first and not last else a.token_down_decode[r] if last and not first else 0.0
-    decode = _phase(x, a.client_decode[r], float(cycle), a.act_up_decode[r], a.act_down_decode[r])
+    decode = _phase(parts, a.client_decode[r], float(cycle), a.act_up_decode[r], a.act_down_decode[r])
     return Route(
-        segments=tuple(segments),
+        spans=tuple((lo, hi) for on_server, lo, hi in parts if on_server),
+        n_blocks=len(x),
         prefill=tuple(float(d) for d in prefill),
         decode=tuple(float(d) for d in decode),
         prefill_stream=float(a.first_token_down[r]) if last else 0.0,

@@ -1,13 +1,18 @@
 """The discrete-event, iteration-level simulation of one server and its clients.
 
-Events sit in one heap (``heapq``) ordered by (time, sequence): request arrivals, the end
-of a request's own time (client compute and crossings, see :mod:`.route`), and the end
-of a server iteration. The server runs iterations back to back while it has ready items;
-an iteration's time is :func:`splitllm.batched.iteration_time` over the items chosen at
-its start (:mod:`.engines`). An item that becomes ready while an iteration runs waits for
-the next one: the synchronisation price of a split. Every event at one instant is
-handled before the server decides whether to start an iteration, so the schedule does
-not depend on the order of simultaneous events.
+Events sit in one heap (``heapq``) ordered by (time, sequence): the end of a request's
+own time (client compute and crossings, see :mod:`.route`) and the end of a server
+iteration; arrivals come from a list sorted by time (ties in request order) and go
+before every other event of their instant. The server runs iterations back to back while
+it has ready items; an iteration's time is :func:`splitllm.batched.iteration_time` over
+the items chosen at its start (:mod:`.engines`), computed by an
+:class:`~splitllm.batched.IterationPricer` prepared once per simulation. An item that
+becomes ready while an iteration runs waits for the next one: the synchronisation price
+of a split. Every event at one instant is handled before the server decides whether to
+start an iteration; simultaneous events are handled in the order they were scheduled.
+
+A request's route (:func:`.route.build_route`: its delays and server items, each item a
+run of blocks ``(lo, hi)``) and its KV are built from its placement when it arrives.
 
 KV: a request that has server blocks reserves its whole server KV (its server blocks'
 bytes per token x (prompt + output)) when its first server item is ready, in arrival
@@ -16,6 +21,20 @@ last token is produced. A request whose KV can never fit is dropped.
 
 Clients run only their own request (batch-1 costs); each request has its own link, and
 its transfers never queue behind another request's.
+
+Online placement: ``simulate(..., placer=...)`` takes an :class:`OnlinePlacer`, whose
+``place(now, arriving, in_flight, placements)`` is called once per instant at which
+requests arrive, after that instant's other events, with every request arriving then (in
+request order), the requests in flight (arrived earlier, sent, not finished, those
+waiting for KV included; in arrival order) and the simulation's placements (a copy of
+those given). It writes the arriving requests' rows and returns which of them are sent;
+their routes and KV come from those rows. A request it does not send is not served.
+Without a placer the placements are fixed and arrivals go first at their instant, as
+above (the two orders differ only when an arrival coincides exactly with another event).
+
+Speed: on the Azure conversation hour (19,366 requests, Llama-2-7B on an A100) about
+300-700 simulated seconds per wall second on one core (5 s all on the server, 14 s with
+split placements of two server runs per token); ``python -m splitllm.bench.sim_speed``.
 
 Examples
 --------
@@ -31,26 +50,36 @@ Examples
 >>> out = simulate(inst, placements, SimConfig(costs, kv_capacity_bytes=np.inf))
 >>> out.iterations > 0 and bool(np.all(out.e2e >= out.ttft))
 True
+
+An online placer that sends every request all on the server gives the same run:
+
+>>> class AllServer:
+...     def place(self, now, arriving, in_flight, placements):
+...         placements[arriving] = True
+...         return np.ones(len(arriving), dtype=bool)
+>>> online = simulate(inst, np.zeros_like(placements), SimConfig(costs), placer=AllServer())
+>>> bool(np.array_equal(online.e2e, out.e2e)) and bool(online.placements.all())
+True
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.batched import BatchedCosts, iteration_time
+from splitllm.batched import BatchedCosts, IterationPricer
 from splitllm.errors import InputError
 from splitllm.instance import Instance
 from splitllm.serving.engines import ENGINES
 from splitllm.serving.route import Route, build_route
-
-ARRIVE, RESUME, ITER_END = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -97,13 +126,35 @@ class SimResult:
     events: int = 0
     wall_s: float = 0.0
     timeline: list[tuple[float, float, list[tuple[int, int, int]]]] = field(default_factory=list)
+    placements: NDArray[np.bool_] | None = None
 
 
-@dataclass
+class OnlinePlacer(Protocol):
+    """Places requests when they arrive, seeing the server's requests in flight."""
+
+    def place(self, now: float, arriving: list[int], in_flight: list[int], placements: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Called once per arrival instant, after every other event at that instant (all the
+        requests arriving then together, in request order).
+
+        ``arriving``: the requests arriving now; ``in_flight``: requests that arrived
+        earlier, were sent and are not finished (those waiting for KV admission
+        included), in arrival order; ``placements``: the simulation's placements (read
+        them for ``in_flight``). Returns one bool per ``arriving`` request: sent or not;
+        writes the rows of ``placements`` of the requests it sends, in place (rows of
+        requests not sent are ignored).
+        """
+        ...
+
+
+@dataclass(slots=True)
 class _Req:
-    """Mutable state of one request in flight."""
+    """Mutable state of one request in flight (its route flattened)."""
 
-    route: Route
+    spans: tuple[tuple[int, int], ...]
+    prefill: tuple[float, ...]
+    decode: tuple[float, ...]
+    prefill_stream: float
+    decode_stream: float
     prompt: int
     output: int
     kv: float
@@ -114,113 +165,118 @@ class _Req:
     first_at: float = float("nan")
     last_at: float = float("nan")
 
+    @classmethod
+    def of(cls, route: Route, prompt: int, output: int, kv: float) -> _Req:
+        return cls(route.spans, route.prefill, route.decode, route.prefill_stream, route.decode_stream, prompt, output, kv)
+
 
 class _Server:
     """The event loop. One instance per simulation."""
 
-    def __init__(self, inst: Instance, placements: NDArray[np.bool_], cfg: SimConfig, record: bool) -> None:
-        self.cfg, self.rules = cfg, ENGINES[cfg.engine]
-        self.kinds = tuple(b.kind for b in inst.model.blocks)
-        a = inst.arrays
-        self.reqs = [
-            _Req(build_route(a, r, placements[r]), int(a.prompt_tokens[r]), int(a.output_tokens[r]),
-                 float(a.kv[r][placements[r]].sum()))
-            for r in range(inst.n_requests)
-        ]  # fmt: skip
-        self.heap: list[tuple[float, int, int, int]] = []
-        self.seq = 0
+    def __init__(self, inst: Instance, placements: NDArray[np.bool_], cfg: SimConfig, record: bool,
+                 placer: OnlinePlacer | None) -> None:
+        self.cfg, self.rules, self.placer = cfg, ENGINES[cfg.engine], placer
+        self.price = IterationPricer(cfg.costs, tuple(b.kind for b in inst.model.blocks))
+        self.arrays, self.placements = inst.arrays, placements
+        self.prompt, self.output = inst.arrays.prompt_tokens.tolist(), inst.arrays.output_tokens.tolist()
+        self.reqs: list[_Req | None] = [None] * inst.n_requests  # built when the request arrives
+        self.in_flight: dict[int, None] = {}  # arrived, sent, not finished, in arrival order
+        self.heap: list[tuple[float, int, int]] = []  # (time, sequence, request; -1 = the iteration's end)
+        self.seq = itertools.count()
         self.ready: list[int] = []
         self.waiting: deque[int] = deque()
         self.kv_used = 0.0
         self.busy = False
         self.running: list[tuple[int, int]] = []  # (request, tokens) of the running iteration
+        self.finished = 0  # requests served or dropped
         self.record = record
         self.stats = SimResult(*(np.full(inst.n_requests, np.nan) for _ in range(3)),
                                served=np.zeros(inst.n_requests, bool), dropped=np.zeros(inst.n_requests, bool))  # fmt: skip
 
     # -- events -------------------------------------------------------------------------
-    def push(self, t: float, kind: int, r: int) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (t, self.seq, kind, r))
-
     def arrive(self, r: int, now: float) -> None:
-        q = self.reqs[r]
-        if q.route.uses_server and q.kv > self.cfg.kv_capacity_bytes:
+        x = self.placements[r]
+        route = build_route(self.arrays, r, x)
+        q = self.reqs[r] = _Req.of(route, self.prompt[r], self.output[r], float(self.arrays.kv[r][x].sum()))
+        if q.spans and q.kv > self.cfg.kv_capacity_bytes:
             self.stats.dropped[r] = True
+            self.finished += 1
             return
+        self.in_flight[r] = None
         if self.cfg.warm:
-            q.step, q.first_at = 1, now + q.route.decode_stream
+            q.step, q.first_at = 1, now + q.decode_stream
             if q.output <= 1:
-                self.finish(r, now)
+                self.finish(r, q)
                 return
-        self.wait(r, now, self.delays(q)[0])
-
-    def delays(self, q: _Req) -> tuple[float, ...]:
-        return q.route.prefill if q.step == 0 else q.route.decode
+        self.wait(r, now, q.prefill[0] if q.step == 0 else q.decode[0])
 
     def wait(self, r: int, now: float, d: float) -> None:
         """The request is on its own for ``d`` seconds, then goes on (at once when ``d`` is 0)."""
         if d > 0:
-            self.push(now + d, RESUME, r)
+            heapq.heappush(self.heap, (now + d, next(self.seq), r))
         else:
             self.go_on(r, now)
 
     def go_on(self, r: int, now: float) -> None:
         """After delay ``pos`` of the phase: the next server item is ready, or the phase ends."""
         q = self.reqs[r]
+        assert q is not None
         while True:
-            if q.pos < len(q.route.segments):
-                if q.admitted:
-                    self.ready.append(r)
-                else:
-                    self.waiting.append(r)
+            if q.pos < len(q.spans):
+                (self.ready if q.admitted else self.waiting).append(r)
                 return
-            stream = q.route.prefill_stream if q.step == 0 else q.route.decode_stream
             if q.step == 0:
-                q.first_at = now + stream
-            q.last_at = now + stream
+                q.first_at = q.last_at = now + q.prefill_stream
+            else:
+                q.last_at = now + q.decode_stream
             if q.step >= q.output - 1:
-                self.finish(r, now)
+                self.finish(r, q)
                 return
             q.step, q.pos = q.step + 1, 0
-            d = q.route.decode[0]
+            d = q.decode[0]
             if d > 0:
-                self.push(now + d, RESUME, r)
+                heapq.heappush(self.heap, (now + d, next(self.seq), r))
                 return
 
-    def finish(self, r: int, now: float) -> None:
-        q = self.reqs[r]
+    def finish(self, r: int, q: _Req) -> None:
         if q.admitted:
             self.kv_used -= q.kv
             q.admitted = False
         self.stats.served[r] = True
+        self.finished += 1
+        del self.in_flight[r]
         if np.isnan(q.last_at):
             q.last_at = q.first_at
 
     # -- the server -----------------------------------------------------------------------
     def admit(self) -> None:
-        while self.waiting and self.kv_used + self.reqs[self.waiting[0]].kv <= self.cfg.kv_capacity_bytes:
+        reqs, cap = self.reqs, self.cfg.kv_capacity_bytes
+        while self.waiting and self.kv_used + reqs[self.waiting[0]].kv <= cap:  # type: ignore[union-attr]
             r = self.waiting.popleft()
-            self.reqs[r].admitted = True
-            self.kv_used += self.reqs[r].kv
+            q = reqs[r]
+            assert q is not None
+            q.admitted = True
+            self.kv_used += q.kv
             self.ready.append(r)
-        self.stats.peak_kv_bytes = max(self.stats.peak_kv_bytes, self.kv_used)
+        if self.kv_used > self.stats.peak_kv_bytes:
+            self.stats.peak_kv_bytes = self.kv_used
 
     def choose(self) -> list[tuple[int, int]]:
         """(request, tokens) of the items of the next iteration, by the engine's rules."""
-        prefills = [r for r in self.ready if self.reqs[r].step == 0]
-        decodes = [r for r in self.ready if self.reqs[r].step > 0]
+        reqs = self.reqs
+        prefills = [r for r in self.ready if reqs[r].step == 0]  # type: ignore[union-attr]
+        decodes = [r for r in self.ready if reqs[r].step > 0]  # type: ignore[union-attr]
         budget = self.cfg.chunk
         if budget is None:
             if prefills and not self.rules.mixes:
-                return [(r, self.reqs[r].prompt) for r in prefills]
-            return [(r, 1) for r in decodes] + [(r, self.reqs[r].prompt) for r in prefills]
+                return [(r, self.prompt[r]) for r in prefills]
+            return [(r, 1) for r in decodes] + [(r, self.prompt[r]) for r in prefills]
         chosen = [(r, 1) for r in decodes]
         left = budget - len(decodes)
         for r in prefills:
             if left <= 0:
                 break
-            n = min(left, self.reqs[r].prompt - self.reqs[r].done_tokens)
+            n = min(left, self.prompt[r] - reqs[r].done_tokens)  # type: ignore[union-attr]
             chosen.append((r, n))
             left -= n
         return chosen
@@ -232,28 +288,33 @@ class _Server:
         items = self.choose()
         if not items:
             return
-        taken = {r for r, _ in items}
-        self.ready = [r for r in self.ready if r not in taken]
-        needs = np.array([self.reqs[r].route.segments[self.reqs[r].pos] for r, _ in items])
-        q = np.array([n for _, n in items], dtype=float)
-        ctx = np.array([self._context(r) for r, _ in items], dtype=float)
-        t = float(iteration_time(self.cfg.costs, self.kinds, needs, q, ctx))
+        if len(items) == len(self.ready):
+            self.ready = []
+        else:
+            taken = {r for r, _ in items}
+            self.ready = [r for r in self.ready if r not in taken]
+        reqs = self.reqs
+        work = []
+        for r, n in items:
+            q = reqs[r]
+            assert q is not None
+            lo, hi = q.spans[q.pos]
+            work.append((lo, hi, n, q.done_tokens if q.step == 0 else q.prompt + q.step - 1))
+        t = self.price(work)
         self.busy, self.running = True, items
         self.stats.iterations += 1
         self.stats.busy_s += t
-        self.stats.tokens += int(q.sum())
+        self.stats.tokens += sum(n for _, n in items)
         if self.record:
-            self.stats.timeline.append((now, now + t, [(r, self.reqs[r].pos, n) for r, n in items]))
-        self.push(now + t, ITER_END, -1)
-
-    def _context(self, r: int) -> int:
-        q = self.reqs[r]
-        return q.done_tokens if q.step == 0 else q.prompt + q.step - 1
+            self.stats.timeline.append((now, now + t, [(r, reqs[r].pos, n) for r, n in items]))  # type: ignore[union-attr]
+        heapq.heappush(self.heap, (now + t, next(self.seq), -1))
 
     def end_iteration(self, now: float) -> None:
         self.busy = False
+        reqs = self.reqs
         for r, n in self.running:
-            q = self.reqs[r]
+            q = reqs[r]
+            assert q is not None
             if q.step == 0:
                 q.done_tokens += n
                 if q.done_tokens < q.prompt:  # more chunks of this prompt
@@ -261,31 +322,58 @@ class _Server:
                     continue
                 q.done_tokens = 0
             q.pos += 1
-            self.wait(r, now, self.delays(q)[q.pos])
+            self.wait(r, now, (q.prefill if q.step == 0 else q.decode)[q.pos])
         self.running = []
 
+    def drain(self, now: float) -> None:
+        """Handle the heap's events at ``now`` (those they add at ``now`` too)."""
+        heap, pop = self.heap, heapq.heappop
+        while heap and heap[0][0] == now:
+            r = pop(heap)[2]
+            self.stats.events += 1
+            if r < 0:
+                self.end_iteration(now)
+            else:
+                self.go_on(r, now)
+
+    def place(self, now: float, arriving: list[int]) -> None:
+        """Ask the placer about the requests ``arriving`` now; those it sends arrive."""
+        assert self.placer is not None
+        sent = np.asarray(self.placer.place(now, arriving, list(self.in_flight), self.placements), dtype=bool)
+        if sent.shape != (len(arriving),):
+            raise InputError("placer", f"place() must return one bool per arriving request ({len(arriving)}), got shape {sent.shape}")
+        self.stats.events += len(arriving)
+        for r, ok in zip(arriving, sent.tolist()):
+            if ok:
+                self.arrive(r, now)
+
     def run(self, arrivals: NDArray[np.float64], sent: NDArray[np.bool_], progress: Callable[[int], None] | None) -> SimResult:
-        for r in np.nonzero(sent)[0]:
-            self.push(float(arrivals[r]), ARRIVE, int(r))
-        now, done = 0.0, 0
-        while self.heap:
-            now = self.heap[0][0]
-            while self.heap and self.heap[0][0] == now:
-                _, _, kind, r = heapq.heappop(self.heap)
-                self.stats.events += 1
-                if kind == ARRIVE:
+        # Arrivals in time order, ties in request order (before any other event at that instant)
+        order = sorted(np.nonzero(sent)[0].tolist(), key=lambda r: arrivals[r])
+        times = [float(arrivals[r]) for r in order]
+        times.append(float("inf"))
+        heap, i, now, done = self.heap, 0, 0.0, 0
+        while i < len(order) or heap:
+            now = times[i] if not heap or times[i] <= heap[0][0] else heap[0][0]
+            j = i
+            while times[j] == now:
+                j += 1
+            if self.placer is None:
+                for r in order[i:j]:
+                    self.stats.events += 1
                     self.arrive(r, now)
-                elif kind == RESUME:
-                    self.go_on(r, now)
-                else:
-                    self.end_iteration(now)
+                self.drain(now)
+            else:  # the other events of the instant first, then the placer
+                self.drain(now)
+                if j > i:
+                    self.place(now, order[i:j])
+                    self.drain(now)
+            i = j
             if not self.busy:
                 self.start(now)
-            if progress is not None:
-                served = int(self.stats.served.sum() + self.stats.dropped.sum())
-                if served > done:
-                    progress(served - done)
-                    done = served
+            if progress is not None and self.finished > done:
+                progress(self.finished - done)
+                done = self.finished
         self.stats.makespan_s = now
         return self.stats
 
@@ -298,15 +386,19 @@ def simulate(
     sent: NDArray[np.bool_] | None = None,
     progress: Callable[[int], None] | None = None,
     record: bool = False,
+    placer: OnlinePlacer | None = None,
 ) -> SimResult:
     """Simulate ``inst``'s requests (``placements``: requests x blocks, ``True`` = server).
 
     Parameters
     ----------
     arrivals : seconds from the start at which each request arrives (default: all at 0).
-    sent : requests that are sent at all (default: all); the others are not served.
+    sent : requests that are sent at all (default: all); the others are not served (nor
+        offered to ``placer``).
     progress : called with the number of requests finished since its last call.
     record : keep every iteration's (start, end, [(request, item, tokens)]) in ``timeline``.
+    placer : place each request when it arrives (:class:`OnlinePlacer`); it writes the
+        rows of a copy of ``placements``, which the result keeps.
 
     Returns
     -------
@@ -317,10 +409,11 @@ def simulate(
     arrivals = np.zeros(n) if arrivals is None else np.asarray(arrivals, dtype=float)
     sent = np.ones(n, dtype=bool) if sent is None else np.asarray(sent, dtype=bool)
     started = time.perf_counter()
-    server = _Server(inst, np.asarray(placements, dtype=bool), cfg, record)
+    x = np.array(placements, dtype=bool) if placer is not None else np.asarray(placements, dtype=bool)
+    server = _Server(inst, x, cfg, record, placer)
     out = server.run(arrivals, sent, progress)
-    first = np.array([q.first_at for q in server.reqs])
-    last = np.array([q.last_at for q in server.reqs])
+    first = np.array([np.nan if q is None else q.first_at for q in server.reqs])
+    last = np.array([np.nan if q is None else q.last_at for q in server.reqs])
     ok = out.served
     out.ttft = np.where(ok, first - arrivals, np.nan)
     if cfg.warm:
@@ -329,5 +422,6 @@ def simulate(
     steps = inst.arrays.output_tokens - 1
     with np.errstate(invalid="ignore", divide="ignore"):
         out.tpot = np.where(ok & (steps > 0), (last - first) / np.maximum(steps, 1), np.nan)
+    out.placements = x
     out.wall_s = time.perf_counter() - started
     return out

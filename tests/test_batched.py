@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from splitllm.batched import AttentionModel, BatchedCosts, all_blocks, iteration_time
+from splitllm.batched import AttentionModel, BatchedCosts, IterationPricer, all_blocks, iteration_time, server_costs
 from splitllm.errors import InputError
+from splitllm.instance import example_path, load_instance
 from splitllm.instances.batched_vidur import batched_from_table
 from splitllm.instances.vidur import LAYER_OPS, OpTable
 from splitllm.profiles import Curve
@@ -109,3 +111,40 @@ def test_whole_model_decode_grows_with_batch_and_context(tmp_path: Path) -> None
         return float(iteration_time(costs, kinds, np.ones((b, 34), bool), np.ones(b), np.full(b, c)))
 
     assert decode(1, 128) < decode(16, 128) < decode(16, 2048)
+
+
+def _random_iteration(rng: np.random.Generator, n_blocks: int) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+    """Items of one random iteration (runs of blocks, some with q = 0) and their needs mask."""
+    items = []
+    for _ in range(int(rng.integers(0, 40))):
+        lo = int(rng.integers(0, n_blocks))
+        hi = int(rng.integers(lo, n_blocks + 1))
+        q = int(rng.choice([0, 1, 1, 1, int(rng.integers(2, 5000))]))
+        items.append((lo, hi, q, int(rng.integers(0, 8000))))
+    needs = np.zeros((len(items), n_blocks), bool)
+    for i, (lo, hi, _, _) in enumerate(items):
+        needs[i, lo:hi] = True
+    return items, needs
+
+
+@pytest.mark.parametrize("which", ["toy", "a100"])
+def test_pricer_agrees_with_iteration_time(which: str) -> None:
+    if which == "toy":
+        costs, kinds = replace(toy(0.25), overhead_per_seq_s=0.01), KINDS + ("layer", "head", "embed")
+    else:
+        inst = load_instance(example_path("llama2-7b"))
+        base = server_costs(inst, "vllm")
+        costs = replace(base, attention=replace(base.attention, folded_context=100.0))
+        kinds = tuple(b.kind for b in inst.model.blocks)
+    price, rng = IterationPricer(costs, kinds), np.random.default_rng(7)
+    for _ in range(300):
+        items, needs = _random_iteration(rng, len(kinds))
+        q = np.array([it[2] for it in items], dtype=float)
+        ctx = np.array([it[3] for it in items], dtype=float)
+        want = float(iteration_time(costs, kinds, needs.reshape(len(items), len(kinds)), q, ctx))
+        assert price(items) == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+def test_pricer_refuses_an_unknown_kind() -> None:
+    with pytest.raises(InputError, match="no table"):
+        IterationPricer(toy(), ("embed", "mlp"))
