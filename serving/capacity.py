@@ -101,14 +101,17 @@ def _init(job: _Job) -> None:
     _JOB = job
 
 
-def _attainment(rate: float) -> float:
+def _attainment(rate: float) -> tuple[float, float]:
+    """(SLO attainment, the policy's wall seconds) of one simulation at ``rate``."""
     assert _JOB is not None
     job = _JOB
     arrivals = retime(job.times, rate, False, np.random.default_rng(0))
     start = arrivals + (job.placement.latency_s if job.charge else 0.0)
-    sim = simulate(job.inst, job.placement.placements, job.cfg, arrivals=start, sent=job.placement.sent)
+    placer = job.placement.online() if job.placement.online is not None else None
+    sim = simulate(job.inst, job.placement.placements, job.cfg, arrivals=start, sent=job.placement.sent, placer=placer)
     sim.ttft, sim.e2e = sim.ttft + (start - arrivals), sim.e2e + (start - arrivals)
-    return float(slo_met(job.inst, sim).mean())
+    wall = placer.wall_s if placer is not None else job.placement.wall_s
+    return float(slo_met(job.inst, sim).mean()), wall
 
 
 def capacity(
@@ -119,12 +122,21 @@ def capacity(
     job = _Job(inst, placement, cfg, np.asarray(times, float), charge)
     span = float(job.times[-1] - job.times[0])
     first = start or ((len(job.times) - 1) / span if span > 0 else 1.0)
+    walls: list[float] = []
+
+    def attainments(results: list[tuple[float, float]]) -> list[float]:
+        walls.extend(wall for _, wall in results)
+        return [value for value, _ in results]
+
     if jobs > 1:
         with ProcessPoolExecutor(jobs, initializer=_init, initargs=(job,)) as pool:
-            rate, tried = search(_attainment, first, target, rtol, lambda rs: list(pool.map(_attainment, rs)), jobs)
+            rate, tried = search(lambda r: attainments([_attainment(r)])[0], first, target, rtol,
+                                 lambda rs: attainments(list(pool.map(_attainment, rs))), jobs)
     else:
         _init(job)
-        rate, tried = search(_attainment, first, target, rtol)
+        rate, tried = search(lambda r: attainments([_attainment(r)])[0], first, target, rtol)
     bounded = bool(np.isfinite(rate))
+    # An online policy places during each simulation: its wall time is the median over the runs.
+    wall = float(np.median(walls)) if placement.online is not None else placement.wall_s
     return {"policy": placement.policy, "capacity_rps": rate if bounded else None, "bounded": bounded, "target": target,
-            "tried": sorted(tried)}
+            "tried": sorted(tried), "policy_wall_s": wall}

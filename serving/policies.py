@@ -11,8 +11,9 @@
   (default :data:`WINDOW`; the last may be shorter). Each window's requests with at least
   2 output tokens are placed together as one throughput-placement (F5) snapshot by the
   registered solver of that name, with at most ``S`` seconds (default
-  :data:`WINDOW_BUDGET_S`), their own TPOT SLOs, the server's batched tables of the
-  simulated engine and the simulated KV capacity. Requests with 1 output token go all on
+  :data:`WINDOW_BUDGET_S`), their own TPOT SLOs and batch-1 TTFT SLOs (``ttft=true``:
+  they are arriving), the server's batched tables of the simulated engine and the
+  simulated KV capacity. Requests with 1 output token go all on
   the server, and so do the requests the solver rejects (or all of a window it places
   nothing of): every request is sent. Windows count requests, not seconds, so the
   placements do not depend on the arrival rate (a capacity search places once).
@@ -36,17 +37,23 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from splitllm.batched import server_costs
 from splitllm.errors import InputError, SplitLLMError
 from splitllm.instance import Instance, parse_instance
 from splitllm.jsonio import read_json
 from splitllm.registry import solve
 from splitllm.resources import COUPLED, Objective
+from splitllm.serving.online import POLICY as ONLINE
+from splitllm.serving.online import BatchOnline
+from splitllm.serving.simulator import OnlinePlacer
 from splitllm.solvers.per_request import unique_requests
 
 
@@ -64,6 +71,8 @@ class Placement:
     fallback: int = 0
     windows: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
+    #: An online policy: makes the placer of one simulation (``placements`` are then its start).
+    online: Callable[[], OnlinePlacer] | None = None
 
 
 #: Requests per window of ``batch`` / ``batch-greedy`` and the solver's seconds per window.
@@ -116,9 +125,13 @@ def place(inst: Instance, policy: str, *, engine: str = "vllm", kv_capacity_byte
     if spec is not None:
         return _windowed(inst, policy, *spec, engine=engine, kv_capacity_bytes=kv_capacity_bytes)
     n, b = inst.n_requests, inst.n_blocks
+    if policy == ONLINE:
+        kv = inst.arrays.kv_capacity if kv_capacity_bytes is None else kv_capacity_bytes
+        placer = partial(BatchOnline, inst, server_costs(inst, engine), kv)
+        return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n), online=placer)
     if policy == "all-server":
         return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n))
-    uncoupled = _per_request_problem(inst)
+    uncoupled = per_request_problem(inst)
     started = time.perf_counter()
     try:
         result = solve(uncoupled, policy)
@@ -148,7 +161,7 @@ def _windowed(inst: Instance, policy: str, solver: str, size: int, budget: float
         snapshot = _snapshot(inst, idx, kv_capacity_bytes)
         started = time.perf_counter()
         try:
-            result = solve(snapshot, solver, time_limit=budget, engine=engine)
+            result = solve(snapshot, solver, time_limit=budget, engine=engine, ttft=True)
         except SplitLLMError as exc:
             raise InputError("--policy", f"{policy}: {exc}") from None
         spent = time.perf_counter() - started
@@ -173,7 +186,7 @@ def _snapshot(inst: Instance, idx: NDArray[np.int64], kv_capacity_bytes: float |
     return parse_instance(data)
 
 
-def _per_request_problem(inst: Instance) -> Instance:
+def per_request_problem(inst: Instance) -> Instance:
     """``inst`` without server capacities, each request admitted on its own (max_admitted);
     the compiled arrays are reused, not parsed again."""
     server = {k: v for k, v in inst.source.get("server", {}).items() if k not in {res.limit_name for res in COUPLED}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,19 @@ def _slo(pairs: tuple[str, ...]) -> dict[str, str | float] | None:
     return out
 
 
-def _run_one(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: np.ndarray, charge: bool) -> SimResult:
+def _run_one(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: np.ndarray, charge: bool) -> tuple[SimResult, Placement]:
+    """One simulation; an online policy's placement comes back with what it placed and its wall time."""
     start = arrivals + (placement.latency_s if charge else 0.0)
     show = progress_enabled()
+    placer = placement.online() if placement.online is not None else None
     from tqdm import tqdm
 
     with tqdm(total=inst.n_requests, desc=f"simulate {placement.policy}", unit="req", disable=not show, file=sys.stderr, leave=False) as bar:
-        sim = simulate(inst, placement.placements, cfg, arrivals=start, sent=placement.sent, progress=bar.update)
+        sim = simulate(inst, placement.placements, cfg, arrivals=start, sent=placement.sent, progress=bar.update, placer=placer)
     sim.ttft, sim.e2e = sim.ttft + (start - arrivals), sim.e2e + (start - arrivals)  # from the request's arrival
-    return sim
+    if placer is not None:
+        placement = replace(placement, placements=sim.placements, wall_s=placer.wall_s)
+    return sim, placement
 
 
 def _folder(policy: str) -> str:
@@ -70,7 +75,7 @@ def _folder(policy: str) -> str:
 @click.command("simulate")
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
-              help="all-server, a solver name (greedy, dp, ...), solution:FILE, or batch[:N[:S]] / batch-greedy[:N[:S]] (windows of N requests in arrival order, each an F5 snapshot solved in S s; default 32, 10); repeat to compare")
+              help="all-server, a solver name (greedy, dp, ...), solution:FILE, batch[:N[:S]] / batch-greedy[:N[:S]] (windows of N requests in arrival order, each a throughput-placement snapshot solved in S s; default 32, 10), or batch-online (each arrival placed given the server's current batch); repeat to compare")
 @click.option("--engine", type=click.Choice(list(ENGINES)), default="vllm", show_default=True,
               help="vllm: prefill-first iterations; tensorrt-llm: prefills and decode steps share iterations")
 @click.option("--trace", type=click.Choice(TRACES), default=None, help="requests from a real trace (its timestamps and lengths)")
@@ -118,7 +123,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
         return
     for placement in placements:
         folder = out if len(placements) == 1 else out / _folder(placement.policy)
-        sim = _run_one(inst, placement, cfg, arrivals, placement_latency)
+        sim, placement = _run_one(inst, placement, cfg, arrivals, placement_latency)
         data = write_all(folder, inst, sim, placement, arrivals, extra)
         click.echo(f"{placement.policy}: SLO attainment {data['slo_attainment']:.1%}, goodput {data['goodput_rps']:.3g} req/s, "
                    f"P99 TTFT {data['ttft_s']['p99']} s, P99 TPOT {data['tpot_s']['p99']} s, {data['iterations']} iterations "
@@ -131,11 +136,10 @@ def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimCo
     base = rows[0]["capacity_rps"]
     for row, p in zip(rows, placements):
         row["ratio_to_first"] = row["capacity_rps"] / base if base and row["capacity_rps"] is not None else None
-        row["policy_wall_s"] = p.wall_s
         if p.windows:
             row.update(windows=p.windows, fallback_all_server=p.fallback, window_statuses=p.statuses)
     write_json(out / "capacity.json", {"requests": inst.n_requests, **extra, "policies": rows})
-    lines = ["| policy | capacity (req/s) | x " + placements[0].policy + " | policy wall (s) |", "|---|---|---|---|"]
+    lines = ["| policy | capacity (req/s) | x " + placements[0].policy + " | policy wall (s) |", "|---|---|---|---|"]  # online: median per simulation
     lines += [f"| {r['policy']} | {_num(r['capacity_rps'], '.3f', 'unbounded')} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
               for r in rows]
     with atomic_path(out / "capacity.md") as tmp:
