@@ -108,7 +108,8 @@ def _attainment(rate: float) -> tuple[float, float]:
     arrivals = retime(job.times, rate, False, np.random.default_rng(0))
     start = arrivals + (job.placement.latency_s if job.charge else 0.0)
     placer = job.placement.online() if job.placement.online is not None else None
-    sim = simulate(job.inst, job.placement.placements, job.cfg, arrivals=start, sent=job.placement.sent, placer=placer)
+    sim = simulate(job.inst, job.placement.placements, job.cfg, arrivals=start, sent=job.placement.sent, placer=placer,
+                   charge_placer=job.charge)
     sim.ttft, sim.e2e = sim.ttft + (start - arrivals), sim.e2e + (start - arrivals)
     wall = placer.wall_s if placer is not None else job.placement.wall_s
     return float(slo_met(job.inst, sim).mean()), wall

@@ -27,7 +27,8 @@ sent.
 The warm start is the batch itself: each arrival re-solves only the newcomers, so an
 arrival costs one vectorised evaluation of about ``2 B`` candidates over the batch's
 per-block counts, not a solve of the whole batch. The policy's wall time is measured and
-reported, not charged in simulated time.
+reported; with ``--placement-latency`` each call's wall time delays the requests it
+placed, in simulated time.
 
 Examples
 --------

@@ -22,7 +22,8 @@ The wall time of placing is always measured. Charged in simulated time (``latenc
 delays the start of the first request of each group of identical ones by that group's
 share of the solve time (the others reuse the answer); for a windowed policy, every
 request of a window by the solve time of its window (the wait for the window to fill is
-not charged).
+not charged); for ``batch-online``, the requests of each arrival instant by the time
+spent placing them.
 
 Examples
 --------

@@ -174,8 +174,8 @@ class _Server:
     """The event loop. One instance per simulation."""
 
     def __init__(self, inst: Instance, placements: NDArray[np.bool_], cfg: SimConfig, record: bool,
-                 placer: OnlinePlacer | None) -> None:
-        self.cfg, self.rules, self.placer = cfg, ENGINES[cfg.engine], placer
+                 placer: OnlinePlacer | None, charge_placer: bool = False) -> None:
+        self.cfg, self.rules, self.placer, self.charge_placer = cfg, ENGINES[cfg.engine], placer, charge_placer
         self.price = IterationPricer(cfg.costs, tuple(b.kind for b in inst.model.blocks))
         self.arrays, self.placements = inst.arrays, placements
         self.prompt, self.output = inst.arrays.prompt_tokens.tolist(), inst.arrays.output_tokens.tolist()
@@ -194,7 +194,8 @@ class _Server:
                                served=np.zeros(inst.n_requests, bool), dropped=np.zeros(inst.n_requests, bool))  # fmt: skip
 
     # -- events -------------------------------------------------------------------------
-    def arrive(self, r: int, now: float) -> None:
+    def arrive(self, r: int, now: float, late: float = 0.0) -> None:
+        """Request ``r`` arrives at ``now`` and starts ``late`` seconds after (placing it)."""
         x = self.placements[r]
         route = build_route(self.arrays, r, x)
         q = self.reqs[r] = _Req.of(route, self.prompt[r], self.output[r], float(self.arrays.kv[r][x].sum()))
@@ -208,7 +209,7 @@ class _Server:
             if q.output <= 1:
                 self.finish(r, q)
                 return
-        self.wait(r, now, q.prefill[0] if q.step == 0 else q.decode[0])
+        self.wait(r, now, late + (q.prefill[0] if q.step == 0 else q.decode[0]))
 
     def wait(self, r: int, now: float, d: float) -> None:
         """The request is on its own for ``d`` seconds, then goes on (at once when ``d`` is 0)."""
@@ -339,13 +340,15 @@ class _Server:
     def place(self, now: float, arriving: list[int]) -> None:
         """Ask the placer about the requests ``arriving`` now; those it sends arrive."""
         assert self.placer is not None
+        started = time.perf_counter()
         sent = np.asarray(self.placer.place(now, arriving, list(self.in_flight), self.placements), dtype=bool)
+        late = time.perf_counter() - started if self.charge_placer else 0.0
         if sent.shape != (len(arriving),):
             raise InputError("placer", f"place() must return one bool per arriving request ({len(arriving)}), got shape {sent.shape}")
         self.stats.events += len(arriving)
         for r, ok in zip(arriving, sent.tolist()):
             if ok:
-                self.arrive(r, now)
+                self.arrive(r, now, late)
 
     def run(self, arrivals: NDArray[np.float64], sent: NDArray[np.bool_], progress: Callable[[int], None] | None) -> SimResult:
         # Arrivals in time order, ties in request order (before any other event at that instant)
@@ -387,6 +390,7 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     record: bool = False,
     placer: OnlinePlacer | None = None,
+    charge_placer: bool = False,
 ) -> SimResult:
     """Simulate ``inst``'s requests (``placements``: requests x blocks, ``True`` = server).
 
@@ -399,6 +403,8 @@ def simulate(
     record : keep every iteration's (start, end, [(request, item, tokens)]) in ``timeline``.
     placer : place each request when it arrives (:class:`OnlinePlacer`); it writes the
         rows of a copy of ``placements``, which the result keeps.
+    charge_placer : the placer's wall time at each call delays the requests it sends then,
+        in simulated time (not deterministic: it is measured).
 
     Returns
     -------
@@ -410,7 +416,7 @@ def simulate(
     sent = np.ones(n, dtype=bool) if sent is None else np.asarray(sent, dtype=bool)
     started = time.perf_counter()
     x = np.array(placements, dtype=bool) if placer is not None else np.asarray(placements, dtype=bool)
-    server = _Server(inst, x, cfg, record, placer)
+    server = _Server(inst, x, cfg, record, placer, charge_placer)
     out = server.run(arrivals, sent, progress)
     first = np.array([np.nan if q is None else q.first_at for q in server.reqs])
     last = np.array([np.nan if q is None else q.last_at for q in server.reqs])

@@ -61,7 +61,8 @@ def _run_one(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: np.
     from tqdm import tqdm
 
     with tqdm(total=inst.n_requests, desc=f"simulate {placement.policy}", unit="req", disable=not show, file=sys.stderr, leave=False) as bar:
-        sim = simulate(inst, placement.placements, cfg, arrivals=start, sent=placement.sent, progress=bar.update, placer=placer)
+        sim = simulate(inst, placement.placements, cfg, arrivals=start, sent=placement.sent, progress=bar.update, placer=placer,
+                       charge_placer=charge)
     sim.ttft, sim.e2e = sim.ttft + (start - arrivals), sim.e2e + (start - arrivals)  # from the request's arrival
     if placer is not None:
         placement = replace(placement, placements=sim.placements, wall_s=placer.wall_s)

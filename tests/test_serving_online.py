@@ -158,3 +158,24 @@ def test_capacity_runs_the_online_policy(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = {r["policy"]: r for r in json.loads((tmp_path / "capacity.json").read_text())["policies"]}
     assert rows["batch-online"]["policy_wall_s"] > 0 and rows["batch-online"]["tried"]
+
+
+def test_placement_latency_charges_the_placer(workload: Instance) -> None:
+    """With the placer charged, each request starts as late as its placing took."""
+    import time
+
+    costs = server_costs(workload, "vllm")
+    cfg = SimConfig(costs, kv_capacity_bytes=_kv(workload))
+
+    class Slow(BatchOnline):
+        def place(self, now, arriving, in_flight, placements):
+            time.sleep(0.02)
+            return super().place(now, arriving, in_flight, placements)
+
+    arrivals = np.arange(workload.n_requests) * 100.0  # alone on the server: no queueing
+    x = np.ones((workload.n_requests, workload.n_blocks), bool)
+    free = simulate(workload, x, cfg, arrivals=arrivals, placer=Slow(workload, costs, _kv(workload)))
+    charged = simulate(workload, x, cfg, arrivals=arrivals, placer=Slow(workload, costs, _kv(workload)), charge_placer=True)
+    assert np.array_equal(free.placements, charged.placements)
+    late = charged.ttft - free.ttft
+    assert np.all(late >= 0.02) and np.all(late < 1.0)
