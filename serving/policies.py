@@ -6,7 +6,8 @@
   identical requests are placed once.
 * ``solution:FILE``: the placements of a solution file for this very instance (same
   requests, same order); rejected requests are not sent.
-* ``batch[:N[:S]]`` and ``batch-greedy[:N[:S]]``: batch-aware, windowed. The requests,
+* ``batch[:N[:S]]``, ``batch-greedy[:N[:S]]`` (and the other throughput-placement
+  solvers, ``batch-milp``, ``batch-cpsat``, ``batch-brute``): batch-aware, windowed. The requests,
   in arrival order (ties: instance order), are cut into consecutive windows of ``N``
   (default :data:`WINDOW`; the last may be shorter). Each window's requests with at least
   2 output tokens are placed together as one throughput-placement (F5) snapshot by the
@@ -50,7 +51,7 @@ from splitllm.batched import server_costs
 from splitllm.errors import InputError, SplitLLMError
 from splitllm.instance import Instance, parse_instance
 from splitllm.jsonio import read_json
-from splitllm.registry import solve
+from splitllm.registry import solve, solvers
 from splitllm.resources import COUPLED, Objective
 from splitllm.serving.online import POLICY as ONLINE
 from splitllm.serving.online import BatchOnline
@@ -78,7 +79,8 @@ class Placement:
 
 #: Requests per window of ``batch`` / ``batch-greedy`` and the solver's seconds per window.
 WINDOW, WINDOW_BUDGET_S = 32, 10.0
-WINDOWED = ("batch", "batch-greedy")
+#: The throughput-placement solvers: each is a windowed policy, none a per-request one.
+WINDOWED = ("batch", "batch-greedy", "batch-milp", "batch-cpsat", "batch-brute")
 
 
 def windowed(policy: str) -> tuple[str, int, float] | None:
@@ -132,6 +134,7 @@ def place(inst: Instance, policy: str, *, engine: str = "vllm", kv_capacity_byte
         return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n), online=placer)
     if policy == "all-server":
         return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n))
+    _check_per_request(policy)
     uncoupled = per_request_problem(inst)
     started = time.perf_counter()
     try:
@@ -145,6 +148,14 @@ def place(inst: Instance, policy: str, *, engine: str = "vllm", kv_capacity_byte
     latency = np.zeros(n)
     latency[first] = wall / len(first)
     return Placement(policy, np.asarray(result.placements, bool), np.asarray(result.admitted, bool), wall, latency)
+
+
+def _check_per_request(policy: str) -> None:
+    """Refuse a policy that is neither built in nor a per-request solver, listing the choices."""
+    per_request = sorted(name for name in solvers() if name not in WINDOWED)
+    if policy not in per_request:
+        choices = ", ".join(["solution:FILE", *(f"{w}[:N[:S]]" for w in WINDOWED), ONLINE, *per_request])
+        raise InputError("--policy", f"unknown policy {policy!r}; choose one of {choices}")
 
 
 def _windowed(inst: Instance, policy: str, solver: str, size: int, budget: float, *, engine: str,

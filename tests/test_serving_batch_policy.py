@@ -88,3 +88,19 @@ def test_bad_window_option_is_one_line_exit_2(policy: str, tmp_path: Path) -> No
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "--policy" in lines[0] and policy in lines[0]
+
+
+def test_every_throughput_solver_is_windowed_and_unknown_policies_list_the_choices() -> None:
+    assert windowed("batch-milp:4:1") == ("batch-milp", 4, 1.0) and windowed("batch-cpsat") is not None
+    inst = _instance(3)
+    for bad in ("batch-online:3", "nope", "batch-milps"):
+        with pytest.raises(InputError, match="unknown policy") as info:
+            place(inst, bad)
+        assert "batch-online" in str(info.value) and "solution:FILE" in str(info.value) and "dp" in str(info.value)
+
+
+def test_a_windowed_milp_places_like_the_exact_method(toy_tables: None) -> None:
+    inst = _instance(4)
+    milp, exact = place(inst, "batch-milp:4:20"), place(inst, "batch:4:20")
+    assert milp.sent.all() and milp.windows == 1 and milp.statuses and exact.statuses
+    assert milp.fallback == exact.fallback
