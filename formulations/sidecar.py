@@ -156,16 +156,18 @@ THROUGHPUT_VARIABLES = {
 }
 
 
-def describe_throughput(instance: Instance, problem: pulp.LpProblem, handles: dict[str, Any], engine: str) -> dict[str, Any]:
+def describe_throughput(instance: Instance, problem: pulp.LpProblem, handles: dict[str, Any], engine: str,
+                        ttft: bool = False) -> dict[str, Any]:
     """The sidecar of a throughput model (F5) as JSON types: units, what each variable
-    means, request index -> id, and both phases (maximise weight; then keep it and
-    minimise ``T``)."""
+    means, request index -> id, whether batch-1 TTFT rows (``ttft_r<r>``) are in, and
+    both phases (maximise weight; then keep it and minimise ``T``)."""
     return {
         "format": SIDECAR_FORMAT,
         "version": 1,
         "instance": instance.name,
         "formulation": "throughput",
         "engine": engine,
+        "ttft": ttft,
         "units": {
             "T": "seconds; the TPOT rows are divided by each request's TPOT limit, the iteration-time row by t_unit_s",
             "t_unit_s": handles["t_unit"],

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from splitllm.cli_errors import input_errors_exit
+from splitllm.errors import InputError
 from splitllm.jsonio import atomic_path, write_json
 
 
@@ -29,7 +30,7 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def export_model(instance_path: Path, formulation: str, fmt: str, out: Path, engine: str = "vllm") -> str:
+def export_model(instance_path: Path, formulation: str, fmt: str, out: Path, engine: str = "vllm", ttft: bool = False) -> str:
     """Build ``formulation`` for the instance at ``instance_path`` and write it to ``out``."""
     from splitllm.batched import server_costs
     from splitllm.formulations import batch, column, compact
@@ -40,7 +41,7 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path, eng
 
     inst = load_instance(instance_path)
     if formulation == "throughput":
-        problem, handles = batch.build(build_data(inst, server_costs(inst, engine)))
+        problem, handles = batch.build(build_data(inst, server_costs(inst, engine), ttft=ttft))
     elif formulation == "compact":
         problem, handles = compact.build(inst)
     else:
@@ -53,7 +54,7 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path, eng
             problem.writeMPS(str(tmp), with_objsense=True)
         else:
             problem.writeLP(str(tmp))
-    side = describe_throughput(inst, problem, handles, engine) if formulation == "throughput" else describe(inst, problem, handles, formulation)
+    side = describe_throughput(inst, problem, handles, engine, ttft) if formulation == "throughput" else describe(inst, problem, handles, formulation)
     side["model_file"] = out.name
     write_json(sidecar_path(out), side)
     return f"{out}: {formulation} model, {len(problem.variables())} variables, {len(problem.constraints)} rows; {sidecar_path(out)}: what they mean"
@@ -64,13 +65,16 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path, eng
 @click.option("--formulation", type=click.Choice(["compact", "column", "throughput"]), default="compact", show_default=True,
               help="compact (F2), column (F3), or throughput (F5: a decode batch on a batching server)")
 @click.option("--engine", type=click.Choice(["vllm", "tensorrt-llm"]), default="vllm", show_default=True, help="for --formulation throughput")
+@click.option("--ttft", is_flag=True, help="for --formulation throughput: each admitted request's batch-1 TTFT is a row too")
 @click.option("--format", "fmt", type=click.Choice(["mps", "lp"]), default="mps", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write (atomically)")
 @input_errors_exit
-def export(instance: Path, formulation: str, engine: str, fmt: str, out: Path) -> None:
+def export(instance: Path, formulation: str, engine: str, ttft: bool, fmt: str, out: Path) -> None:
     """Write the F2 (compact), F3 (column) or F5 (throughput) model of INSTANCE as an MPS or
     LP file, and OUT.json beside it (units, row scales, variable names, request ids, phases)."""
-    click.echo(export_model(instance, formulation, fmt, out, engine))
+    if ttft and formulation != "throughput":
+        raise InputError("--ttft", "applies only with --formulation throughput")
+    click.echo(export_model(instance, formulation, fmt, out, engine, ttft))
 
 
 COMMANDS = [export]

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from coupled_cases import coupled_instance
 
 from splitllm.cli_export import export
+from splitllm.instance import example_path
 from splitllm.formulations.units import work_unit
 from splitllm.registry import solve
 from splitllm.result import Status
@@ -63,15 +64,24 @@ def test_throughput_model_exports_with_its_sidecar(tmp_path: Path) -> None:
     for request in data["requests"]:
         request["output_tokens"] = max(2, request["output_tokens"])
         request.setdefault("slo", {})["tpot_s"] = 0.05
-    source, out = tmp_path / "inst.json", tmp_path / "f5.mps"
+    source = tmp_path / "inst.json"
     source.write_text(json.dumps(data))
-    result = CliRunner().invoke(export, [str(source), "--formulation", "throughput", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    side = json.loads((tmp_path / "f5.mps.json").read_text())
-    assert side["formulation"] == "throughput" and [p["phase"] for p in side["phases"]] == [1, 2]
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.readModel(str(out))
-    h.run()
-    reference = solve_registered(parse_instance(data), "batch-brute")
-    assert h.getInfo().objective_function_value == pytest.approx(reference.objective)
+    for ttft in (False, True):
+        out = tmp_path / f"f5-{ttft}.mps"
+        flag = ["--ttft"] if ttft else []
+        result = CliRunner().invoke(export, [str(source), "--formulation", "throughput", *flag, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        side = json.loads((tmp_path / f"f5-{ttft}.mps.json").read_text())
+        assert side["formulation"] == "throughput" and [p["phase"] for p in side["phases"]] == [1, 2]
+        assert side["ttft"] is ttft and ("ttft_r0" in out.read_text()) is ttft
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.readModel(str(out))
+        h.run()
+        reference = solve_registered(parse_instance(data), "batch-brute", ttft=ttft)
+        assert h.getInfo().objective_function_value == pytest.approx(reference.objective)
+
+
+def test_ttft_flag_needs_the_throughput_model(tmp_path: Path) -> None:
+    result = CliRunner().invoke(export, [str(example_path("tiny")), "--ttft", "--out", str(tmp_path / "m.mps")])
+    assert result.exit_code == 2 and "--ttft" in result.output and not (tmp_path / "m.mps").exists()
