@@ -4,7 +4,7 @@ The workload's arrival times are rescaled to each tried rate (:func:`.workload.r
 placements do not depend on the rate, so each policy places once. The search assumes
 attainment falls as the rate grows: it doubles the rate from a start until attainment
 drops below the target, then narrows the bracket; with ``jobs`` workers each round tries
-``jobs`` rates spread over the bracket, in parallel processes. It stops when the bracket
+``jobs`` rates spread over the bracket, in parallel processes (or on a Dask cluster). It stops when the bracket
 is narrower than ``rtol`` of its upper end.
 
 Examples
@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -102,9 +103,13 @@ def _init(job: _Job) -> None:
 
 
 def _attainment(rate: float) -> tuple[float, float]:
-    """(SLO attainment, the policy's wall seconds) of one simulation at ``rate``."""
+    """:func:`attainment_at` of this worker process's job."""
     assert _JOB is not None
-    job = _JOB
+    return attainment_at(_JOB, rate)
+
+
+def attainment_at(job: _Job, rate: float) -> tuple[float, float]:
+    """(SLO attainment, the policy's wall seconds) of one simulation of ``job`` at ``rate``."""
     arrivals = retime(job.times, rate, False, np.random.default_rng(0))
     start = arrivals + (job.placement.latency_s if job.charge else 0.0)
     placer = job.placement.online() if job.placement.online is not None else None
@@ -118,8 +123,14 @@ def _attainment(rate: float) -> tuple[float, float]:
 def capacity(
     inst: Instance, placement: Placement, cfg: SimConfig, times: NDArray[np.float64], *, charge: bool = False,
     jobs: int = 1, target: float = ATTAINMENT_TARGET, rtol: float = 0.02, start: float | None = None,
+    dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
-    """Capacity of one policy over the workload ``times`` (its native rate is the start)."""
+    """Capacity of one policy over the workload ``times`` (its native rate is the start).
+
+    ``jobs`` rates are tried at a time, in that many processes; with ``dask_scheduler``
+    (the address of a running Dask scheduler; needs the ``bench`` extra) on its workers,
+    as many at a time as it has workers (at least ``jobs``).
+    """
     job = _Job(inst, placement, cfg, np.asarray(times, float), charge)
     span = float(job.times[-1] - job.times[0])
     first = start or ((len(job.times) - 1) / span if span > 0 else 1.0)
@@ -129,7 +140,15 @@ def capacity(
         walls.extend(wall for _, wall in results)
         return [value for value, _ in results]
 
-    if jobs > 1:
+    if dask_scheduler is not None:
+        distributed = importlib.import_module("distributed")  # the optional extra; the CLI checks it is there
+        with distributed.Client(dask_scheduler) as client:
+            shared = client.scatter(job, broadcast=True)
+            width = max(jobs, len(client.scheduler_info()["workers"]))
+            rate, tried = search(lambda r: attainments([attainment_at(job, r)])[0], first, target, rtol,
+                                 lambda rs: attainments(client.gather(client.map(attainment_at, [shared] * len(rs), rs, pure=False))),
+                                 width)
+    elif jobs > 1:
         with ProcessPoolExecutor(jobs, initializer=_init, initargs=(job,)) as pool:
             rate, tried = search(lambda r: attainments([_attainment(r)])[0], first, target, rtol,
                                  lambda rs: attainments(list(pool.map(_attainment, rs))), jobs)

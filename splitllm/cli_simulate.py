@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from splitllm.batched import server_costs
+from splitllm.bench.runner import DASK_MISSING, dask_installed
 from splitllm.cli_errors import input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
@@ -91,11 +92,12 @@ def _folder(policy: str) -> str:
 @click.option("--placement-latency", is_flag=True, help="charge the policy's wall time in simulated time")
 @click.option("--capacity", "find_capacity", is_flag=True, help=f"find each policy's highest rate with attainment >= {ATTAINMENT_TARGET:.0%}")
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="parallel simulations in --capacity")
+@click.option("--dask-scheduler", default=None, help="with --capacity: address of an existing Dask scheduler to run the simulations on")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="output folder")
 @input_errors_exit
 def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, trace: str | None, n_requests: int | None,
                      rate: float | None, poisson: bool, seed: int, slo: tuple[str, ...], chunk: int | None,
-                     gpu_memory: float | None, warm: bool, placement_latency: bool, find_capacity: bool, jobs: int, out: Path) -> None:
+                     gpu_memory: float | None, warm: bool, placement_latency: bool, find_capacity: bool, jobs: int, dask_scheduler: str | None, out: Path) -> None:
     """Simulate one GPU server and its clients over requests arriving in time.
 
     Writes requests.csv, summary.json and latency_cdf.png (one folder per policy when
@@ -103,6 +105,10 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     """
     if jobs < 1:
         raise InputError("--jobs", f"must be >= 1, got {jobs}")
+    if dask_scheduler is not None and not find_capacity:
+        raise InputError("--dask-scheduler", "applies only with --capacity")
+    if dask_scheduler is not None and not dask_installed():
+        raise InputError("--dask-scheduler", DASK_MISSING.removeprefix("--dask-scheduler "))
     check_rate(rate)
     if gpu_memory is not None and not (np.isfinite(gpu_memory) and gpu_memory > 0):
         raise InputError("--gpu-memory", f"must be a finite number of bytes > 0, got {gpu_memory}")
@@ -120,7 +126,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     extra: dict[str, Any] = {"engine": engine, "overhead_s": costs.overhead_s, "kv_capacity_bytes": cfg.kv_capacity_bytes,
                              "chunk": chunk, "warm": warm, "placement_latency": placement_latency, "trace": trace, "seed": seed}
     if find_capacity:
-        _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, extra)
+        _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, dask_scheduler, extra)
         return
     for placement in placements:
         folder = out if len(placements) == 1 else out / _folder(placement.policy)
@@ -132,8 +138,8 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
 
 
 def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimConfig, arrivals: np.ndarray,
-              charge: bool, jobs: int, extra: dict[str, Any]) -> None:
-    rows = [capacity(inst, p, cfg, arrivals, charge=charge, jobs=jobs) for p in placements]
+              charge: bool, jobs: int, dask_scheduler: str | None, extra: dict[str, Any]) -> None:
+    rows = [capacity(inst, p, cfg, arrivals, charge=charge, jobs=jobs, dask_scheduler=dask_scheduler) for p in placements]
     base = rows[0]["capacity_rps"]
     for row, p in zip(rows, placements):
         row["ratio_to_first"] = row["capacity_rps"] / base if base and row["capacity_rps"] is not None else None

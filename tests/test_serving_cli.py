@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from splitllm.batched import server_costs
 from splitllm.cli import main
+from splitllm import cli_simulate
 from splitllm.cli_simulate import KV_FRACTION
 from splitllm.fidelity import BENCH_MEMORY, N_LAYERS, schedule_timing, trt_schedule
 from splitllm.instance import example_path, parse_instance
@@ -93,6 +94,28 @@ def test_capacity_finds_a_rate_per_policy(tmp_path: Path) -> None:
     assert row["capacity_rps"] > 0
     assert row["bounded"] and all(v >= 0.9 for r, v in row["tried"] if r == row["capacity_rps"])
     assert any(v < 0.9 for r, v in row["tried"] if r > row["capacity_rps"])
+
+
+
+@pytest.mark.extras
+def test_capacity_on_a_dask_cluster_matches_local(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed", reason='needs dask[distributed]: pip install -e ".[bench]"')
+    args = [EXAMPLE, "--trace", "azure-conv", "--requests", "40", "--slo", "ttft_s=0.5", "--capacity", "--policy", "all-server",
+            "--policy", "batch-online"]
+    code, text = run(*args, "-j", "2", "--out", str(tmp_path / "local"))
+    assert code == 0, text
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        code, text = run(*args, "--dask-scheduler", cluster.scheduler_address, "--out", str(tmp_path / "dask"))
+    assert code == 0, text
+    local, dask = ([p["capacity_rps"] for p in json.loads((tmp_path / d / "capacity.json").read_text())["policies"]]
+                   for d in ("local", "dask"))
+    assert local == dask  # two workers: the same two rates a round as -j 2, the same simulations
+
+
+def test_dask_scheduler_without_dask_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_simulate, "dask_installed", lambda: False)
+    code, text = run(EXAMPLE, "--capacity", "--dask-scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path / "o"))
+    assert code == 2 and "dask[distributed]" in text and not (tmp_path / "o").exists()
 
 
 # -- fixed-batch serving: B identical all-server requests at t=0 -------------------------
