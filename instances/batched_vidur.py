@@ -36,6 +36,7 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from splitllm.batched import AttentionModel, BatchedCosts
@@ -43,7 +44,7 @@ from splitllm.errors import InputError
 from splitllm.instances.models import ModelShape, get_shape
 from splitllm.instances.roofline import Roofline
 from splitllm.instances.vidur import CREDIT, FP16, GPUS, LAYER_OPS, MODELS, OpTable, csv_path, fit_roofline
-from splitllm.profiles import X_MAX, Curve
+from splitllm.profiles import X_MAX, BatchedTables, Curve
 
 #: Device memory in bytes of vidur's GPUs (vidur's device_sku_config: A100 80GB, H100 80GB, A40 48GB).
 MEMORY = {"a100": 80e9, "h100": 80e9, "a40": 48e9}
@@ -131,3 +132,38 @@ def vidur_batched(root: Path, gpu: str, model: str = "llama-2-7b", bandwidth_sca
     if model not in MODELS:
         raise InputError("model", f"vidur has no {model!r}; known: {', '.join(MODELS)}")
     return batched_from_table(OpTable.read(csv_path(root, gpu, model)), gpu, model, bandwidth_scale)
+
+
+def rescale_tables(tables: BatchedTables, model: str, bandwidth_scale: float) -> BatchedTables:
+    """A profile's batched tables (built by :func:`batched_from_table` at the measured
+    bandwidth) at ``bandwidth_scale`` times that bandwidth, as :func:`batched_from_table`
+    would build them from the same ``mlp.csv``: each ``layer`` point raised to its bytes
+    over the new bandwidth, the head's modelled LM-head GEMM and sampling and the
+    attention roofline at the new bandwidth, the tail above the last measured count kept
+    proportional. ``embed`` (and the head's norm) are unchanged.
+    """
+    if not bandwidth_scale > 0:
+        raise InputError("bandwidth_scale", f"must be > 0, got {bandwidth_scale}")
+    if bandwidth_scale == 1.0:
+        return tables
+    shape = get_shape(model)
+    att = tables.attention
+    old = Roofline(float(att["flops_per_s"]), float(att["bytes_per_s"]), float(att["floor_s"]))
+    new = Roofline(old.flops_per_s, old.bytes_per_s * bandwidth_scale, old.floor_s)
+
+    def measured(curve: Curve) -> list[list[float]]:
+        return [[float(x), float(y)] for x, y in zip(curve.xs[:-1], curve.ys[:-1])]  # the last point is the tail
+
+    layer = tables.lin["layer"]
+    one = float(layer.value(1.0))
+    lin = dict(tables.lin)
+    lin["layer"] = proportional_tail(
+        [[n, max(y, one / bandwidth_scale * layer_bytes(shape, n) / layer_bytes(shape, 1.0))] for n, y in measured(layer)]
+    )
+    lin["head"] = proportional_tail(
+        [[n, y - head_seconds(n, shape.vocab, shape.hidden, old) + head_seconds(n, shape.vocab, shape.hidden, new)]
+         for n, y in measured(tables.lin["head"])]
+    )  # fmt: skip
+    attention = {**att, "bytes_per_s": new.bytes_per_s}
+    provenance = tables.provenance + f" Memory bandwidth scaled by {bandwidth_scale:.4g}."
+    return replace(tables, lin=lin, attention=attention, provenance=provenance)

@@ -64,6 +64,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import time
@@ -78,7 +79,7 @@ from numpy.typing import NDArray
 from splitllm.batched import BatchedCosts, IterationPricer
 from splitllm.errors import InputError
 from splitllm.instance import Instance
-from splitllm.serving.engines import ENGINES
+from splitllm.serving.engines import ENGINES, VLLM_BLOCK, VLLM_MAX_BATCHED_TOKENS, VLLM_MAX_SEQS, VLLM_WATERMARK
 from splitllm.serving.route import Route, build_route
 
 
@@ -122,6 +123,7 @@ class SimResult:
     busy_s: float = 0.0
     tokens: int = 0
     peak_kv_bytes: float = 0.0
+    preemptions: int = 0
     makespan_s: float = 0.0
     events: int = 0
     wall_s: float = 0.0
@@ -157,17 +159,23 @@ class _Req:
     decode_stream: float
     prompt: int
     output: int
-    kv: float
-    step: int = 0  # 0 = prefill, t = decode step t
+    kv: float  # reserved KV (reservation rule): server bytes per token x (prompt + output)
+    block: float  # bytes of one KV block (paged rule): block tokens x server bytes per token
+    step: int = 0  # the token the phase produces, less one: 0 = first prefill, t = decode step t
+    pre: bool = True  # the phase is a prefill (the first, or a recompute over prompt + step tokens)
+    ptok: int = 0  # tokens of the current prefill
     pos: int = 0  # next server item of the phase
     done_tokens: int = 0  # prefill tokens done by the current item (chunked prefill)
     admitted: bool = False
+    held: int = 0  # KV blocks held (paged rule)
+    restart: bool = False  # preempted while on its own: its pending event starts the recompute
     first_at: float = float("nan")
     last_at: float = float("nan")
 
     @classmethod
-    def of(cls, route: Route, prompt: int, output: int, kv: float) -> _Req:
-        return cls(route.spans, route.prefill, route.decode, route.prefill_stream, route.decode_stream, prompt, output, kv)
+    def of(cls, route: Route, prompt: int, output: int, kv: float, block: float) -> _Req:
+        return cls(route.spans, route.prefill, route.decode, route.prefill_stream, route.decode_stream, prompt, output, kv,
+                   block, ptok=prompt)  # fmt: skip
 
 
 class _Server:
@@ -179,13 +187,20 @@ class _Server:
         self.price = IterationPricer(cfg.costs, tuple(b.kind for b in inst.model.blocks))
         self.arrays, self.placements = inst.arrays, placements
         self.prompt, self.output = inst.arrays.prompt_tokens.tolist(), inst.arrays.output_tokens.tolist()
+        self.kv_tok = np.array([b.kv_bytes_per_token for b in inst.model.blocks], dtype=float)
         self.reqs: list[_Req | None] = [None] * inst.n_requests  # built when the request arrives
         self.in_flight: dict[int, None] = {}  # arrived, sent, not finished, in arrival order
         self.heap: list[tuple[float, int, int]] = []  # (time, sequence, request; -1 = the iteration's end)
         self.seq = itertools.count()
         self.ready: list[int] = []
-        self.waiting: deque[int] = deque()
+        self.waiting: deque[int] = deque()  # by rank
+        self.rank = [-1] * inst.n_requests  # arrival order: when the request first waited for the server
+        self.ranks = itertools.count()
         self.kv_used = 0.0
+        self.paged = self.rules.paged
+        self.run_set: list[int] = []  # paged: the admitted requests, by rank
+        self.mark = VLLM_WATERMARK * cfg.kv_capacity_bytes
+        self.token_cap = VLLM_MAX_BATCHED_TOKENS if cfg.chunk is None else float("inf")
         self.busy = False
         self.running: list[tuple[int, int]] = []  # (request, tokens) of the running iteration
         self.finished = 0  # requests served or dropped
@@ -198,18 +213,24 @@ class _Server:
         """Request ``r`` arrives at ``now`` and starts ``late`` seconds after (placing it)."""
         x = self.placements[r]
         route = build_route(self.arrays, r, x)
-        q = self.reqs[r] = _Req.of(route, self.prompt[r], self.output[r], float(self.arrays.kv[r][x].sum()))
-        if q.spans and q.kv > self.cfg.kv_capacity_bytes:
+        p, o = self.prompt[r], self.output[r]
+        q = self.reqs[r] = _Req.of(route, p, o, float(self.arrays.kv[r][x].sum()), VLLM_BLOCK * float(self.kv_tok[x].sum()))
+        cap = self.cfg.kv_capacity_bytes
+        if self.paged:  # its largest KV (prompt + output - 1 tokens) must be admissible when alone
+            never = -(-(p + o - 1) // VLLM_BLOCK) * q.block > cap - self.mark
+        else:
+            never = q.kv > cap
+        if q.spans and never:
             self.stats.dropped[r] = True
             self.finished += 1
             return
         self.in_flight[r] = None
         if self.cfg.warm:
-            q.step, q.first_at = 1, now + q.decode_stream
+            q.step, q.pre, q.first_at = 1, False, now + q.decode_stream
             if q.output <= 1:
                 self.finish(r, q)
                 return
-        self.wait(r, now, late + (q.prefill[0] if q.step == 0 else q.decode[0]))
+        self.wait(r, now, late + (q.prefill[0] if q.pre else q.decode[0]))
 
     def wait(self, r: int, now: float, d: float) -> None:
         """The request is on its own for ``d`` seconds, then goes on (at once when ``d`` is 0)."""
@@ -222,12 +243,22 @@ class _Server:
         """After delay ``pos`` of the phase: the next server item is ready, or the phase ends."""
         q = self.reqs[r]
         assert q is not None
+        if q.restart:  # preempted while on its own: its recompute starts now
+            q.restart = False
+            self.wait(r, now, self.refill_delay(q))
+            return
         while True:
             if q.pos < len(q.spans):
-                (self.ready if q.admitted else self.waiting).append(r)
+                if q.admitted:
+                    self.ready.append(r)
+                else:
+                    self.enqueue(r)
                 return
-            if q.step == 0:
-                q.first_at = q.last_at = now + q.prefill_stream
+            if q.pre:
+                if q.step == 0:
+                    q.first_at = now + q.prefill_stream
+                q.last_at = now + q.prefill_stream
+                q.pre = False
             else:
                 q.last_at = now + q.decode_stream
             if q.step >= q.output - 1:
@@ -239,9 +270,27 @@ class _Server:
                 heapq.heappush(self.heap, (now + d, next(self.seq), r))
                 return
 
+    def enqueue(self, r: int) -> None:
+        """``r`` waits for KV admission, in arrival order (its rank, given the first time)."""
+        rank, w = self.rank, self.waiting
+        if rank[r] < 0:
+            rank[r] = next(self.ranks)
+        if w and rank[w[-1]] > rank[r]:  # a preempted request goes back to its place
+            i = len(w)
+            while i > 0 and rank[w[i - 1]] > rank[r]:
+                i -= 1
+            w.insert(i, r)
+        else:
+            w.append(r)
+
     def finish(self, r: int, q: _Req) -> None:
         if q.admitted:
-            self.kv_used -= q.kv
+            if self.paged:
+                self.kv_used -= q.held * q.block
+                q.held = 0
+                self.run_set.remove(r)
+            else:
+                self.kv_used -= q.kv
             q.admitted = False
         self.stats.served[r] = True
         self.finished += 1
@@ -251,6 +300,9 @@ class _Server:
 
     # -- the server -----------------------------------------------------------------------
     def admit(self) -> None:
+        if self.paged:
+            self.admit_paged()
+            return
         reqs, cap = self.reqs, self.cfg.kv_capacity_bytes
         while self.waiting and self.kv_used + reqs[self.waiting[0]].kv <= cap:  # type: ignore[union-attr]
             r = self.waiting.popleft()
@@ -262,33 +314,139 @@ class _Server:
         if self.kv_used > self.stats.peak_kv_bytes:
             self.stats.peak_kv_bytes = self.kv_used
 
+    def admit_paged(self) -> None:
+        """vLLM's admission: in rank order while the prompt's blocks fit less the watermark,
+        within the prompt-token cap (a longer prompt goes alone) and the sequence cap."""
+        reqs, w, run, rank = self.reqs, self.waiting, self.run_set, self.rank
+        free = self.cfg.kv_capacity_bytes - self.kv_used
+        tokens = 0
+        while w:
+            q = reqs[w[0]]
+            assert q is not None
+            n = q.ptok if q.pre else q.prompt + q.step - 1
+            need = -(-n // VLLM_BLOCK)
+            cost = need * q.block
+            if (q.pre and tokens and tokens + n > self.token_cap) or len(run) >= VLLM_MAX_SEQS or free - cost < self.mark:
+                break
+            r = w.popleft()
+            q.admitted, q.held = True, need
+            self.kv_used += cost
+            free -= cost
+            if q.pre:
+                tokens += n
+            if run and rank[run[-1]] > rank[r]:
+                bisect.insort(run, r, key=rank.__getitem__)
+            else:
+                run.append(r)
+            self.ready.append(r)
+        if self.kv_used > self.stats.peak_kv_bytes:
+            self.stats.peak_kv_bytes = self.kv_used
+
+    def refill_delay(self, q: _Req) -> float:
+        """Before a recompute's first server item: the prefill's first client run and crossing,
+        none when the first block is on the server (the server keeps the tokens)."""
+        return 0.0 if q.spans[0][0] == 0 else q.prefill[0]
+
+    def preempt(self, r: int, now: float) -> None:
+        """Free ``r``'s blocks; it waits again to recompute its prompt and generated tokens."""
+        q = self.reqs[r]
+        assert q is not None
+        self.kv_used -= q.held * q.block
+        q.held, q.admitted = 0, False
+        self.run_set.remove(r)
+        q.pre, q.ptok, q.pos, q.done_tokens = True, q.prompt + q.step, 0, 0
+        self.stats.preemptions += 1
+        if r in self.ready:
+            self.ready.remove(r)
+            self.wait(r, now, self.refill_delay(q))
+        else:  # on its own (client compute, crossings): the recompute starts when that ends
+            q.restart = True
+
+    def grow(self, items: list[tuple[int, int]], now: float) -> list[tuple[int, int]]:
+        """Grant the blocks the decode steps of ``items`` need (paged rule); preempt where none is free.
+
+        In rank order, as vLLM walks its running queue: a request that needs a block when
+        none is free preempts the latest-arrived admitted request not scheduled yet in this
+        iteration, or itself when it is that one. Returns the items that still run.
+        """
+        reqs, block = self.reqs, VLLM_BLOCK
+        total = 0.0
+        for r, _ in items:
+            q = reqs[r]
+            if not q.pre and q.pos == 0 and q.prompt + q.step > q.held * block:  # type: ignore[union-attr]
+                total += (-(-(q.prompt + q.step) // block) - q.held) * q.block  # type: ignore[union-attr]
+        if total == 0.0:
+            return items
+        cap = self.cfg.kv_capacity_bytes
+        if total <= cap - self.kv_used:  # enough for all
+            for r, _ in items:
+                q = reqs[r]
+                assert q is not None
+                if not q.pre and q.pos == 0 and q.prompt + q.step > q.held * block:
+                    need = -(-(q.prompt + q.step) // block) - q.held
+                    q.held += need
+                    self.kv_used += need * q.block
+        else:
+            rank, run = self.rank, self.run_set
+            scheduled: set[int] = set()
+            for r, _ in sorted(items, key=lambda it: rank[it[0]]):
+                q = reqs[r]
+                assert q is not None
+                if not q.admitted:  # preempted above
+                    continue
+                if not q.pre and q.pos == 0 and q.prompt + q.step > q.held * block:
+                    need = -(-(q.prompt + q.step) // block) - q.held
+                    cost = need * q.block
+                    while cost > cap - self.kv_used:
+                        victim = next((v for v in reversed(run) if v != r and v not in scheduled), None)
+                        if victim is None or rank[victim] < rank[r]:
+                            break
+                        self.preempt(victim, now)
+                    if cost > cap - self.kv_used:
+                        self.preempt(r, now)
+                        continue
+                    q.held += need
+                    self.kv_used += cost
+                scheduled.add(r)
+            items = [it for it in items if it[0] in scheduled]
+        if self.kv_used > self.stats.peak_kv_bytes:
+            self.stats.peak_kv_bytes = self.kv_used
+        return items
+
     def choose(self) -> list[tuple[int, int]]:
         """(request, tokens) of the items of the next iteration, by the engine's rules."""
         reqs = self.reqs
-        prefills = [r for r in self.ready if reqs[r].step == 0]  # type: ignore[union-attr]
-        decodes = [r for r in self.ready if reqs[r].step > 0]  # type: ignore[union-attr]
+        prefills = [r for r in self.ready if reqs[r].pre]  # type: ignore[union-attr]
+        decodes = [r for r in self.ready if not reqs[r].pre]  # type: ignore[union-attr]
         budget = self.cfg.chunk
         if budget is None:
             if prefills and not self.rules.mixes:
-                return [(r, self.prompt[r]) for r in prefills]
-            return [(r, 1) for r in decodes] + [(r, self.prompt[r]) for r in prefills]
+                return [(r, reqs[r].ptok) for r in prefills]  # type: ignore[union-attr]
+            return [(r, 1) for r in decodes] + [(r, reqs[r].ptok) for r in prefills]  # type: ignore[union-attr]
         chosen = [(r, 1) for r in decodes]
         left = budget - len(decodes)
         for r in prefills:
             if left <= 0:
                 break
-            n = min(left, self.prompt[r] - reqs[r].done_tokens)  # type: ignore[union-attr]
+            n = min(left, reqs[r].ptok - reqs[r].done_tokens)  # type: ignore[union-attr]
             chosen.append((r, n))
             left -= n
         return chosen
 
     def start(self, now: float) -> None:
-        self.admit()
-        if not self.ready:
-            return
-        items = self.choose()
-        if not items:
-            return
+        while True:
+            self.admit()
+            if not self.ready:
+                return
+            items = self.choose()
+            if items and self.paged:
+                before = self.stats.preemptions
+                items = self.grow(items, now)
+                if not items and self.stats.preemptions > before:
+                    continue  # every chosen request was preempted: admit again
+            if not items:
+                return
+            break
         if len(items) == len(self.ready):
             self.ready = []
         else:
@@ -300,7 +458,7 @@ class _Server:
             q = reqs[r]
             assert q is not None
             lo, hi = q.spans[q.pos]
-            work.append((lo, hi, n, q.done_tokens if q.step == 0 else q.prompt + q.step - 1))
+            work.append((lo, hi, n, q.done_tokens if q.pre else q.prompt + q.step - 1))
         t = self.price(work)
         self.busy, self.running = True, items
         self.stats.iterations += 1
@@ -316,14 +474,14 @@ class _Server:
         for r, n in self.running:
             q = reqs[r]
             assert q is not None
-            if q.step == 0:
+            if q.pre:
                 q.done_tokens += n
-                if q.done_tokens < q.prompt:  # more chunks of this prompt
+                if q.done_tokens < q.ptok:  # more chunks of this prompt
                     self.ready.append(r)
                     continue
                 q.done_tokens = 0
             q.pos += 1
-            self.wait(r, now, (q.prefill if q.step == 0 else q.decode)[q.pos])
+            self.wait(r, now, (q.prefill if q.pre else q.decode)[q.pos])
         self.running = []
 
     def drain(self, now: float) -> None:

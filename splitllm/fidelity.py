@@ -37,6 +37,10 @@ from splitllm.batched import BatchedCosts, all_blocks, iteration_time
 from splitllm.errors import InputError
 from splitllm.instances.models import get_shape
 from splitllm.jsonio import atomic_path, write_atomic
+# vLLM's defaults (0.4-era engine arguments, unchanged by the bench's scripts): one definition, the simulator's.
+from splitllm.serving.engines import (  # noqa: F401  (re-exported)
+    VLLM_BLOCK, VLLM_GPU_UTILIZATION, VLLM_MAX_BATCHED_TOKENS, VLLM_MAX_SEQS, VLLM_WATERMARK,
+)
 
 #: The bench's hardware names -> vidur's GPU folders.
 HARDWARE = {"Nvidia A100 GPU": "a100", "Nvidia H100 GPU": "h100"}
@@ -55,12 +59,6 @@ BENCH_MEMORY = {"a100": 39.59 * GIB, "h100": 79.11 * GIB}
 BANDWIDTH = {"a100": (2039.0, 1555.0), "h100": (3350.0, 3350.0)}
 #: Memory neither engine can give to the KV cache: the CUDA context and library workspaces (bytes).
 CONTEXT_BYTES = 0.5e9
-#: vLLM's defaults (0.4-era engine arguments, unchanged by the bench's scripts).
-VLLM_GPU_UTILIZATION = 0.9
-VLLM_BLOCK = 16
-VLLM_MAX_BATCHED_TOKENS = 4096  # max(max_model_len = 4096, 2048) without chunked prefill
-VLLM_MAX_SEQS = 256
-VLLM_WATERMARK = 0.01
 #: TensorRT-LLM's default kv_cache_free_gpu_mem_fraction.
 TRT_FREE_FRACTION = 0.9
 COLUMNS = (
@@ -297,6 +295,35 @@ def row_schedule(costs: BatchedCosts, gpu: str, engine: str, batch: int, length:
     if engine == "vLLM":
         return vllm_schedule(batch, length, vllm_blocks(costs, memory))
     return trt_schedule(batch, length, trt_tokens(costs, memory, batch, length))
+
+
+#: The shipped profiles of vidur's GPUs (their batched tables at vidur's bandwidth, each engine's fit).
+PROFILES = {"a100": "a100-80gb", "h100": "h100-80gb"}
+#: The bench's engine names -> :data:`splitllm.batched.ENGINES`.
+ENGINE_KEYS = {"vLLM": "vllm", "TensorRT-LLM": "tensorrt-llm"}
+
+
+def bench_costs(gpu: str, engine: str) -> BatchedCosts:
+    """The batched costs of the bench's ``gpu`` (``a100``, ``h100``) under ``engine`` (``vLLM``,
+    ``TensorRT-LLM``), from the shipped profile alone: its tables rescaled to the bench's memory
+    bandwidth (:data:`BANDWIDTH`) exactly as :func:`run_fidelity` builds them from vidur's data,
+    with the engine's fitted overheads and kernel scale, and the bench's memory (:data:`BENCH_MEMORY`).
+
+    >>> costs = bench_costs("a100", "vLLM")
+    >>> costs.memory_bytes == BENCH_MEMORY["a100"], round(costs.attention.bytes_per_s / 1e9)
+    (True, 1325)
+    """
+    from splitllm.batched import costs_from_tables
+    from splitllm.instances.batched_vidur import rescale_tables
+    from splitllm.instances.bundled import bundled_profile
+
+    if gpu not in PROFILES or engine not in ENGINE_KEYS:
+        raise InputError("gpu", f"no bench costs for {gpu!r}, {engine!r}; have {', '.join(PROFILES)} x {', '.join(ENGINE_KEYS)}")
+    profile = bundled_profile(PROFILES[gpu], "llama-2-7b")
+    assert profile.batched is not None
+    tables = rescale_tables(profile.batched, "llama-2-7b", BANDWIDTH[gpu][1] / BANDWIDTH[gpu][0])
+    costs = costs_from_tables(tables, ENGINE_KEYS[engine], profile.device, profile.model)
+    return replace(costs, memory_bytes=BENCH_MEMORY[gpu])
 
 
 def fit_engine(

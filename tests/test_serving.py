@@ -66,10 +66,11 @@ def test_late_activation_waits_for_the_next_iteration() -> None:
 
 
 def test_kv_admission_blocks_until_the_first_request_ends() -> None:
+    """The reservation rule (TensorRT-LLM): b's whole KV does not fit beside a's."""
     inst = hand.instance([hand.request("a"), hand.request("b")])
     x = np.ones((2, len(hand.KINDS)), dtype=bool)
     one = float(inst.arrays.kv[0].sum())
-    sim = simulate(inst, x, SimConfig(hand.costs(), kv_capacity_bytes=1.5 * one), record=True)
+    sim = simulate(inst, x, SimConfig(hand.costs(), engine="tensorrt-llm", kv_capacity_bytes=1.5 * one), record=True)
     owners = [{r for r, _, _ in items} for _, _, items in sim.timeline]
     assert owners == [{0}] * hand.O + [{1}] * hand.O
     assert sim.timeline[hand.O][0] == pytest.approx(sim.timeline[hand.O - 1][1])
