@@ -65,6 +65,7 @@ def summary(inst: Instance, sim: SimResult, placement: Placement, arrivals: NDAr
         "e2e_s": percentiles(sim.e2e),
         "server_busy_s": sim.busy_s,
         "iterations": sim.iterations,
+        "preemptions": sim.preemptions,
         "mean_tokens_per_iteration": sim.tokens / sim.iterations if sim.iterations else 0.0,
         "peak_kv_bytes": sim.peak_kv_bytes,
         "policy": placement.policy,
