@@ -14,10 +14,28 @@ start an iteration; simultaneous events are handled in the order they were sched
 A request's route (:func:`.route.build_route`: its delays and server items, each item a
 run of blocks ``(lo, hi)``) and its KV are built from its placement when it arrives.
 
-KV: a request that has server blocks reserves its whole server KV (its server blocks'
-bytes per token x (prompt + output)) when its first server item is ready, in arrival
-order (first come, first served: the queue's head blocks the rest), and frees it when its
-last token is produced. A request whose KV can never fit is dropped.
+KV (the engine's rule, :mod:`.engines`; a request caches only its server blocks'):
+
+* ``tensorrt-llm``, reservation: a request that has server blocks reserves its whole
+  server KV (its server blocks' bytes per token x (prompt + output)) when its first server
+  item is ready, in arrival order (first come, first served: the queue's head blocks the
+  rest), and frees it when its last token is produced.
+* ``vllm``, paged: blocks of 16 tokens, each costing 16 x the request's own server KV
+  bytes per token. A waiting request is admitted (arrival order: the order in which
+  requests first became ready for the server) when its prompt's blocks (prompt + tokens
+  already generated, after a preemption) fit in the free bytes less a 1% watermark of the
+  capacity, within 4096 prompt tokens per iteration (without ``chunk``; a longer prompt
+  goes alone) and 256 running requests. A decode step that crosses a 16-token boundary
+  needs a new block when its first server item is scheduled; when none is free, the
+  latest-arrived admitted request not yet scheduled in the iteration is preempted (or the
+  request itself, when it is that one): its blocks are freed, it waits again at its
+  arrival place, and once re-admitted re-runs its whole prefill phase (client runs and
+  crossings included, the prompt's upload excepted) over prompt + generated tokens, which
+  yields its next token. Requests are walked in arrival order, as vLLM walks its running
+  queue, so on identical requests the iterations are :func:`splitllm.fidelity.vllm_schedule`'s.
+
+A request whose KV can never fit (paged: its prompt + output - 1 tokens' blocks beyond the
+capacity less the watermark) is dropped.
 
 Clients run only their own request (batch-1 costs); each request has its own link, and
 its transfers never queue behind another request's.
@@ -32,8 +50,8 @@ their routes and KV come from those rows. A request it does not send is not serv
 Without a placer the placements are fixed and arrivals go first at their instant, as
 above (the two orders differ only when an arrival coincides exactly with another event).
 
-Speed: on the Azure conversation hour (19,366 requests, Llama-2-7B on an A100) about
-300-700 simulated seconds per wall second on one core (5 s all on the server, 14 s with
+Speed: on the Azure conversation hour (19,366 requests, Llama-2-7B on an A100, vLLM) about
+280-600 simulated seconds per wall second on one core (6 s all on the server, 15 s with
 split placements of two server runs per token); ``python -m splitllm.bench.sim_speed``.
 
 Examples
