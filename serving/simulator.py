@@ -196,6 +196,13 @@ class _Req:
                    block, ptok=prompt)  # fmt: skip
 
 
+def _blocks_to_add(q: _Req) -> int:
+    """KV blocks a decode step's first server item must add (paged rule): 0 or 1."""
+    if q.pre or q.pos != 0:
+        return 0
+    return max(0, -(-(q.prompt + q.step) // VLLM_BLOCK) - q.held)
+
+
 class _Server:
     """The event loop. One instance per simulation."""
 
@@ -387,23 +394,18 @@ class _Server:
         none is free preempts the latest-arrived admitted request not scheduled yet in this
         iteration, or itself when it is that one. Returns the items that still run.
         """
-        reqs, block = self.reqs, VLLM_BLOCK
-        total = 0.0
-        for r, _ in items:
-            q = reqs[r]
-            if not q.pre and q.pos == 0 and q.prompt + q.step > q.held * block:  # type: ignore[union-attr]
-                total += (-(-(q.prompt + q.step) // block) - q.held) * q.block  # type: ignore[union-attr]
+        reqs = self.reqs
+        needs = {r: _blocks_to_add(reqs[r]) for r, _ in items}  # type: ignore[arg-type]
+        total = sum(needs[r] * reqs[r].block for r in needs)  # type: ignore[union-attr]
         if total == 0.0:
             return items
         cap = self.cfg.kv_capacity_bytes
         if total <= cap - self.kv_used:  # enough for all
-            for r, _ in items:
+            for r, need in needs.items():
                 q = reqs[r]
                 assert q is not None
-                if not q.pre and q.pos == 0 and q.prompt + q.step > q.held * block:
-                    need = -(-(q.prompt + q.step) // block) - q.held
-                    q.held += need
-                    self.kv_used += need * q.block
+                q.held += need
+                self.kv_used += need * q.block
         else:
             rank, run = self.rank, self.run_set
             scheduled: set[int] = set()
@@ -412,8 +414,8 @@ class _Server:
                 assert q is not None
                 if not q.admitted:  # preempted above
                     continue
-                if not q.pre and q.pos == 0 and q.prompt + q.step > q.held * block:
-                    need = -(-(q.prompt + q.step) // block) - q.held
+                need = needs[r]
+                if need:
                     cost = need * q.block
                     while cost > cap - self.kv_used:
                         victim = next((v for v in reversed(run) if v != r and v not in scheduled), None)
