@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from batch_cases import batch_instance, toy_costs
@@ -82,6 +82,7 @@ def test_exact_solvers_agree_with_brute_kv_binding(seed, n_requests):
 
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), kv=st.booleans())
+@example(seed=1095, n_requests=3, kv=False)  # CBC with probing on called a worse T optimal here
 def test_exact_solvers_agree_with_brute_ttft_held(seed, n_requests, kv):
     _agree(batch_instance(seed, n_requests, 4, kv=kv, ttft=True), ttft=True)
 
