@@ -34,7 +34,6 @@ import contextlib
 import csv
 import fcntl
 import hashlib
-import importlib.util
 import io
 import json
 import logging
@@ -51,6 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from splitllm.dask_client import DASK_MISSING, check_scheduler, dask_client, dask_installed
 from splitllm.errors import InputError, SplitLLMError
 from splitllm.jsonio import read_json, write_atomic
 from splitllm.result import gap
@@ -88,7 +88,6 @@ RESULTS_CSV = "results.csv"
 LOCK_FILE = ".splitllm-bench.lock"
 INSTANCE_FORMAT = "splitllm/instance"
 STATUSES = frozenset({"optimal", "feasible", "infeasible", "no_solution", "error", "unknown"})
-DASK_MISSING = '--dask-scheduler needs dask[distributed]: pip install -e ".[bench]"'
 
 log = logging.getLogger("splitllm.bench")
 
@@ -426,10 +425,9 @@ def _local_results(cells: list[Cell], run: Callable[[Cell], Record], jobs: int) 
 
 
 def _dask_results(cells: list[Cell], grace: float, plugins: tuple[str, ...], address: str) -> Iterator[Record]:
-    from distributed import Client
     from distributed import as_completed as dask_completed
 
-    with Client(address) as client:
+    with dask_client(address) as client:
         futures = client.map(run_cell, cells, grace=grace, plugins=plugins, pure=False)
         for future in dask_completed(futures):
             yield future.result()
@@ -478,11 +476,6 @@ def _stop_cleanly() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def dask_installed() -> bool:
-    """True when the optional ``dask[distributed]`` extra is importable."""
-    return importlib.util.find_spec("distributed") is not None
-
-
 @contextlib.contextmanager
 def bench_session(out: str | Path, dask_scheduler: str | None = None) -> Iterator[None]:
     """Checks before anything is written, then the lock on ``out`` and a clean stop.
@@ -491,6 +484,7 @@ def bench_session(out: str | Path, dask_scheduler: str | None = None) -> Iterato
     """
     if dask_scheduler is not None and not dask_installed():
         raise SplitLLMError(DASK_MISSING)
+    check_scheduler(dask_scheduler)
     out = Path(out)
     key = out.resolve()
     if key in _HELD:

@@ -15,7 +15,6 @@ Examples
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from splitllm.dask_client import dask_client
 from splitllm.instance import Instance
 from splitllm.serving.policies import Placement
 from splitllm.serving.report import ATTAINMENT_TARGET, slo_met
@@ -141,8 +141,7 @@ def capacity(
         return [value for value, _ in results]
 
     if dask_scheduler is not None:
-        distributed = importlib.import_module("distributed")  # the optional extra; the CLI checks it is there
-        with distributed.Client(dask_scheduler) as client:
+        with dask_client(dask_scheduler) as client:
             shared = client.scatter(job, broadcast=True)
             width = max(jobs, len(client.scheduler_info()["workers"]))
             rate, tried = search(lambda r: attainments([attainment_at(job, r)])[0], first, target, rtol,

@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from splitllm.batched import server_costs
-from splitllm.bench.runner import DASK_MISSING, dask_installed
+from splitllm import dask_client
 from splitllm.cli_errors import input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
@@ -107,8 +107,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
         raise InputError("--jobs", f"must be >= 1, got {jobs}")
     if dask_scheduler is not None and not find_capacity:
         raise InputError("--dask-scheduler", "applies only with --capacity")
-    if dask_scheduler is not None and not dask_installed():
-        raise InputError("--dask-scheduler", DASK_MISSING.removeprefix("--dask-scheduler "))
+    dask_client.check_scheduler(dask_scheduler)
     check_rate(rate)
     if gpu_memory is not None and not (np.isfinite(gpu_memory) and gpu_memory > 0):
         raise InputError("--gpu-memory", f"must be a finite number of bytes > 0, got {gpu_memory}")

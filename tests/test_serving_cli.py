@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from splitllm.cli import main
-from splitllm import cli_simulate
+from splitllm import dask_client
 from splitllm.bench.sim_fidelity import measured_rows, simulate_row
 from splitllm.fidelity import bench_costs, row_schedule, schedule_timing
 from splitllm.instance import example_path
@@ -111,9 +111,16 @@ def test_capacity_on_a_dask_cluster_matches_local(tmp_path: Path) -> None:
 
 
 def test_dask_scheduler_without_dask_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_simulate, "dask_installed", lambda: False)
+    monkeypatch.setattr(dask_client, "dask_installed", lambda: False)
     code, text = run(EXAMPLE, "--capacity", "--dask-scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path / "o"))
     assert code == 2 and "dask[distributed]" in text and not (tmp_path / "o").exists()
+
+
+@pytest.mark.extras
+def test_unreachable_dask_scheduler_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("distributed", reason='needs dask[distributed]: pip install -e ".[bench]"')
+    code, text = run(EXAMPLE, "--capacity", "--dask-scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "o"))
+    assert code == 2 and "--dask-scheduler" in text and "Traceback" not in text and not (tmp_path / "o").exists()
 
 
 # -- fixed-batch serving: B identical all-server requests at t=0 -------------------------
