@@ -79,7 +79,7 @@ def _folder(policy: str) -> str:
 @click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
               help="all-server, a solver name (greedy, dp, ...), solution:FILE, batch[:N[:S]] / batch-greedy[:N[:S]] / any batch-* solver (windows of N requests in arrival order, each a throughput-placement snapshot solved in S s; default 32, 10), or batch-online (each arrival placed given the server's current batch); repeat to compare")
 @click.option("--engine", type=click.Choice(list(ENGINES)), default="vllm", show_default=True,
-              help="vllm: prefill-first iterations; tensorrt-llm: prefills and decode steps share iterations")
+              help="vllm: prefill-first iterations, paged KV with preemption; tensorrt-llm: prefills and decode steps share iterations, KV reserved per request")
 @click.option("--trace", type=click.Choice(TRACES), default=None, help="requests from a real trace (its timestamps and lengths)")
 @click.option("--requests", "n_requests", type=int, default=None, help="the first N requests of the trace")
 @click.option("--rate", type=float, default=None, help="rescale arrivals to this mean rate (requests/s)")
