@@ -25,9 +25,9 @@ from numpy.typing import NDArray
 
 from splitllm.dask_client import dask_client
 from splitllm.instance import Instance
-from splitllm.serving.policies import Placement
+from splitllm.serving.policies import Placement, run_policy
 from splitllm.serving.report import ATTAINMENT_TARGET, slo_met
-from splitllm.serving.simulator import SimConfig, simulate
+from splitllm.serving.simulator import SimConfig
 from splitllm.serving.workload import retime
 
 MAX_DOUBLINGS = 40
@@ -111,13 +111,8 @@ def _attainment(rate: float) -> tuple[float, float]:
 def attainment_at(job: _Job, rate: float) -> tuple[float, float]:
     """(SLO attainment, the policy's wall seconds) of one simulation of ``job`` at ``rate``."""
     arrivals = retime(job.times, rate, False, np.random.default_rng(0))
-    start = arrivals + (job.placement.latency_s if job.charge else 0.0)
-    placer = job.placement.online() if job.placement.online is not None else None
-    sim = simulate(job.inst, job.placement.placements, job.cfg, arrivals=start, sent=job.placement.sent, placer=placer,
-                   charge_placer=job.charge)
-    sim.ttft, sim.e2e = sim.ttft + (start - arrivals), sim.e2e + (start - arrivals)
-    wall = placer.wall_s if placer is not None else job.placement.wall_s
-    return float(slo_met(job.inst, sim).mean()), wall
+    sim, placed = run_policy(job.inst, job.placement, job.cfg, arrivals, charge=job.charge)
+    return float(slo_met(job.inst, sim).mean()), placed.wall_s
 
 
 def capacity(
@@ -140,20 +135,21 @@ def capacity(
         walls.extend(wall for _, wall in results)
         return [value for value, _ in results]
 
+    def here(rate: float) -> float:
+        return attainments([attainment_at(job, rate)])[0]
+
     if dask_scheduler is not None:
         with dask_client(dask_scheduler) as client:
             shared = client.scatter(job, broadcast=True)
             width = max(jobs, len(client.scheduler_info()["workers"]))
-            rate, tried = search(lambda r: attainments([attainment_at(job, r)])[0], first, target, rtol,
+            rate, tried = search(here, first, target, rtol,
                                  lambda rs: attainments(client.gather(client.map(attainment_at, [shared] * len(rs), rs, pure=False))),
                                  width)
     elif jobs > 1:
         with ProcessPoolExecutor(jobs, initializer=_init, initargs=(job,)) as pool:
-            rate, tried = search(lambda r: attainments([_attainment(r)])[0], first, target, rtol,
-                                 lambda rs: attainments(list(pool.map(_attainment, rs))), jobs)
+            rate, tried = search(here, first, target, rtol, lambda rs: attainments(list(pool.map(_attainment, rs))), jobs)
     else:
-        _init(job)
-        rate, tried = search(lambda r: attainments([_attainment(r)])[0], first, target, rtol)
+        rate, tried = search(here, first, target, rtol)
     bounded = bool(np.isfinite(rate))
     # An online policy places during each simulation: its wall time is the median over the runs.
     wall = float(np.median(walls)) if placement.online is not None else placement.wall_s

@@ -55,7 +55,7 @@ from splitllm.registry import solve, solvers
 from splitllm.resources import COUPLED, Objective
 from splitllm.serving.online import POLICY as ONLINE
 from splitllm.serving.online import BatchOnline
-from splitllm.serving.simulator import OnlinePlacer
+from splitllm.serving.simulator import OnlinePlacer, SimConfig, SimResult, simulate
 from splitllm.solvers.per_request import unique_requests
 
 
@@ -75,6 +75,24 @@ class Placement:
     statuses: dict[str, int] = field(default_factory=dict)
     #: An online policy: makes the placer of one simulation (``placements`` are then its start).
     online: Callable[[], OnlinePlacer] | None = None
+
+
+def run_policy(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: NDArray[np.float64], *,
+               charge: bool = False, progress: Callable[[int], None] | None = None) -> tuple[SimResult, Placement]:
+    """One simulation of ``placement`` over requests arriving at ``arrivals``.
+
+    With ``charge``, placing is charged in simulated time (``latency_s``, or an online
+    placer's wall time). TTFT and E2E are from each request's arrival. An online policy's
+    placement comes back with what it placed and its wall time.
+    """
+    start = arrivals + (placement.latency_s if charge else 0.0)
+    placer = placement.online() if placement.online is not None else None
+    sim = simulate(inst, placement.placements, cfg, arrivals=start, sent=placement.sent, progress=progress, placer=placer,
+                   charge_placer=charge)
+    sim.ttft, sim.e2e = sim.ttft + (start - arrivals), sim.e2e + (start - arrivals)
+    if placer is not None:
+        placement = replace(placement, placements=sim.placements, wall_s=placer.wall_s)
+    return sim, placement
 
 
 #: Requests per window of ``batch`` / ``batch-greedy`` and the solver's seconds per window.

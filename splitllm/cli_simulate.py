@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ from splitllm.jsonio import atomic_path, write_json
 from splitllm.log import progress_enabled
 from splitllm.serving.capacity import capacity
 from splitllm.serving.engines import ENGINES
-from splitllm.serving.policies import Placement, place
+from splitllm.serving.policies import Placement, place, run_policy
 from splitllm.serving.report import ATTAINMENT_TARGET, write_all
-from splitllm.serving.simulator import SimConfig, SimResult, simulate
+from splitllm.serving.simulator import SimConfig, SimResult
 from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
 
 TRACES = ("azure-conv", "azure-code", "mooncake")
@@ -56,18 +55,11 @@ def _slo(pairs: tuple[str, ...]) -> dict[str, str | float] | None:
 
 def _run_one(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: np.ndarray, charge: bool) -> tuple[SimResult, Placement]:
     """One simulation; an online policy's placement comes back with what it placed and its wall time."""
-    start = arrivals + (placement.latency_s if charge else 0.0)
-    show = progress_enabled()
-    placer = placement.online() if placement.online is not None else None
     from tqdm import tqdm
 
+    show = progress_enabled()
     with tqdm(total=inst.n_requests, desc=f"simulate {placement.policy}", unit="req", disable=not show, file=sys.stderr, leave=False) as bar:
-        sim = simulate(inst, placement.placements, cfg, arrivals=start, sent=placement.sent, progress=bar.update, placer=placer,
-                       charge_placer=charge)
-    sim.ttft, sim.e2e = sim.ttft + (start - arrivals), sim.e2e + (start - arrivals)  # from the request's arrival
-    if placer is not None:
-        placement = replace(placement, placements=sim.placements, wall_s=placer.wall_s)
-    return sim, placement
+        return run_policy(inst, placement, cfg, arrivals, charge=charge, progress=bar.update)
 
 
 def _folder(policy: str) -> str:
