@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from coupled_cases import random_clients
+
 from splitllm.batched import AttentionModel, BatchedCosts
 from splitllm.bench.synthetic import explicit_instance, explicit_request
 from splitllm.evaluator import request_metrics
@@ -38,15 +40,7 @@ def batch_data(seed: int, n_requests: int, n_blocks: int, kv: bool) -> dict[str,
     blocks += [{"kind": "layer", "weight_bytes": 4.0e8, "kv_bytes_per_token": kv_tok} for _ in range(n_blocks - 2)]
     blocks += [{"kind": "head", "weight_bytes": 2.6e8, "kv_bytes_per_token": 0}]
     total_weight = sum(b["weight_bytes"] for b in blocks)
-    clients = {
-        name: {
-            "memory_bytes": float(rng.uniform(0.5, 1.5)) * total_weight,
-            "uplink_bytes_per_s": float(10 ** rng.uniform(6.5, 8)),
-            "downlink_bytes_per_s": float(10 ** rng.uniform(7, 8.5)),
-            "rtt_s": float(rng.uniform(0.0005, 0.004)),
-        }
-        for name in ("phone", "laptop")
-    }
+    clients = random_clients(rng, total_weight, memory=(0.5, 1.5), rtt_s=(0.0005, 0.004))
     requests = []
     for r in range(n_requests):
         p, o = int(rng.integers(16, 1500)), int(rng.integers(2, 200))

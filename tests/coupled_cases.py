@@ -16,6 +16,21 @@ from splitllm.solvers.columns import dp_columns
 from splitllm.instance import Instance, parse_instance
 
 
+def random_clients(rng: np.random.Generator, total_weight: float, memory: tuple[float, float],
+                   rtt_s: tuple[float, float]) -> dict[str, dict[str, float]]:
+    """A phone and a laptop: memory a uniform share ``memory`` of the model's weights,
+    links of 3-100 MB/s up and 10-300 MB/s down, RTT uniform in ``rtt_s``."""
+    return {
+        name: {
+            "memory_bytes": float(rng.uniform(*memory)) * total_weight,
+            "uplink_bytes_per_s": float(10 ** rng.uniform(6.5, 8)),
+            "downlink_bytes_per_s": float(10 ** rng.uniform(7, 8.5)),
+            "rtt_s": float(rng.uniform(*rtt_s)),
+        }
+        for name in ("phone", "laptop")
+    }
+
+
 def coupled_data(seed: int, n_requests: int, n_blocks: int, objective: str) -> dict[str, Any]:
     """An instance dict without capacities (see :func:`coupled_instance`)."""
     rng = np.random.default_rng(seed)
@@ -23,15 +38,7 @@ def coupled_data(seed: int, n_requests: int, n_blocks: int, objective: str) -> d
     blocks += [{"kind": "layer", "weight_bytes": 4.0e8, "kv_bytes_per_token": float(rng.choice([2.6e5, 5.2e5]))} for _ in range(n_blocks - 2)]
     blocks += [{"kind": "head", "weight_bytes": 2.6e8, "kv_bytes_per_token": 0}]
     total_weight = sum(b["weight_bytes"] for b in blocks)
-    clients = {
-        name: {
-            "memory_bytes": float(rng.uniform(0.3, 1.2)) * total_weight,
-            "uplink_bytes_per_s": float(10 ** rng.uniform(6.5, 8)),
-            "downlink_bytes_per_s": float(10 ** rng.uniform(7, 8.5)),
-            "rtt_s": float(rng.uniform(0.005, 0.04)),
-        }
-        for name in ("phone", "laptop")
-    }
+    clients = random_clients(rng, total_weight, memory=(0.3, 1.2), rtt_s=(0.005, 0.04))
     requests = []
     for r in range(n_requests):
         p, o = int(rng.integers(16, 1500)), int(rng.integers(1, 200))

@@ -53,6 +53,16 @@ def batched_profiled() -> dict[str, Any]:
     return data
 
 
+def decoding_batch(tpot_s: float) -> dict[str, Any]:
+    """``batched_profiled`` with every request decoding (>= 2 output tokens) under a TPOT
+    SLO of ``tpot_s``: a snapshot the throughput-placement solvers take."""
+    data = batched_profiled()
+    for request in data["requests"]:
+        request["output_tokens"] = max(2, request["output_tokens"])
+        request.setdefault("slo", {})["tpot_s"] = tpot_s
+    return data
+
+
 def with_arrivals() -> dict[str, Any]:
     data = copy.deepcopy(TINY)
     data["requests"][0]["arrival_s"] = 1.5

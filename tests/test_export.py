@@ -58,12 +58,9 @@ def test_throughput_model_exports_with_its_sidecar(tmp_path: Path) -> None:
 
     from splitllm.registry import solve as solve_registered
     from splitllm.instance import parse_instance
-    from hostile_cases import batched_profiled
+    from hostile_cases import decoding_batch
 
-    data = batched_profiled()
-    for request in data["requests"]:
-        request["output_tokens"] = max(2, request["output_tokens"])
-        request.setdefault("slo", {})["tpot_s"] = 0.05
+    data = decoding_batch(tpot_s=0.05)
     source = tmp_path / "inst.json"
     source.write_text(json.dumps(data))
     for ttft in (False, True):

@@ -64,12 +64,9 @@ def test_every_solver_declares_the_options_of_its_function() -> None:
 
 def _decode_batch(tmp_path: Path) -> str:
     """Tiny with a batched server profile and every request decoding: what the F5 solvers take."""
-    from hostile_cases import batched_profiled
+    from hostile_cases import decoding_batch
 
-    data = batched_profiled()
-    for request in data["requests"]:
-        request["output_tokens"] = max(2, request["output_tokens"])
-        request.setdefault("slo", {})["tpot_s"] = 1.0
+    data = decoding_batch(tpot_s=1.0)
     path = tmp_path / "decode-batch.json"
     path.write_text(json.dumps(data))
     return str(path)
