@@ -6,13 +6,13 @@ Every measured row of ``bench/results/fidelity/fidelity.csv`` (one A100 40 GB or
 arriving at 0) is run through :func:`splitllm.serving.simulate` with every block on the
 server and no network (links at 1e15 B/s, no RTT: the bench measures the engine alone):
 
-* costs: :func:`splitllm.fidelity.bench_costs` (the shipped profile's tables at the
+* costs: :func:`splitllm.bench.fidelity.bench_costs` (the shipped profile's tables at the
   bench's memory bandwidth, with the engine's fitted overheads and kernel scale);
 * engine ``vllm`` (paged KV, preemption) for vLLM rows, ``tensorrt-llm`` (reservation)
   for TensorRT-LLM rows;
-* KV capacity as the fidelity schedules compute it: :func:`~splitllm.fidelity.vllm_blocks`
-  blocks of 16 tokens for vLLM, :func:`~splitllm.fidelity.trt_tokens` tokens for
-  TensorRT-LLM, on the bench's memory (:data:`~splitllm.fidelity.BENCH_MEMORY`).
+* KV capacity as the fidelity schedules compute it: :func:`~splitllm.bench.fidelity.vllm_blocks`
+  blocks of 16 tokens for vLLM, :func:`~splitllm.bench.fidelity.trt_tokens` tokens for
+  TensorRT-LLM, on the bench's memory (:data:`~splitllm.bench.fidelity.BENCH_MEMORY`).
 
 Latency = the simulated end of the last request; throughput = ``B * 2L / latency``.
 The report gives, per (GPU, engine), the rows within 10% and the worst ratio, then every row.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from splitllm.batched import BatchedCosts
-from splitllm.fidelity import BENCH_MEMORY, ENGINE_KEYS, HARDWARE, SOURCE, VLLM_BLOCK, bench_costs, trt_tokens, vllm_blocks
+from splitllm.bench.fidelity import BENCH_MEMORY, ENGINE_KEYS, HARDWARE, SOURCE, VLLM_BLOCK, bench_costs, trt_tokens, vllm_blocks
 from splitllm.instance import Instance, example_path, parse_instance
 from splitllm.jsonio import write_atomic
 from splitllm.serving.simulator import SimConfig, SimResult, simulate

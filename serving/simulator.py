@@ -32,7 +32,7 @@ KV (the engine's rule, :mod:`.engines`; a request caches only its server blocks'
   arrival place, and once re-admitted re-runs its whole prefill phase (client runs and
   crossings included, the prompt's upload excepted) over prompt + generated tokens, which
   yields its next token. Requests are walked in arrival order, as vLLM walks its running
-  queue, so on identical requests the iterations are :func:`splitllm.fidelity.vllm_schedule`'s.
+  queue, so on identical requests the iterations are :func:`splitllm.bench.fidelity.vllm_schedule`'s.
 
 A request whose KV can never fit (paged: its prompt + output - 1 tokens' blocks beyond the
 capacity less the watermark) is dropped.
@@ -97,7 +97,7 @@ from numpy.typing import NDArray
 from splitllm.batched import BatchedCosts, IterationPricer
 from splitllm.errors import InputError
 from splitllm.instance import Instance
-from splitllm.serving.engines import ENGINES, VLLM_BLOCK, VLLM_MAX_BATCHED_TOKENS, VLLM_MAX_SEQS, VLLM_WATERMARK
+from splitllm.batched.engines import ENGINES, VLLM_BLOCK, VLLM_MAX_BATCHED_TOKENS, VLLM_MAX_SEQS, VLLM_WATERMARK
 from splitllm.serving.route import Route, build_route
 
 
@@ -106,7 +106,7 @@ class SimConfig:
     """How the server runs.
 
     ``costs``: the server's batched tables (their overhead is the engine's);
-    ``engine``: a key of :data:`~splitllm.serving.engines.ENGINES`; ``chunk``: prefill
+    ``engine``: a key of :data:`~splitllm.batched.engines.ENGINES`; ``chunk``: prefill
     token budget per iteration (``None`` = whole prompts); ``kv_capacity_bytes``: KV
     cache size; ``warm``: every request starts at its first decode step (prompt done, KV
     in place).

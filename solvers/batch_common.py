@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm import batch_costs
-from splitllm.batch_evaluator import verify_batch
+from splitllm.batched import costs as batch_costs
+from splitllm.batched.evaluator import verify_batch
 from splitllm.batched import BatchedCosts
 from splitllm.formulations.batch_data import BatchData, build_data
 from splitllm.instance import Instance

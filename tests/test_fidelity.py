@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from splitllm.cli import main
-from splitllm.fidelity import COLUMNS, fit_engine, trt_schedule, vllm_schedule
+from splitllm.bench.fidelity import COLUMNS, fit_engine, trt_schedule, vllm_schedule
 from tests.test_batched import write_mlp_csv
 
 HEADER = "Hardware,Num of Hardware,Framework,Model,Input Output Length,Batch Size,Latency,Throughput\n"

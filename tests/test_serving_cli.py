@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from splitllm.cli import main
 from splitllm import dask_client
 from splitllm.bench.sim_fidelity import measured_rows, simulate_row
-from splitllm.fidelity import bench_costs, row_schedule, schedule_timing
+from splitllm.bench.fidelity import bench_costs, row_schedule, schedule_timing
 from splitllm.instance import example_path
 
 EXAMPLE = str(example_path("llama2-7b"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from splitllm.batch_evaluator import evaluate_batch
+from splitllm.batched.evaluator import evaluate_batch
 from splitllm.batched import server_costs
 from splitllm.evaluator import exceeds, request_metrics
 from splitllm.cli import main

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from splitllm.bench.sim_fidelity import TOLERANCE, measured_rows, row_costs, simulate_row
-from splitllm.fidelity import BENCH_MEMORY, HARDWARE, schedule_timing, vllm_blocks, vllm_schedule
+from splitllm.bench.fidelity import BENCH_MEMORY, HARDWARE, schedule_timing, vllm_blocks, vllm_schedule
 from splitllm.serving import SimConfig, simulate
-from splitllm.serving.engines import VLLM_MAX_BATCHED_TOKENS
+from splitllm.batched.engines import VLLM_MAX_BATCHED_TOKENS
 from splitllm.serving.route import build_route
 from tests import serving_cases as hand
 

@@ -12,13 +12,13 @@ import numpy as np
 
 from splitllm.batched import server_costs
 from splitllm import dask_client
-from splitllm.cli_errors import input_errors_exit
+from splitllm.cli.errors import input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
 from splitllm.jsonio import atomic_path, write_json
 from splitllm.log import progress_enabled
 from splitllm.serving.capacity import capacity
-from splitllm.serving.engines import ENGINES
+from splitllm.batched.engines import ENGINES
 from splitllm.serving.policies import Placement, place, run_policy
 from splitllm.serving.report import ATTAINMENT_TARGET, write_all
 from splitllm.serving.simulator import SimConfig, SimResult

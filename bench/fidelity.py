@@ -38,7 +38,7 @@ from splitllm.errors import InputError
 from splitllm.instances.models import get_shape
 from splitllm.jsonio import atomic_path, write_atomic
 # vLLM's defaults (0.4-era engine arguments, unchanged by the bench's scripts): one definition, the simulator's.
-from splitllm.serving.engines import (  # noqa: F401  (re-exported)
+from splitllm.batched.engines import (  # noqa: F401  (re-exported)
     VLLM_BLOCK, VLLM_GPU_UTILIZATION, VLLM_MAX_BATCHED_TOKENS, VLLM_MAX_SEQS, VLLM_WATERMARK,
 )
 

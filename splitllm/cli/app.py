@@ -1,4 +1,4 @@
-"""The ``splitllm`` command line: thin click commands that delegate to the library.
+"""The ``splitllm`` root command and the solve commands (validate, solvers, solve, check).
 
 Bad input prints ``error: <json path>: <message>`` on stderr and exits 2, never a traceback.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
-from splitllm.cli_errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit, printable
+from splitllm.cli.errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit, printable
 from splitllm.evaluator import Evaluation
 from splitllm.instance import Arrays, Instance, load_instance
 from splitllm.result import SolveResult, Status
@@ -143,7 +143,7 @@ def solve_command(
     else:
         click.echo(format_result(inst, result))
         if report == "batched" and result.evaluation is not None and result.placements is not None:
-            from splitllm.batched_report import batched_lines
+            from splitllm.batched.report import batched_lines
 
             click.echo("\n".join(batched_lines(inst, result.placements, result.evaluation.admitted, engine, batch)))
     if not result.status.has_solution:
@@ -232,7 +232,7 @@ def _register_extensions() -> None:
     """Commands that live in their own modules (data, bench, export)."""
     import importlib
 
-    for module in ("splitllm.cli_data", "splitllm.cli_bench", "splitllm.cli_export", "splitllm.cli_fidelity", "splitllm.cli_simulate"):
+    for module in ("splitllm.cli.data", "splitllm.cli.bench", "splitllm.cli.export", "splitllm.cli.fidelity", "splitllm.cli.simulate"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from splitllm.cli_errors import input_errors_exit
+from splitllm.cli.errors import input_errors_exit
 from splitllm.errors import InputError
 from splitllm.jsonio import atomic_path, write_json
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: vLLM's defaults (0.4-era engine arguments), shared by the simulator and :mod:`splitllm.fidelity`.
+#: vLLM's defaults (0.4-era engine arguments), shared by the simulator and :mod:`splitllm.bench.fidelity`.
 #: Share of the GPU memory vLLM may use (weights, activations, KV).
 VLLM_GPU_UTILIZATION = 0.9
 #: Tokens per KV block.
