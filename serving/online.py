@@ -52,9 +52,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.batched import BatchedCosts
+from splitllm.formulations.batch_candidates import best_candidate, candidates
 from splitllm.formulations.batch_data import BatchState, build_data
 from splitllm.instance import Instance
-from splitllm.solvers.batch_greedy import best_candidate, candidates
 
 POLICY = "batch-online"
 

@@ -56,7 +56,7 @@ from splitllm.resources import COUPLED, Objective
 from splitllm.serving.online import POLICY as ONLINE
 from splitllm.serving.online import BatchOnline
 from splitllm.serving.simulator import OnlinePlacer, SimConfig, SimResult, simulate
-from splitllm.solvers.per_request import unique_requests
+from splitllm.identical import unique_requests
 
 
 @dataclass(frozen=True)

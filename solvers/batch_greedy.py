@@ -16,24 +16,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.evaluator import exceeds
+from splitllm.formulations.batch_candidates import best_candidate, candidates
 from splitllm.formulations.batch_data import BatchData, BatchState
 from splitllm.instance import Instance
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
-
-
-def candidates(n_blocks: int) -> NDArray[np.bool_]:
-    """All-server, all-client, every server suffix and every server prefix (distinct rows).
-
-    >>> candidates(3).astype(int).tolist()
-    [[1, 1, 1], [0, 0, 0], [0, 1, 1], [0, 0, 1], [1, 0, 0], [1, 1, 0]]
-    """
-    j = np.arange(1, n_blocks)[:, None]
-    b = np.arange(n_blocks)[None, :]
-    rows = [np.ones((1, n_blocks), bool), np.zeros((1, n_blocks), bool), b >= j, b < j]
-    return np.concatenate(rows)
 
 
 def solve_greedy(data: BatchData) -> SolveResult:
@@ -51,20 +39,6 @@ def solve_greedy(data: BatchData) -> SolveResult:
             batch.add(r, cand[k], cap)
     t = data.iteration_time(x, admitted)
     return batch_result("batch-greedy", Status.FEASIBLE, x, admitted, t)
-
-
-def best_candidate(batch: BatchState, r: int, cand: NDArray[np.bool_]) -> tuple[int, float] | None:
-    """The acceptable row of ``cand`` with the least ``T`` when request ``r`` joins ``batch``
-    (ties: fewest server blocks) and its ``T`` cap; ``None`` when no row is acceptable."""
-    data, a = batch.data, batch.data.instance.arrays
-    slack, factor = data.tpot_slack(r, cand)
-    t = batch.t_with(r, cand)
-    ok = data.placeable(r, cand) & (t * factor <= slack) & (t <= batch.t_cap)
-    ok &= ~exceeds(batch.kv + (cand * a.kv[r]).sum(axis=1), data.kv_capacity)
-    if not ok.any():
-        return None
-    k = int(np.lexsort((cand.sum(axis=1), np.where(ok, t, np.inf)))[0])
-    return k, float(slack[k] / factor[k]) if factor[k] else float("inf")
 
 
 @register("batch-greedy", "F5 baseline: admit heaviest first, each at its least-T prefix/suffix split", options=COMMON, verifier=verify)

@@ -27,6 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from splitllm.errors import InputError
+from splitllm.instance import Instance
+
 #: vLLM's defaults (0.4-era engine arguments), shared by the simulator and :mod:`splitllm.bench.fidelity`.
 #: Share of the GPU memory vLLM may use (weights, activations, KV).
 VLLM_GPU_UTILIZATION = 0.9
@@ -57,3 +60,19 @@ ENGINES = {
     "tensorrt-llm": Engine("tensorrt-llm", True, "in-flight batching: prefills and decode steps in the same iteration; "
                            "KV reserved for prompt + output at admission"),
 }
+
+
+#: Share of the GPU memory left after the weights that the KV cache gets (vLLM's default
+#: gpu_memory_utilization, 0.9).
+KV_FRACTION = 0.9
+
+
+def kv_capacity(inst: Instance, memory_bytes: float, weight_bytes: float, gpu_memory: float | None) -> float:
+    """The instance's ``server.kv_capacity_bytes`` if set, else 0.9 x (GPU memory - the whole model's weights)."""
+    if inst.server.kv_capacity_bytes is not None:
+        return float(inst.server.kv_capacity_bytes)
+    memory = memory_bytes if gpu_memory is None else gpu_memory
+    free = KV_FRACTION * (memory - weight_bytes)
+    if not free > 0:
+        raise InputError("--gpu-memory", f"{memory:g} bytes leave no room for KV after {weight_bytes:g} bytes of weights")
+    return free

@@ -15,7 +15,8 @@ from typing import Any
 import click
 import numpy as np
 
-from splitllm.cli.errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit, printable
+from splitllm.cli.errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit
+from splitllm.errors import printable
 from splitllm.evaluator import Evaluation
 from splitllm.instance import Arrays, Instance, load_instance
 from splitllm.result import SolveResult, Status

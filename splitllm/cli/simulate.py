@@ -10,8 +10,9 @@ from typing import Any
 import click
 import numpy as np
 
-from splitllm.batched import server_costs
 from splitllm import dask_client
+from splitllm.batched import server_costs
+from splitllm.batched.engines import kv_capacity
 from splitllm.cli.errors import input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
@@ -25,20 +26,6 @@ from splitllm.serving.simulator import SimConfig, SimResult
 from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
 
 TRACES = ("azure-conv", "azure-code", "mooncake")
-#: Share of the GPU memory left after the weights that the KV cache gets (vLLM's default
-#: gpu_memory_utilization, 0.9).
-KV_FRACTION = 0.9
-
-
-def kv_capacity(inst: Instance, memory_bytes: float, weight_bytes: float, gpu_memory: float | None) -> float:
-    """The instance's ``server.kv_capacity_bytes`` if set, else 0.9 x (GPU memory - the whole model's weights)."""
-    if inst.server.kv_capacity_bytes is not None:
-        return float(inst.server.kv_capacity_bytes)
-    memory = memory_bytes if gpu_memory is None else gpu_memory
-    free = KV_FRACTION * (memory - weight_bytes)
-    if not free > 0:
-        raise InputError("--gpu-memory", f"{memory:g} bytes leave no room for KV after {weight_bytes:g} bytes of weights")
-    return free
 
 
 def _slo(pairs: tuple[str, ...]) -> dict[str, str | float] | None:
