@@ -15,6 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
+from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES
 from splitllm.cli.errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit
 from splitllm.errors import printable
 from splitllm.evaluator import Evaluation
@@ -107,7 +108,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="draw the placement to this PNG file (needs matplotlib)")
 @click.option("--report", type=click.Choice(["batch-1", "batched"]), default="batch-1", show_default=True,
               help="batched: also what the placements cost a batching server (needs a server profile with batched tables)")
-@click.option("--engine", type=click.Choice(["vllm", "tensorrt-llm"]), default="vllm", show_default=True, help="serving engine for --report batched")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True, help="serving engine for --report batched")
 @click.option("--batch", type=click.IntRange(min=1, max=4096), default=16, show_default=True, help="copies of each request decoding together, for --report batched")
 @input_errors_exit
 def solve_command(

@@ -12,14 +12,13 @@ import numpy as np
 
 from splitllm import dask_client
 from splitllm.batched import server_costs
-from splitllm.batched.engines import kv_capacity
+from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES, engine_help, kv_capacity
 from splitllm.cli.errors import input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
 from splitllm.jsonio import atomic_path, write_json
 from splitllm.log import progress_enabled
 from splitllm.serving.capacity import capacity
-from splitllm.batched.engines import ENGINES
 from splitllm.serving.policies import Placement, place, run_policy
 from splitllm.serving.report import ATTAINMENT_TARGET, write_all
 from splitllm.serving.simulator import SimConfig, SimResult
@@ -57,8 +56,7 @@ def _folder(policy: str) -> str:
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
               help="all-server, a solver name (greedy, dp, ...), solution:FILE, batch[:N[:S]] / batch-greedy[:N[:S]] / any batch-* solver (windows of N requests in arrival order, each a throughput-placement snapshot solved in S s; default 32, 10), or batch-online (each arrival placed given the server's current batch); repeat to compare")
-@click.option("--engine", type=click.Choice(list(ENGINES)), default="vllm", show_default=True,
-              help="vllm: prefill-first iterations, paged KV with preemption; tensorrt-llm: prefills and decode steps share iterations, KV reserved per request")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True, help=engine_help())
 @click.option("--trace", type=click.Choice(TRACES), default=None, help="requests from a real trace (its timestamps and lengths)")
 @click.option("--requests", "n_requests", type=int, default=None, help="the first N requests of the trace")
 @click.option("--rate", type=float, default=None, help="rescale arrivals to this mean rate (requests/s)")
