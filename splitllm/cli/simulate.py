@@ -20,6 +20,8 @@ from splitllm.jsonio import atomic_path, write_json
 from splitllm.log import progress_enabled
 from splitllm.serving.capacity import capacity
 from splitllm.serving.policies import Placement, place, run_policy
+from splitllm.serving.registry import KINDS, get_policy
+from splitllm.serving.registry import policies as registered_policies
 from splitllm.serving.report import ATTAINMENT_TARGET, write_all
 from splitllm.serving.simulator import SimConfig, SimResult
 from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
@@ -55,7 +57,9 @@ def _folder(policy: str) -> str:
 @click.command("simulate")
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
-              help="all-server, a solver name (greedy, dp, ...), solution:FILE, batch[:N[:S]] / batch-greedy[:N[:S]] / any batch-* solver (windows of N requests in arrival order, each a throughput-placement snapshot solved in S s; default 32, 10), or batch-online (each arrival placed given the server's current batch); repeat to compare")
+              help="how each request is placed: all-server, batch-online, solution:FILE, a throughput solver's windows "
+                   "(batch-greedy[:N[:S]], ...) or a per-request solver (dp, greedy, ...); `splitllm policies` lists them; "
+                   "repeat to compare")
 @click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True, help=engine_help())
 @click.option("--trace", type=click.Choice(TRACES), default=None, help="requests from a real trace (its timestamps and lengths)")
 @click.option("--requests", "n_requests", type=int, default=None, help="the first N requests of the trace")
@@ -82,6 +86,8 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     """
     if jobs < 1:
         raise InputError("--jobs", f"must be >= 1, got {jobs}")
+    for policy in policies:  # an unknown policy is refused before anything is loaded
+        get_policy(policy)
     if dask_scheduler is not None and not find_capacity:
         raise InputError("--dask-scheduler", "applies only with --capacity")
     dask_client.check_scheduler(dask_scheduler)
@@ -156,4 +162,13 @@ def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-COMMANDS = [simulate_command]
+@click.command("policies")
+def list_policies() -> None:
+    """List the placement policies of `simulate --policy`, and the arguments (NAME:ARG:ARG) each takes."""
+    for spec in sorted(registered_policies().values(), key=lambda s: (KINDS.index(s.kind), s.name)):
+        click.echo(f"{spec.syntax:<22} {spec.kind:<11} {spec.help}")
+        for option in spec.options:
+            click.echo(f"{'':<22} {option.describe()}")
+
+
+COMMANDS = [simulate_command, list_policies]
