@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.errors import InputError, OptionError, SplitLLMError
+from splitllm.identical import unique_requests
 from splitllm.instance import Instance, parse_instance
 from splitllm.jsonio import read_json
 from splitllm.options import Option
@@ -61,7 +62,6 @@ from splitllm.resources import COUPLED, Objective
 from splitllm.serving import online  # noqa: F401  (batch-online)
 from splitllm.serving.registry import Placement, PolicySpec, Server, get_policy, register_policy, register_solver_policies
 from splitllm.serving.simulator import SimConfig, SimResult, simulate
-from splitllm.identical import unique_requests
 
 
 def run_policy(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: NDArray[np.float64], *,
@@ -110,8 +110,9 @@ def windowed(policy: str) -> tuple[str, int, float] | None:
     bad = f"{policy!r}: expected {name}[:N[:S]], " + ", ".join(f"{o.name} {o.help} ({o.expected()})" for o in WINDOW_OPTIONS)
     if len(parts) > len(WINDOW_OPTIONS):
         raise InputError("--policy", bad)
+    given = parts + [option.default for option in WINDOW_OPTIONS[len(parts) :]]
     try:
-        size, budget = (option.coerce(value) for option, value in zip(WINDOW_OPTIONS, parts + [o.default for o in WINDOW_OPTIONS[len(parts):]]))
+        size, budget = (option.coerce(value) for option, value in zip(WINDOW_OPTIONS, given))
     except OptionError:
         raise InputError("--policy", bad) from None
     return name, size, budget
@@ -146,7 +147,10 @@ def _all_server(inst: Instance, policy: str, spec: PolicySpec, server: Server) -
 @register_policy("solution", "the placements of a solution file for this very instance; rejected requests are not sent",
                  syntax="solution:FILE")
 def _solution(inst: Instance, policy: str, spec: PolicySpec, server: Server) -> Placement:
-    return _replay(inst, policy, Path(policy.split(":", 1)[1]))
+    path = policy.partition(":")[2]
+    if not path:
+        raise InputError("--policy", f"{policy!r}: expected solution:FILE")
+    return _replay(inst, policy, Path(path))
 
 
 @register_solver_policies

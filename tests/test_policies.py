@@ -78,3 +78,6 @@ def test_place_refuses_what_get_policy_refuses() -> None:
     inst = load_instance(example_path("tiny"))
     with pytest.raises(InputError, match="unknown policy 'batch-milps'"):
         place(inst, "batch-milps")
+    for bad in ("solution", "solution:"):
+        with pytest.raises(InputError, match="expected solution:FILE"):
+            place(inst, bad)

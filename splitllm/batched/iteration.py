@@ -42,8 +42,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from splitllm.batched.engines import ENGINES as ENGINE_TABLE
-from splitllm.batched.engines import get_engine
+from splitllm.batched.engines import ENGINES as ENGINE_TABLE, get_engine
 from splitllm.errors import InputError
 from splitllm.instance import Instance
 from splitllm.profiles import BatchedTables, Curve
