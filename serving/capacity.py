@@ -112,7 +112,7 @@ def attainment_at(job: _Job, rate: float) -> tuple[float, float]:
     """(SLO attainment, the policy's wall seconds) of one simulation of ``job`` at ``rate``."""
     arrivals = retime(job.times, rate, False, np.random.default_rng(0))
     sim, placed = run_policy(job.inst, job.placement, job.cfg, arrivals, charge=job.charge)
-    return float(slo_met(job.inst, sim).mean()), placed.wall_s
+    return float(slo_met(job.inst, sim, placed.placements).mean()), placed.wall_s
 
 
 def capacity(

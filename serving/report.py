@@ -22,23 +22,34 @@ from numpy.typing import NDArray
 
 from splitllm.instance import Instance
 from splitllm.jsonio import atomic_path, write_json
-from splitllm.resources import exceeds
+from splitllm.evaluator import request_metrics
+from splitllm.resources import REQUEST_LIMITS, exceeds
 from splitllm.serving.policies import Placement
 from splitllm.serving.simulator import SimResult
 from splitllm.solution import placement_string
 
 ATTAINMENT_TARGET = 0.9
+#: The per-request figures the simulation measures (:class:`SimResult` fields, by resource key).
+SIMULATED = ("ttft", "tpot", "e2e")
 
 
-def slo_met(inst: Instance, sim: SimResult) -> NDArray[np.bool_]:
-    """Per request: served and within every SLO it gives (TPOT only with >= 2 output tokens)."""
+def slo_met(inst: Instance, sim: SimResult, placements: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Per request: served and within every per-request limit it gives
+    (:data:`splitllm.resources.REQUEST_LIMITS`; a decode-only one only with >= 2 output
+    tokens). A figure the simulation measures (TTFT, TPOT, E2E: :data:`SIMULATED`) is
+    taken from it; any other (client memory, ...) is the cost model's figure of the
+    request's placement (``placements``, requests x blocks, ``True`` = server)."""
     a = inst.arrays
+    rows = np.arange(inst.n_requests)
+    placed = request_metrics(a, rows, placements) if any(r.key not in SIMULATED for r in REQUEST_LIMITS) else None
     ok = sim.served.copy()
-    for value, limit in ((sim.ttft, a.ttft_limit), (sim.e2e, a.e2e_limit)):
+    for res in REQUEST_LIMITS:
+        limit = np.asarray(a.limit(res))
         bounded = np.isfinite(limit)
+        value = getattr(sim, res.key) if res.key in SIMULATED else placed.of(res)  # type: ignore[union-attr]
+        if res.decode_only:
+            value = np.where(a.output_tokens > 1, value, 0.0)
         ok &= ~bounded | ~exceeds(np.where(np.isnan(value) & ~bounded, 0.0, value), limit)
-    tpot = np.where(a.output_tokens > 1, sim.tpot, 0.0)
-    ok &= ~np.isfinite(a.tpot_limit) | ~exceeds(tpot, a.tpot_limit)
     return ok
 
 
@@ -50,7 +61,7 @@ def percentiles(values: NDArray[np.float64]) -> dict[str, float | None]:
 
 
 def summary(inst: Instance, sim: SimResult, placement: Placement, arrivals: NDArray[np.float64], extra: dict[str, Any]) -> dict[str, Any]:
-    met = slo_met(inst, sim)
+    met = slo_met(inst, sim, placement.placements)
     span = max(sim.makespan_s - float(arrivals.min(initial=0.0)), 1e-12)
     return {
         "requests": inst.n_requests,
@@ -79,7 +90,7 @@ def summary(inst: Instance, sim: SimResult, placement: Placement, arrivals: NDAr
 
 
 def write_requests(path: Path, inst: Instance, sim: SimResult, placement: Placement, arrivals: NDArray[np.float64]) -> None:
-    met = slo_met(inst, sim)
+    met = slo_met(inst, sim, placement.placements)
     fmt = lambda v: "" if not np.isfinite(v) else f"{v:.9g}"  # noqa: E731
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         w = csv.writer(handle)

@@ -18,6 +18,7 @@ import numpy as np
 from splitllm.cli_errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit, printable
 from splitllm.evaluator import Evaluation
 from splitllm.instance import Arrays, Instance, load_instance
+from splitllm.resources import REQUEST_LIMITS
 from splitllm.result import SolveResult, Status
 
 
@@ -192,16 +193,16 @@ def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> st
         return "\n".join(lines)
     a, m = inst.arrays, evaluation.metrics
     lines.append("placement: runs of blocks from the embedding to the head, C = client, S = server")
-    lines.append(f"{'request':<14} {'placement':<12} {'TTFT s/SLO':>16} {'TPOT s/SLO':>16} {'E2E s/SLO':>16} {'server work s':>14}")
+    header = {res: f"{res.figure}/{res.limit_word}" for res in REQUEST_LIMITS}  # one column per per-request limit
+    width = {res: max(16, len(h)) for res, h in header.items()}
+    lines.append(f"{'request':<14} {'placement':<12} " + " ".join(f"{h:>{width[res]}}" for res, h in header.items()) + f" {'server work s':>14}")
     for i, request in enumerate(inst.requests[:max_rows]):
         if not evaluation.admitted[i]:
             lines.append(f"{printable(str(request.id)):<14} {'rejected':<12}")
             continue
         work = f"{m.work[i]:.6g}" if math.isfinite(m.work[i]) else "-"  # a throughput placement prices no work
-        lines.append(
-            f"{printable(str(request.id)):<14} {run_lengths(result.placements[i]):<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
-            f"{_fmt(m.tpot[i], a.tpot_limit[i]):>16} {_fmt(m.e2e[i], a.e2e_limit[i]):>16} {work:>14}"
-        )
+        figures = " ".join(f"{_fmt(m.of(res)[i], a.limit(res)[i]):>{width[res]}}" for res in REQUEST_LIMITS)  # type: ignore[index]
+        lines.append(f"{printable(str(request.id)):<14} {run_lengths(result.placements[i]):<12} {figures} {work:>14}")
     if inst.n_requests > max_rows:
         lines.append(f"... {inst.n_requests - max_rows} more requests (use --out or --json for all)")
     lines += _totals(a, evaluation)
