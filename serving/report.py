@@ -101,12 +101,10 @@ def write_requests(path: Path, inst: Instance, sim: SimResult, placement: Placem
 
 
 def plot_cdfs(path: Path, inst: Instance, sim: SimResult, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig = Figure(figsize=(12, 3.6))
+    axes = fig.subplots(1, 3)
     for ax, (name, values, limit) in zip(axes, (("TTFT", sim.ttft, inst.arrays.ttft_limit), ("TPOT", sim.tpot, inst.arrays.tpot_limit), ("E2E", sim.e2e, inst.arrays.e2e_limit))):
         v = np.sort(values[np.isfinite(values)])
         if v.size:
@@ -123,7 +121,6 @@ def plot_cdfs(path: Path, inst: Instance, sim: SimResult, title: str) -> None:
     fig.tight_layout()
     with atomic_path(path, suffix=".tmp.png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 def write_all(out: Path, inst: Instance, sim: SimResult, placement: Placement, arrivals: NDArray[np.float64], extra: dict[str, Any]) -> dict[str, Any]:

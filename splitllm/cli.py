@@ -54,6 +54,8 @@ def list_solvers() -> None:
         mark = "installed" if spec.installed else f"missing {', '.join(spec.requires)}"
         kind = "exact" if spec.exact else "heuristic"
         click.echo(f"{name:<11} {kind:<9} {mark:<10} {spec.description}")
+        if spec.default_time_limit is not None:
+            click.echo(f"{'':<11} default time limit {spec.default_time_limit:g} s (--time-limit to change)")
         for option in spec.options:
             click.echo(f"{'':<11} -o {option.describe()}")
 
@@ -104,7 +106,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="write the solution file here (atomically)")
 @click.option("--json", "as_json", is_flag=True, help="print the solution file instead of a table")
 @click.option("--option", "-o", "options", multiple=True, help="solver option KEY=VALUE, e.g. -o grid_step=0.01 (see `splitllm solvers`)")
-@click.option("--plot", type=click.Path(path_type=Path), default=None, help="draw the placement to this PNG file (needs matplotlib)")
+@click.option("--plot", type=click.Path(path_type=Path), default=None, help="draw the placement to this PNG file")
 @click.option("--report", type=click.Choice(["batch-1", "batched"]), default="batch-1", show_default=True,
               help="batched: also what the placements cost a batching server (needs a server profile with batched tables)")
 @click.option("--engine", type=click.Choice(["vllm", "tensorrt-llm"]), default="vllm", show_default=True, help="serving engine for --report batched")

@@ -130,7 +130,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
 
 def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimConfig, arrivals: np.ndarray,
               charge: bool, jobs: int, dask_scheduler: str | None, extra: dict[str, Any]) -> None:
-    rows = [capacity(inst, p, cfg, arrivals, charge=charge, jobs=jobs, dask_scheduler=dask_scheduler) for p in placements]
+    rows = [_capacity_of(inst, p, cfg, arrivals, charge, jobs, dask_scheduler) for p in placements]
     base = rows[0]["capacity_rps"]
     for row, p in zip(rows, placements):
         row["ratio_to_first"] = row["capacity_rps"] / base if base and row["capacity_rps"] is not None else None
@@ -146,17 +146,29 @@ def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimCo
     click.echo("\n".join(lines))
 
 
+def _capacity_of(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: np.ndarray, charge: bool, jobs: int,
+                 dask_scheduler: str | None) -> dict[str, Any]:
+    """One policy's capacity search, each simulation shown on stderr as it ends (hidden by -q):
+    how many so far, and the last rate tried with its attainment."""
+    from tqdm import tqdm
+
+    with tqdm(desc=f"capacity {placement.policy}", unit="sim", disable=not progress_enabled(), file=sys.stderr, leave=False) as bar:
+        def shown(rate: float, attainment: float) -> None:
+            bar.set_postfix_str(f"{rate:.3g} req/s: attainment {attainment:.1%}", refresh=False)
+            bar.update()
+
+        return capacity(inst, placement, cfg, arrivals, charge=charge, jobs=jobs, dask_scheduler=dask_scheduler, progress=shown)
+
+
 def _num(value: float | None, fmt: str, missing: str) -> str:
     return missing if value is None else format(value, fmt)
 
 
 def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     for row in rows:
         rates, values = zip(*row["tried"]) if row["tried"] else ((), ())
         ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {_num(row['capacity_rps'], '.2f', 'unbounded')} req/s")
@@ -168,7 +180,6 @@ def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
     fig.tight_layout()
     with atomic_path(path, suffix=".tmp.png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 COMMANDS = [simulate_command]

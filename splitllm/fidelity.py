@@ -501,12 +501,10 @@ def summary_markdown(fid: Fidelity, command: str) -> str:
 
 
 def plot(path: Path, records: list[dict[str, object]]) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig = Figure(figsize=(10, 4.5))
+    axes = fig.subplots(1, 2)
     for ax, metric, unit in zip(axes, ("latency_s", "throughput_tok_s"), ("s", "tokens/s")):
         for held, marker, label in ((False, "o", "fitted subset"), (True, "^", "held out")):
             rs = [r for r in records if r["metric"] == metric and r["held_out"] == held]
@@ -526,7 +524,6 @@ def plot(path: Path, records: list[dict[str, object]]) -> None:
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 def fit_json(fid: Fidelity) -> dict[str, object]:
