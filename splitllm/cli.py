@@ -19,7 +19,7 @@ from splitllm.cli_errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGrou
 from splitllm.evaluator import Evaluation
 from splitllm.instance import Arrays, Instance, load_instance
 from splitllm.resources import REQUEST_LIMITS
-from splitllm.result import SolveResult, Status
+from splitllm.result import SolveResult, Status, gap as gap_of
 
 
 @click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -209,9 +209,27 @@ def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> st
         lines.append(f"... {inst.n_requests - max_rows} more requests (use --out or --json for all)")
     lines += _totals(a, evaluation)
     if result.bound is not None:
-        gap = result.gap
-        lines.append(f"bound {result.bound:.9g}" + (f", gap {gap:.3g}" if gap is not None else ""))
+        lines.append(bound_line(inst, result))
     return "\n".join(lines)
+
+
+def bound_line(inst: Instance, result: SolveResult) -> str:
+    """The bound and the gap, saying what they cover: the objective (server work, or the
+    admitted weight, whose server work is minimised second and not covered), or, for a
+    throughput placement, the admitted weight, with the iteration time ``T`` and its own
+    lower bound beside it."""
+    gap = result.gap
+    t = getattr(result.evaluation, "iteration_time", math.nan)
+    throughput = math.isfinite(t)
+    what = "admitted weight" if throughput or inst.objective.maximize else "server work (s)"
+    line = f"bound {result.bound:.9g} on the {what}" + (f", gap {gap:.3g}" if gap is not None else "")
+    if throughput:
+        t_bound = result.info.get("iteration_time_bound_s")
+        proven = f"lower bound {t_bound:.6g} s, gap {gap_of(t, t_bound):.3g}" if t_bound is not None else "no proven lower bound"
+        return f"{line} (the weight only); decode iteration time T {t:.6g} s: {proven}"
+    if inst.objective.maximize:
+        return f"{line} (the weight only; the server work of the admitted, minimised second, is not covered)"
+    return line
 
 
 @main.command()

@@ -20,7 +20,7 @@ from splitllm.log import progress_enabled
 from splitllm.serving.capacity import capacity
 from splitllm.serving.engines import ENGINES
 from splitllm.serving.policies import Placement, place, run_policy
-from splitllm.serving.report import ATTAINMENT_TARGET, write_all
+from splitllm.serving.report import ATTAINMENT_TARGET, plot_cdfs, write_all
 from splitllm.serving.simulator import SimConfig, SimResult
 from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
 
@@ -119,13 +119,18 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     if find_capacity:
         _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, dask_scheduler, extra)
         return
+    runs: list[tuple[str, SimResult]] = []
     for placement in placements:
         folder = out if len(placements) == 1 else out / _folder(placement.policy)
         sim, placement = _run_one(inst, placement, cfg, arrivals, placement_latency)
         data = write_all(folder, inst, sim, placement, arrivals, extra)
+        runs.append((f"{placement.policy} ({data['slo_attainment']:.1%})", sim))
         click.echo(f"{placement.policy}: SLO attainment {data['slo_attainment']:.1%}, goodput {data['goodput_rps']:.3g} req/s, "
-                   f"P99 TTFT {data['ttft_s']['p99']} s, P99 TPOT {data['tpot_s']['p99']} s, {data['iterations']} iterations "
-                   f"({data['mean_tokens_per_iteration']:.1f} tokens each), policy {data['policy_wall_s']:.3g} s -> {folder}")
+                   f"P99 TTFT {_num(data['ttft_s']['p99'], '.4g', '-')} s, P99 TPOT {_num(data['tpot_s']['p99'], '.4g', '-')} s, "
+                   f"{data['iterations']} iterations ({data['mean_tokens_per_iteration']:.1f} tokens each), "
+                   f"policy {data['policy_wall_s']:.3g} s -> {folder}")
+    if len(runs) > 1:  # every policy's CDFs on one figure, beside each policy's own
+        plot_cdfs(out / "latency_cdf.png", inst, runs, f"{inst.name}: every policy (SLO attainment)")
 
 
 def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimConfig, arrivals: np.ndarray,
