@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import nnls
 
 from splitllm.batched import BatchedCosts, all_blocks, iteration_time
 from splitllm.errors import InputError
@@ -332,8 +333,8 @@ def fit_engine(
     """``(kernel_scale, per_iteration, per_item)``, all >= 0, minimising the squared relative error
     ``sum(((kernel_scale * base + per_iteration * n + per_item * k) / measured - 1)^2)``.
 
-    Exact non-negative least squares: every subset of the three terms is solved, the best
-    non-negative one kept.
+    Exact non-negative least squares (``scipy.optimize.nnls``) on the rows divided by
+    ``measured``.
 
     Examples
     --------
@@ -342,22 +343,9 @@ def fit_engine(
     >>> [round(v, 6) for v in fit_engine(0.9 * b + 0.01 * n + 0.001 * k, b, n, k)]
     [0.9, 0.01, 0.001]
     """
-    from itertools import combinations
-
     x = np.stack([base / measured, iterations / measured, items / measured], axis=1)
-    y = np.ones_like(measured)
-    best: tuple[float, np.ndarray] = (float(np.sum(y**2)), np.zeros(3))
-    for size in (1, 2, 3):
-        for cols in combinations(range(3), size):
-            sol = np.linalg.lstsq(x[:, cols], y, rcond=None)[0]
-            if np.any(sol < 0):
-                continue
-            full = np.zeros(3)
-            full[list(cols)] = sol
-            err = float(np.sum((x @ full - y) ** 2))
-            if err < best[0] - 1e-15:
-                best = (err, full)
-    return float(best[1][0]), float(best[1][1]), float(best[1][2])
+    coef, _ = nnls(x, np.ones_like(measured))
+    return float(coef[0]), float(coef[1]), float(coef[2])
 
 
 @dataclass(frozen=True)
