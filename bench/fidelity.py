@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import nnls
 
 from splitllm.batched import BatchedCosts, all_blocks, iteration_time
 # The engines' defaults (vLLM 0.4-era engine arguments, unchanged by the bench's scripts): the simulator's rows.
@@ -242,8 +243,8 @@ def fit_engine(
     """``(kernel_scale, per_iteration, per_item)``, all >= 0, minimising the squared relative error
     ``sum(((kernel_scale * base + per_iteration * n + per_item * k) / measured - 1)^2)``.
 
-    Exact non-negative least squares: every subset of the three terms is solved, the best
-    non-negative one kept.
+    Exact non-negative least squares (``scipy.optimize.nnls``) on the rows divided by
+    ``measured``.
 
     Examples
     --------
@@ -252,22 +253,9 @@ def fit_engine(
     >>> [round(v, 6) for v in fit_engine(0.9 * b + 0.01 * n + 0.001 * k, b, n, k)]
     [0.9, 0.01, 0.001]
     """
-    from itertools import combinations
-
     x = np.stack([base / measured, iterations / measured, items / measured], axis=1)
-    y = np.ones_like(measured)
-    best: tuple[float, np.ndarray] = (float(np.sum(y**2)), np.zeros(3))
-    for size in (1, 2, 3):
-        for cols in combinations(range(3), size):
-            sol = np.linalg.lstsq(x[:, cols], y, rcond=None)[0]
-            if np.any(sol < 0):
-                continue
-            full = np.zeros(3)
-            full[list(cols)] = sol
-            err = float(np.sum((x @ full - y) ** 2))
-            if err < best[0] - 1e-15:
-                best = (err, full)
-    return float(best[1][0]), float(best[1][1]), float(best[1][2])
+    coef, _ = nnls(x, np.ones_like(measured))
+    return float(coef[0]), float(coef[1]), float(coef[2])
 
 
 @dataclass(frozen=True)
@@ -411,12 +399,10 @@ def summary_markdown(fid: Fidelity, command: str) -> str:
 
 
 def plot(path: Path, records: list[dict[str, object]]) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig = Figure(figsize=(10, 4.5))
+    axes = fig.subplots(1, 2)
     for ax, metric, unit in zip(axes, ("latency_s", "throughput_tok_s"), ("s", "tokens/s")):
         for held, marker, label in ((False, "o", "fitted subset"), (True, "^", "held out")):
             rs = [r for r in records if r["metric"] == metric and r["held_out"] == held]
@@ -436,7 +422,6 @@ def plot(path: Path, records: list[dict[str, object]]) -> None:
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 def fit_json(fid: Fidelity) -> dict[str, object]:

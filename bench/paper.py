@@ -288,16 +288,14 @@ def _sweep_table(records: Sequence[Record], manifest: dict[str, dict[str, Any]])
 
 def plot_paper(records: Sequence[Record], manifest: dict[str, dict[str, Any]], path: Path) -> None:
     """Per model: server work saved vs all-server (dp solid, greedy dashed) against SLO factor."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     models = [s.label for s in SETTINGS]
     uplinks = sorted({m["uplink_mbps"] for m in manifest.values()})
     ncols = 3
     nrows = -(-len(models) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.6 * nrows), sharey=True, squeeze=False)
+    fig = Figure(figsize=(4.4 * ncols, 3.6 * nrows))
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
     for ax in axes.flat[len(models):]:
         ax.set_visible(False)
     per_instance = _per_instance(records)

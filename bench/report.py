@@ -285,25 +285,21 @@ def _plot_profile(ax: Any, ratios: dict[str, list[float]], xlabel: str) -> None:
 
 def save_figure(fig: Any, path: Path) -> None:
     """Save a matplotlib figure as PNG atomically (readers see the old file or the new one)."""
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 def plot_performance_profile(records: Sequence[Record], path: Path) -> None:
     """Dolan–Moré profiles: solve time (solved cells) and the objective of each type present."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     panels = [(_time_value, "time / best time (solved cells)", "Performance profile: solve time")]
     if "min_server_work" in objectives(records):
         panels.append((_work_value, "server work / least server work found", "Performance profile: server work"))
     if "max_admitted" in objectives(records):
         panels.append((_inverse_admitted_value, "most admitted weight found / admitted weight", "Performance profile: admitted weight"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (value, xlabel, title) in zip(axes[0], panels):
         _plot_profile(ax, _profile_ratios(records, value), xlabel)
         ax.set_title(title)
@@ -322,10 +318,11 @@ def plot_time_vs_requests(records: Sequence[Record], path: Path) -> None:
 
     Filled: answered; hollow: no answer; a cross at the cell's own time limit: timed out.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for k, (solver, cells) in enumerate(by_solver(records).items()):
         color, marker = f"C{k % 10}", MARKERS[k % len(MARKERS)]
         jitter = 1 + 0.04 * (k - len(solver_order(records)) / 2)
@@ -379,13 +376,14 @@ def plot_server_work(records: Sequence[Record], path: Path) -> bool:
 
     Only panels with data are drawn; with none, no file (a stale one is removed) and False.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     panels = objective_panels(records)
     if not panels:
         path.unlink(missing_ok=True)
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, data) in zip(axes[0], panels):
         ax.boxplot(list(data.values()), showmeans=True)
         ax.set_xticks(range(1, len(data) + 1), list(data), rotation=20, fontsize=8)
@@ -399,9 +397,6 @@ def plot_server_work(records: Sequence[Record], path: Path) -> bool:
 
 def write_report(out: str | Path, records: Sequence[Record], shift: float = DEFAULT_SHIFT_S, command: str | None = None) -> list[Path]:
     """Write ``summary.md`` and the PNG plots into ``out``; return the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     out = Path(out)
     write_atomic(out / "summary.md", summary_markdown(records, shift, command))
     plotters = (plot_performance_profile, plot_time_vs_requests, plot_server_work)

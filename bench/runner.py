@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import hashlib
 import io
 import json
@@ -49,6 +48,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from splitllm.dask_client import DASK_MISSING, check_scheduler, dask_client, dask_installed
 from splitllm.errors import InputError, SplitLLMError
@@ -445,19 +446,15 @@ def _terminated(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def _lock(out: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``out/LOCK_FILE`` for the whole run, or :class:`InputError`."""
+    """An exclusive lock (``filelock``) on ``out/LOCK_FILE`` for the whole run, or :class:`InputError`."""
     out.mkdir(parents=True, exist_ok=True)
     lock_path = out / LOCK_FILE
-    handle = lock_path.open("a")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+        held = FileLock(lock_path, timeout=0).acquire()
+    except Timeout:
         raise InputError("--out", f"{out} is in use by another running bench (lock {lock_path}); wait for it or choose another folder") from None
-    try:
+    with held:
         yield
-    finally:
-        handle.close()  # releases the lock
 
 
 @contextlib.contextmanager

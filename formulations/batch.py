@@ -27,9 +27,10 @@ Variables (handles keyed by tuples; names survive MPS export):
   limit allows: each costs at least one up and one down crossing and two iterations of at
   least the overhead (and never more than ``B // 2``).
 
-Rows: TPOT (divided by the limit), client memory (divided by the limit) and, when the
-data holds TTFT, the batch-1 TTFT (divided by the limit), each relaxed by ``max(0,
-all-client value - limit) * (1 - a[r])``; KV divided by the capacity. All
+Rows: TPOT (divided by the limit) and the rows of F2 for the limits F5 holds at the
+figure of the request alone (:func:`batch1_rows`: client memory and, when the data holds
+TTFT, the batch-1 TTFT, each divided by its limit), each relaxed by ``max(0, all-client
+value - limit) * (1 - a[r])``; KV divided by the capacity. All
 crossing and count terms only make a row harder when over-counted, so every MILP solution
 is truly feasible, and the true counts are always a solution.
 
@@ -55,6 +56,9 @@ import pulp
 from splitllm.deadline import requests as each_request
 from splitllm.formulations import batch_data
 from splitllm.formulations.batch_data import BatchData
+from splitllm.formulations.compact import limit_row
+from splitllm.formulations.request_rows import LinearRow, cycle_view, request_rows
+from splitllm.resources import throughput_limits
 
 
 def t_max(data: BatchData) -> float:
@@ -117,31 +121,17 @@ def _request(prob: pulp.LpProblem, h: dict[str, Any], data: BatchData, r: int) -
     prob += full >= pulp.lpSum(x) - (B - 1), f"full_r{r}"
     for b in range(B):  # full exactly when every block is on the server
         prob += full <= x[b], f"full_r{r}_b{b}"
-    mem_all = float(a.client_mem[r].sum())
-    mem_lim = float(a.client_mem_limit[r])
-    if math.isfinite(mem_lim) and mem_all > mem_lim:
-        scale = mem_lim if mem_lim > 0 else 1.0
-        used = pulp.lpSum(float(a.client_mem[r, b]) / scale * (1 - x[b]) for b in range(B))
-        prob += used <= mem_lim / scale + (mem_all - mem_lim) / scale * (1 - h["a"][r]), f"client_mem_r{r}"
+    for row in batch1_rows(data, r):
+        limit_row(prob, cycle_view(h, r), r, row, relax=True)
     _tpot(prob, h, data, r, x)
-    if data.ttft:
-        _ttft(prob, h, data, r, x)
 
 
-def _ttft(prob: pulp.LpProblem, h: dict[str, Any], data: BatchData, r: int, x: list[pulp.LpVariable]) -> None:
-    """Request ``r``'s batch-1 TTFT row (only with ``data.ttft``): prefill compute on each
-    side, the prompt up when the embedding is on the server, every activation crossing,
-    the first token down when the head is; relaxed when ``r`` is rejected (all client)."""
-    a, B = data.instance.arrays, data.n_blocks
-    limit = float(a.ttft_limit[r])
-    if not math.isfinite(limit):
-        return
-    scale = limit if limit > 0 else 1.0
-    terms = [float(a.server_prefill[r, b]) * x[b] + float(a.client_prefill[r, b]) * (1 - x[b]) for b in range(B)]
-    terms += [float(a.act_up_prefill[r]) * h["u"][r, b] + float(a.act_down_prefill[r]) * h["d"][r, b] for b in range(1, B)]
-    terms += [float(a.prompt_up[r]) * x[0], float(a.first_token_down[r]) * x[B - 1]]
-    big_m = max(0.0, float(a.client_prefill[r].sum()) - limit)
-    prob += pulp.lpSum(terms) * (1 / scale) <= limit / scale + big_m / scale * (1 - h["a"][r]), f"ttft_r{r}"
+def batch1_rows(data: BatchData, r: int) -> list[LinearRow]:
+    """Request ``r``'s rows of the limits F5 holds at the figure of the request alone
+    (client memory; batch-1 TTFT with ``data.ttft``; any other per-request limit the
+    resources table marks so): the rows of F2 (:mod:`splitllm.formulations.request_rows`)."""
+    alone = {res for res in throughput_limits(data.ttft) if res.throughput != "batched"}
+    return [row for row in request_rows(data.instance.arrays, r) if row.resource in alone]
 
 
 def _tpot(prob: pulp.LpProblem, h: dict[str, Any], data: BatchData, r: int, x: list[pulp.LpVariable]) -> None:

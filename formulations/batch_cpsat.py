@@ -25,7 +25,9 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from splitllm.deadline import requests as each_request
-from splitllm.formulations.batch import max_segments, t_max
+from splitllm.formulations.batch import batch1_rows, max_segments, t_max
+from splitllm.formulations.cpsat import limit_row
+from splitllm.formulations.request_rows import cycle_view
 from splitllm.formulations.batch_data import BatchData
 
 Rounding = Literal["safe", "relaxed"]
@@ -109,29 +111,11 @@ def _request(m: cp_model.CpModel, h: dict[str, Any], data: BatchData, r: int, tq
     m.Add(wrap >= x[0] + x[-1] - 1 - full)
     for j, v in enumerate(vs):
         m.Add(p >= (2 * (j + 1) + 1) * h["T"]).OnlyEnforceIf([v, wrap])
-    mem_lim = float(a.client_mem_limit[r])
-    if math.isfinite(mem_lim):
-        mq = max(mem_lim, 1.0) / resolution
-        m.Add(sum(_q(float(a.client_mem[r, b]), mq, up) * (1 - x[b]) for b in range(B)) <= _q(mem_lim, mq, not up)).OnlyEnforceIf(adm)
-    if data.ttft:
-        _ttft(m, h, data, r, up, resolution)
+    for row in batch1_rows(data, r):  # client memory, batch-1 TTFT with data.ttft: F4's rows
+        limit_row(m, cycle_view(h, r), r, row, up, resolution, enforce=True)
     limit = float(a.tpot_limit[r])
     if math.isfinite(limit):
         step = [_q(float(a.client_decode[r, b]), tq, up) * (1 - x[b]) for b in range(B)]
         step += [_q(float(a.act_up_decode[r]), tq, up) * h["u"][r, b] + _q(float(a.act_down_decode[r]), tq, up) * h["d"][r, b] for b in range(1, B)]
         step += [_q(float(a.token_up_decode[r]), tq, up) * h["u"][r, 0], _q(float(a.token_down_decode[r]), tq, up) * h["d"][r, 0]]
         m.Add(sum(step) + p <= _q(limit, tq, not up)).OnlyEnforceIf(adm)
-
-
-def _ttft(m: cp_model.CpModel, h: dict[str, Any], data: BatchData, r: int, up: bool, resolution: int) -> None:
-    """Request ``r``'s batch-1 TTFT row in quanta of its limit / ``resolution`` (as the MILP's)."""
-    a, B = data.instance.arrays, data.n_blocks
-    limit = float(a.ttft_limit[r])
-    if not math.isfinite(limit):
-        return
-    q = max(limit, 1e-12) / resolution
-    x = [h["x"][r, b] for b in range(B)]
-    terms = [_q(float(a.server_prefill[r, b]), q, up) * x[b] + _q(float(a.client_prefill[r, b]), q, up) * (1 - x[b]) for b in range(B)]
-    terms += [_q(float(a.act_up_prefill[r]), q, up) * h["u"][r, b] + _q(float(a.act_down_prefill[r]), q, up) * h["d"][r, b] for b in range(1, B)]
-    terms += [_q(float(a.prompt_up[r]), q, up) * x[0], _q(float(a.first_token_down[r]), q, up) * x[B - 1]]
-    m.Add(sum(terms) <= _q(limit, q, not up)).OnlyEnforceIf(h["a"][r])

@@ -30,6 +30,7 @@ from splitllm.batched.evaluator import check_batch_instance, context, cycle_fact
 from splitllm.batched import BatchedCosts
 from splitllm.evaluator import exceeds, request_metrics
 from splitllm.instance import Arrays, Instance
+from splitllm.resources import throughput_limits
 from splitllm.tolerances import FEASIBILITY_RTOL
 
 Array = NDArray[np.float64]
@@ -86,12 +87,17 @@ class BatchData:
         return limit - base, cycle_factor(x)
 
     def placeable(self, r: int, x: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """Which placements ``x`` (K x B) of request ``r`` meet its own limits: client
+        """Which placements ``x`` (K x B) of request ``r`` meet the limits F5 holds at the
+        figure of the request alone (:func:`splitllm.resources.throughput_limits`): client
         memory and, when :attr:`ttft`, its batch-1 TTFT."""
         a = self.instance.arrays
-        ok = ~exceeds(np.where(x, 0.0, a.client_mem[r]).sum(axis=1), a.client_mem_limit[r])
-        if self.ttft and len(x):
-            ok &= ~exceeds(request_metrics(a, np.full(len(x), r), x).ttft, a.ttft_limit[r])
+        ok = np.ones(len(x), dtype=bool)
+        alone = [res for res in throughput_limits(self.ttft) if res.throughput != "batched"]
+        if not len(x) or not alone:
+            return ok
+        m = request_metrics(a, np.full(len(x), r), x)
+        for res in alone:
+            ok &= ~exceeds(m.of(res), a.limit(res)[r])  # type: ignore[index]
         return ok
 
 

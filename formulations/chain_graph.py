@@ -42,6 +42,72 @@ SRC, SINK = "src", "sink"
 Node = Any
 
 
+EdgeCost = Callable[[Arrays, "int | np.ndarray"], np.ndarray]
+
+
+def _per_block(x: np.ndarray, r: int | np.ndarray) -> np.ndarray:
+    """(..., B) -> (..., B, from_side): a block's own cost, whatever side it comes from."""
+    return np.asarray(x[r])[..., None]
+
+
+def _per_request(x: np.ndarray, r: int | np.ndarray) -> np.ndarray:
+    """(...) -> broadcast over the next axis."""
+    return np.asarray(x[r])[..., None]
+
+
+def _sides(arrays: Arrays, r: int | np.ndarray, server: np.ndarray | None, client: np.ndarray | None) -> np.ndarray:
+    """Edges ``[..., b, from_side, to_side]`` that cost the entered block's per-block
+    ``server`` or ``client`` figure (``None``: that side costs nothing)."""
+    n_blocks = arrays.work.shape[1]
+    cost = np.zeros(np.shape(r) + (n_blocks, 2, 2))
+    for to, per_block in ((SERVER, server), (CLIENT, client)):
+        if per_block is not None:
+            cost[..., to] = _per_block(per_block, r)
+    return cost
+
+
+def _ttft_edges(a: Arrays, r: int | np.ndarray) -> np.ndarray:
+    cost = _sides(a, r, a.server_prefill, a.client_prefill)
+    cost[..., 1:, CLIENT, SERVER] += _per_request(a.act_up_prefill, r)  # crossings between blocks b-1 and b
+    cost[..., 1:, SERVER, CLIENT] += _per_request(a.act_down_prefill, r)
+    cost[..., 0, :, SERVER] += _per_request(a.prompt_up, r)  # the prompt's token ids go up when block 0 is on the server
+    return cost
+
+
+def _tpot_edges(a: Arrays, r: int | np.ndarray) -> np.ndarray:
+    cost = _sides(a, r, a.server_decode, a.client_decode)
+    cost[..., 1:, CLIENT, SERVER] += _per_request(a.act_up_decode, r)
+    cost[..., 1:, SERVER, CLIENT] += _per_request(a.act_down_decode, r)
+    return cost
+
+
+#: Each edge resource's cost on the edges into blocks (:func:`edge_costs`), by key.
+EDGE_COSTS: dict[str, EdgeCost] = {
+    "work": lambda a, r: _sides(a, r, a.work, None),
+    "kv": lambda a, r: _sides(a, r, a.kv, None),
+    "client_mem": lambda a, r: _sides(a, r, None, a.client_mem),
+    "ttft": _ttft_edges,
+    "tpot": _tpot_edges,
+}
+
+
+def _ttft_sink(a: Arrays, r: int | np.ndarray) -> np.ndarray:
+    ttft = np.zeros(np.shape(r) + (2, 2))
+    ttft[..., SERVER] = np.asarray(a.first_token_down[r])[..., None]
+    return ttft
+
+
+def _tpot_sink(a: Arrays, r: int | np.ndarray) -> np.ndarray:
+    tpot = np.zeros(np.shape(r) + (2, 2))
+    tpot[..., SERVER, CLIENT] = a.token_up_decode[r]  # head on client, embed on server
+    tpot[..., CLIENT, SERVER] = a.token_down_decode[r]  # head on server, embed on client
+    return tpot
+
+
+#: Costs on the sink edge ``[..., anchor, side]``, by key; a resource not here costs nothing there.
+SINK_COSTS: dict[str, EdgeCost] = {"ttft": _ttft_sink, "tpot": _tpot_sink}
+
+
 def edge_costs(arrays: Arrays, r: int | np.ndarray) -> dict[str, np.ndarray]:
     """Per-edge resource arrays of request ``r``, indexed ``[b, from_side, to_side]``.
 
@@ -49,32 +115,7 @@ def edge_costs(arrays: Arrays, r: int | np.ndarray) -> dict[str, np.ndarray]:
     starts on the client). The sink edge's costs are in :func:`sink_costs`. ``r`` may be
     an array of requests: its axes then lead, ``[..., b, from_side, to_side]``.
     """
-    a = arrays
-    lead = np.shape(r)
-    n_blocks = a.work.shape[1]
-    cost = {name: np.zeros(lead + (n_blocks, 2, 2)) for name in RESOURCES}
-
-    def per_block(x: np.ndarray) -> np.ndarray:  # (..., B) -> (..., B, from_side)
-        return x[r][..., None]
-
-    def per_request(x: np.ndarray) -> np.ndarray:  # (...) -> broadcast over the next axis
-        return np.asarray(x[r])[..., None]
-
-    for to in (CLIENT, SERVER):
-        on_server = to == SERVER
-        cost["work"][..., to] = per_block(a.work) if on_server else 0.0
-        cost["kv"][..., to] = per_block(a.kv) if on_server else 0.0
-        cost["client_mem"][..., to] = 0.0 if on_server else per_block(a.client_mem)
-        cost["ttft"][..., to] = per_block(a.server_prefill if on_server else a.client_prefill)
-        cost["tpot"][..., to] = per_block(a.server_decode if on_server else a.client_decode)
-    # crossings between blocks b-1 and b
-    cost["ttft"][..., 1:, CLIENT, SERVER] += per_request(a.act_up_prefill)
-    cost["ttft"][..., 1:, SERVER, CLIENT] += per_request(a.act_down_prefill)
-    cost["tpot"][..., 1:, CLIENT, SERVER] += per_request(a.act_up_decode)
-    cost["tpot"][..., 1:, SERVER, CLIENT] += per_request(a.act_down_decode)
-    # the prompt's token ids go up when block 0 is on the server
-    cost["ttft"][..., 0, :, SERVER] += per_request(a.prompt_up)
-    return cost
+    return {name: EDGE_COSTS[name](arrays, r) for name in RESOURCES}
 
 
 def sink_costs(arrays: Arrays, r: int | np.ndarray) -> dict[str, np.ndarray]:
@@ -84,14 +125,8 @@ def sink_costs(arrays: Arrays, r: int | np.ndarray) -> dict[str, np.ndarray]:
     The first token goes down if the head is on the server (TTFT), and each decode step
     closes the cycle head -> embed (TPOT).
     """
-    shape = np.shape(r) + (2, 2)
-    ttft = np.zeros(shape)
-    ttft[..., SERVER] = np.asarray(arrays.first_token_down[r])[..., None]
-    tpot = np.zeros(shape)
-    tpot[..., SERVER, CLIENT] = arrays.token_up_decode[r]  # head on client, embed on server
-    tpot[..., CLIENT, SERVER] = arrays.token_down_decode[r]  # head on server, embed on client
-    zero = np.zeros(shape)
-    return {"work": zero, "kv": zero, "ttft": ttft, "tpot": tpot, "client_mem": zero}
+    zero = np.zeros(np.shape(r) + (2, 2))
+    return {name: SINK_COSTS[name](arrays, r) if name in SINK_COSTS else zero for name in RESOURCES}
 
 
 def build(arrays: Arrays, r: int) -> nx.DiGraph:

@@ -69,7 +69,7 @@ def _crossings(problem: pulp.LpProblem, h: Handles, r: int, n_blk: int) -> None:
         problem += h["cd"][r] >= x[r, n_blk - 1] - x[r, 0], f"cycle_down_r{r}"
 
 
-def _limit_row(problem: pulp.LpProblem, h: Handles, r: int, row: LinearRow, relax: bool) -> None:
+def limit_row(problem: pulp.LpProblem, h: Handles, r: int, row: LinearRow, relax: bool) -> None:
     """``row`` divided by its scale; relaxed by its big-M when ``a[r] = 0`` if ``relax``."""
     s = row.scale
     n_blk = len(row.x_coef)
@@ -114,7 +114,7 @@ def build(instance: Instance, deadline: float | None = None) -> tuple[pulp.LpPro
         check(deadline, "building the model")
         _crossings(problem, h, r, instance.n_blocks)
         for row in request_rows(a, r):
-            _limit_row(problem, h, r, row, relax=maximize)
+            limit_row(problem, h, r, row, relax=maximize)
         if maximize:
             for b in range(instance.n_blocks):
                 problem += h["x"][r, b] <= h["a"][r], f"admit_r{r}_b{b}"

@@ -79,7 +79,7 @@ def _variables(model: cp_model.CpModel, instance: Instance, deadline: float | No
     return h
 
 
-def _limit_row(model: cp_model.CpModel, h: Handles, r: int, row: LinearRow, up: bool, resolution: int, enforce: bool) -> None:
+def limit_row(model: cp_model.CpModel, h: Handles, r: int, row: LinearRow, up: bool, resolution: int, enforce: bool) -> None:
     q = row.scale / resolution
     B = len(row.x_coef)
     coef = _round(row.x_coef, q, up)
@@ -156,7 +156,7 @@ def build(
     for r in range(instance.n_requests):
         check(deadline, "building the model")
         for row in request_rows(a, r):
-            _limit_row(model, h, r, row, up, resolution, enforce=maximize)
+            limit_row(model, h, r, row, up, resolution, enforce=maximize)
     for res in COUPLED:
         matrix = a.usage(res)
         _capacity_row(model, [(v, float(matrix[r, b])) for (r, b), v in h["x"].items()], float(a.limit(res)), up, resolution)

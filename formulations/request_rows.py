@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -128,6 +129,13 @@ def _client_mem(a: Arrays, r: int) -> LinearRow:
 
 #: How each per-request limit of :data:`splitllm.resources.REQUEST_LIMITS` is written.
 ROW_BUILDERS: dict[Resource, Callable[[Arrays, int], LinearRow]] = {TTFT: _ttft, TPOT: _tpot, E2E: _e2e, CLIENT_MEM: _client_mem}
+
+
+def cycle_view(h: dict[str, Any], r: int) -> dict[str, Any]:
+    """Handles of a model whose crossing indicators are cyclic, ``u[r, b]``/``d[r, b]``
+    with ``b = 0`` the head -> embed edge (F5), as the rows here name them: ``cu``/``cd``
+    for request ``r`` are ``u[r, 0]``/``d[r, 0]``."""
+    return {**h, "cu": {r: h["u"][r, 0]}, "cd": {r: h["d"][r, 0]}}
 
 
 def request_rows(arrays: Arrays, r: int) -> list[LinearRow]:

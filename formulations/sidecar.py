@@ -57,7 +57,7 @@ _STRUCTURE = {
     "admit": "x[r, b] <= a[r]: a rejected request uses no server block",
     "pick_a": "sum_k z[r, k] = a[r]: an admitted request takes one column",
 }
-_ROW = re.compile(r"^(?P<kind>ttft|tpot|e2e|client_mem|up|down|cycle_up|cycle_down|admit|pick_a)_r(?P<r>\d+)(?:_b\d+)?$")
+_ROW = re.compile(rf"^(?P<kind>{'|'.join([*_LIMITS, *_STRUCTURE])})_r(?P<r>\d+)(?:_b\d+)?$")
 
 
 def describe(instance: Instance, problem: pulp.LpProblem, handles: dict[str, Any], formulation: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import isotonic_regression
 
 from splitllm.batched import AttentionModel, BatchedCosts, tables_from_costs
 from splitllm.errors import InputError
@@ -69,14 +70,9 @@ ENGINE_NOTE = (
 
 
 def isotonic(ys: list[float] | np.ndarray) -> list[float]:
-    """The non-decreasing least-squares fit of ``ys`` (pool adjacent violators, equal weights)."""
-    blocks: list[list[float]] = []  # [mean, count]
-    for y in np.asarray(ys, dtype=float):
-        blocks.append([float(y), 1.0])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            (m1, c1), (m2, c2) = blocks[-2], blocks.pop()
-            blocks[-1] = [(m1 * c1 + m2 * c2) / (c1 + c2), c1 + c2]
-    return [m for m, c in blocks for _ in range(int(c))]
+    """The non-decreasing least-squares fit of ``ys`` (equal weights;
+    ``scipy.optimize.isotonic_regression``, pool adjacent violators)."""
+    return [float(y) for y in isotonic_regression(np.asarray(ys, dtype=float), increasing=True).x]
 
 
 def helix_batched(root: Path, folder: str, gpu: str) -> BatchedCosts:

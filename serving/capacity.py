@@ -40,10 +40,12 @@ def search(
     rtol: float = 0.02,
     map_rates: Callable[[list[float]], list[float]] | None = None,
     jobs: int = 1,
+    progress: Callable[[float, float], None] | None = None,
 ) -> tuple[float, list[tuple[float, float]]]:
     """(highest rate meeting ``target`` found, every (rate, attainment) tried).
 
     0 when even ``start / 2**40`` fails; ``inf`` when ``start * 2**40`` still meets it.
+    ``progress(rate, attainment)`` is called after each simulation.
     """
     run = map_rates or (lambda rates: [attainment(r) for r in rates])
     tried: list[tuple[float, float]] = []
@@ -51,6 +53,9 @@ def search(
     def probe(rates: list[float]) -> list[float]:
         values = run(rates)
         tried.extend(zip(rates, values))
+        for rate, value in zip(rates, values):
+            if progress is not None:
+                progress(rate, value)
         return values
 
     lo, hi, rate = 0.0, None, start
@@ -112,19 +117,20 @@ def attainment_at(job: _Job, rate: float) -> tuple[float, float]:
     """(SLO attainment, the policy's wall seconds) of one simulation of ``job`` at ``rate``."""
     arrivals = retime(job.times, rate, False, np.random.default_rng(0))
     sim, placed = run_policy(job.inst, job.placement, job.cfg, arrivals, charge=job.charge)
-    return float(slo_met(job.inst, sim).mean()), placed.wall_s
+    return float(slo_met(job.inst, sim, placed.placements).mean()), placed.wall_s
 
 
 def capacity(
     inst: Instance, placement: Placement, cfg: SimConfig, times: NDArray[np.float64], *, charge: bool = False,
     jobs: int = 1, target: float = ATTAINMENT_TARGET, rtol: float = 0.02, start: float | None = None,
-    dask_scheduler: str | None = None,
+    dask_scheduler: str | None = None, progress: Callable[[float, float], None] | None = None,
 ) -> dict[str, Any]:
     """Capacity of one policy over the workload ``times`` (its native rate is the start).
 
     ``jobs`` rates are tried at a time, in that many processes; with ``dask_scheduler``
     (the address of a running Dask scheduler; needs the ``bench`` extra) on its workers,
-    as many at a time as it has workers (at least ``jobs``).
+    as many at a time as it has workers (at least ``jobs``). ``progress(rate,
+    attainment)`` is called after each simulation.
     """
     job = _Job(inst, placement, cfg, np.asarray(times, float), charge)
     span = float(job.times[-1] - job.times[0])
@@ -144,12 +150,12 @@ def capacity(
             width = max(jobs, len(client.scheduler_info()["workers"]))
             rate, tried = search(here, first, target, rtol,
                                  lambda rs: attainments(client.gather(client.map(attainment_at, [shared] * len(rs), rs, pure=False))),
-                                 width)
+                                 width, progress)
     elif jobs > 1:
         with ProcessPoolExecutor(jobs, initializer=_init, initargs=(job,)) as pool:
-            rate, tried = search(here, first, target, rtol, lambda rs: attainments(list(pool.map(_attainment, rs))), jobs)
+            rate, tried = search(here, first, target, rtol, lambda rs: attainments(list(pool.map(_attainment, rs))), jobs, progress)
     else:
-        rate, tried = search(here, first, target, rtol)
+        rate, tried = search(here, first, target, rtol, progress=progress)
     bounded = bool(np.isfinite(rate))
     # An online policy places during each simulation: its wall time is the median over the runs.
     wall = float(np.median(walls)) if placement.online is not None else placement.wall_s

@@ -142,7 +142,8 @@ class SimConfig:
 @dataclass
 class SimResult:
     """Per request (NaN where not measured): ``ttft``, ``tpot``, ``e2e`` seconds from arrival;
-    ``served`` False for requests not sent or dropped. Totals of the server."""
+    ``served`` False for requests not sent or dropped; ``queue``, seconds its first server
+    item waited for an iteration (KV admission, the batch ahead of it). Totals of the server."""
 
     ttft: NDArray[np.float64]
     tpot: NDArray[np.float64]
@@ -161,6 +162,7 @@ class SimResult:
     #: With ``record``: each iteration's priced items ``(lo, hi, new tokens, cached tokens)``, as in ``timeline``.
     priced: list[list[tuple[int, int, int, int]]] = field(default_factory=list)
     placements: NDArray[np.bool_] | None = None
+    queue: NDArray[np.float64] | None = None
 
 
 class OnlinePlacer(Protocol):
@@ -203,6 +205,8 @@ class _Req:
     restart: bool = False  # preempted while on its own: its pending event starts the recompute
     first_at: float = float("nan")
     last_at: float = float("nan")
+    ready_at: float = float("nan")  # its first server item was first ready
+    started_at: float = float("nan")  # the first iteration that ran an item of it began
 
     @classmethod
     def of(cls, route: Route, prompt: int, output: int, kv: float, block: float) -> _Req:
@@ -288,6 +292,8 @@ class _Server:
             return
         while True:
             if q.pos < len(q.spans):
+                if np.isnan(q.ready_at):
+                    q.ready_at = now
                 if q.admitted:
                     self.ready.append(r)
                 else:
@@ -493,6 +499,8 @@ class _Server:
             assert q is not None
             lo, hi = q.spans[q.pos]
             work.append((lo, hi, n, q.done_tokens if q.pre else q.prompt + q.step - 1))
+            if np.isnan(q.started_at):
+                q.started_at = now
         t = self.price(work)
         self.busy, self.running = True, items
         self.stats.iterations += 1
@@ -603,7 +611,10 @@ def simulate(
     Returns
     -------
     SimResult, with TTFT (first token at the client), E2E (last token at the client) and
-    TPOT = (E2E - TTFT) / (output - 1), each from the request's arrival.
+    TPOT = (E2E - TTFT) / (output - 1), each from the request's arrival, and the queueing
+    delay: from the moment its first server item was ready (arrival, placing, client blocks
+    and upload done) to the start of the first iteration that ran it (NaN for a request
+    that runs nothing on the server).
     """
     n = inst.n_requests
     arrivals = np.zeros(n) if arrivals is None else np.asarray(arrivals, dtype=float)
@@ -622,6 +633,9 @@ def simulate(
     steps = inst.arrays.output_tokens - 1
     with np.errstate(invalid="ignore", divide="ignore"):
         out.tpot = np.where(ok & (steps > 0), (last - first) / np.maximum(steps, 1), np.nan)
+    ready = np.array([np.nan if q is None else q.ready_at for q in server.reqs])
+    began = np.array([np.nan if q is None else q.started_at for q in server.reqs])
+    out.queue = np.where(ok, began - ready, np.nan)
     out.placements = x
     out.wall_s = time.perf_counter() - started
     return out

@@ -27,6 +27,9 @@ ENGINE = Option("engine", "choice", DEFAULT_ENGINE, "serving engine whose batche
 TTFT = Option("ttft", "boolean", False, "also hold each admitted request's batch-1 TTFT (a snapshot of arriving requests)")
 #: The options every F5 solver takes.
 COMMON = (ENGINE, TTFT)
+#: The time limit of the general-purpose F5 models (batch-milp, batch-cpsat) when none is
+#: given: they can run for minutes on a handful of requests (batch-cpsat: 163 s on 6).
+DEFAULT_TIME_LIMIT_S = 60.0
 
 
 def batch_data(instance: Instance, engine: str = "vllm", ttft: bool = False) -> BatchData:

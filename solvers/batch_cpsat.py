@@ -23,7 +23,7 @@ from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
-from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
+from splitllm.solvers.batch_common import COMMON, DEFAULT_TIME_LIMIT_S, batch_data, batch_result, verify
 from splitllm.tolerances import OPTIMAL_GAP
 
 OPTIONS = (
@@ -96,7 +96,8 @@ def solve_cpsat(data: BatchData, time_limit: float | None = None, **opts: Any) -
     return batch_result(name, status, x, admitted, t, bound, t_bound, message=f"time quantum {safe['h']['time_quantum']:.3g} s")
 
 
-@register("batch-cpsat", "F5 throughput placement in CP-SAT, safely rounded (-o workers=N -o seed=S)", requires=("ortools",), exact=True, options=OPTIONS, verifier=verify)
+@register("batch-cpsat", "F5 throughput placement in CP-SAT, safely rounded (-o workers=N -o seed=S)", requires=("ortools",), exact=True, options=OPTIONS, verifier=verify,
+          default_time_limit=DEFAULT_TIME_LIMIT_S)
 def solve(instance: Instance, *, time_limit: float | None = None, workers: int = 2, seed: int = 0, resolution: int = f5c.RESOLUTION,
           engine: str = "vllm", ttft: bool = False) -> SolveResult:
     data = batch_data(instance, engine, ttft)

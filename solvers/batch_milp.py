@@ -22,7 +22,7 @@ from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
-from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
+from splitllm.solvers.batch_common import COMMON, DEFAULT_TIME_LIMIT_S, batch_data, batch_result, verify
 from splitllm.solvers.pulp_backend import BACKENDS, run
 
 OPTIONS = (
@@ -72,7 +72,8 @@ def solve_milp(data: BatchData, backend: str = "highs", time_limit: float | None
     return batch_result(name, status, x, admitted, t, first.bound, t_bound, message=f"phase 1 {first.status.value}, phase 2 {phase2}")
 
 
-@register("batch-milp", "F5 throughput placement as a MILP (count bands, exact T x segments), -o backend=highs|cbc", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
+@register("batch-milp", "F5 throughput placement as a MILP (count bands, exact T x segments), -o backend=highs|cbc", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify,
+          default_time_limit=DEFAULT_TIME_LIMIT_S)
 def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", threads: int | None = None,
           engine: str = "vllm", ttft: bool = False) -> SolveResult:
     return solve_milp(batch_data(instance, engine, ttft), backend, time_limit, threads)

@@ -44,7 +44,7 @@ def explain_infeasible(arrays: Arrays, r: int) -> str:
     >>> from splitllm.instance import load_instance, example_path
     >>> inst = load_instance(example_path("tiny"))
     >>> import dataclasses, numpy as np
-    >>> tight = dataclasses.replace(inst.arrays, ttft_limit=np.array([0.1, np.inf]))
+    >>> tight = dataclasses.replace(inst.arrays, limits={**inst.arrays.limits, "ttft": np.array([0.1, np.inf])})
     >>> explain_infeasible(tight, 0)
     'ttft_s: best achievable 0.3105 s > SLO 0.1 s (misses by 0.2105 s, 210.5%)'
     """

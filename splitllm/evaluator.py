@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,59 +28,96 @@ from splitllm.resources import COUPLED, KV, REQUEST_LIMITS, RESOURCES, WORK, Obj
 Array = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
-__all__ = ["Evaluation", "Metrics", "evaluate", "exceeds", "feasible_mask", "request_metrics", "request_violations"]
+__all__ = ["FIGURES", "Evaluation", "Metrics", "evaluate", "exceeds", "feasible_mask", "request_metrics", "request_violations"]
 
 
-@dataclass(frozen=True)
 class Metrics:
-    """Per-placement figures, one field per resource of :data:`splitllm.resources.RESOURCES`
-    (by its ``key``); ``tpot`` is NaN when ``o = 1``."""
+    """Per-placement figures, one per resource of :data:`splitllm.resources.RESOURCES`,
+    read by its ``key`` (``m.ttft``, ``m.of(TTFT)``); ``tpot`` is NaN when ``o = 1``.
+    Immutable."""
 
-    work: Array
-    kv: Array
-    ttft: Array
-    tpot: Array
-    e2e: Array
-    client_mem: Array
+    __slots__ = ("figures",)
+    figures: dict[str, Array]
+
+    def __init__(self, **figures: Array) -> None:
+        missing = [r.key for r in RESOURCES if r.key not in figures]
+        if missing:
+            raise TypeError(f"Metrics needs a figure for every resource, missing {', '.join(missing)}")
+        object.__setattr__(self, "figures", figures)
+
+    def __getattr__(self, key: str) -> Array:
+        if key == "figures":  # not set yet (while unpickling): no recursion
+            raise AttributeError(key)
+        try:
+            return self.figures[key]
+        except KeyError:
+            raise AttributeError(f"Metrics has no figure {key!r}") from None
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("Metrics is immutable")
+
+    def __reduce__(self) -> tuple[Callable[..., Metrics], tuple[dict[str, Array]]]:
+        return _metrics_of, (self.figures,)
 
     def of(self, resource: Resource) -> Array:
         """The figure of ``resource``."""
-        return getattr(self, resource.key)  # type: ignore[no-any-return]
+        return self.figures[resource.key]
 
     def where(self, mask: BoolArray) -> Metrics:
         """These figures where ``mask`` holds, NaN elsewhere."""
-        return Metrics(**{r.key: np.where(mask, self.of(r), np.nan) for r in RESOURCES})
+        return Metrics(**{key: np.where(mask, value, np.nan) for key, value in self.figures.items()})
+
+
+def _metrics_of(figures: dict[str, Array]) -> Metrics:
+    return Metrics(**figures)
+
+
+class Placed:
+    """Placements ``x`` of requests ``rows`` and the parts every figure is built from:
+    crossings, TTFT and one decode step (all vectorised over the placements)."""
+
+    def __init__(self, arrays: Arrays, rows: NDArray[np.int64], placements: BoolArray) -> None:
+        a = self.arrays = arrays
+        self.rows = rows
+        x = self.x = np.asarray(placements, dtype=bool)
+        n_up = (x[:, 1:] & ~x[:, :-1]).sum(axis=1)
+        n_down = (~x[:, 1:] & x[:, :-1]).sum(axis=1)
+        first, last = x[:, 0], x[:, -1]
+        self.ttft = (
+            self.by_side(a.server_prefill, a.client_prefill)
+            + _times(first, a.prompt_up[rows])
+            + _times(n_up, a.act_up_prefill[rows])
+            + _times(n_down, a.act_down_prefill[rows])
+            + _times(last, a.first_token_down[rows])
+        )
+        cycle = _times(first & ~last, a.token_up_decode[rows]) + _times(~first & last, a.token_down_decode[rows])
+        self.step = (self.by_side(a.server_decode, a.client_decode) + _times(n_up, a.act_up_decode[rows])
+                     + _times(n_down, a.act_down_decode[rows]) + cycle)
+        self.steps = a.output_tokens[rows] - 1
+
+    def by_side(self, server: Array, client: Array) -> Array:
+        """Sum over blocks of ``server`` where a block runs on the server, ``client`` elsewhere
+        (per-block arrays, requests x blocks; use 0 for a side that costs nothing)."""
+        rows = self.rows
+        return np.where(self.x, np.asarray(server)[rows] if np.ndim(server) else server,
+                        np.asarray(client)[rows] if np.ndim(client) else client).sum(axis=1)
+
+
+#: How the evaluator computes each figure of :data:`splitllm.resources.RESOURCES` (by key).
+FIGURES: dict[str, Callable[[Placed], Array]] = {
+    "work": lambda p: p.by_side(p.arrays.work, 0.0),
+    "kv": lambda p: p.by_side(p.arrays.kv, 0.0),
+    "ttft": lambda p: p.ttft,
+    "tpot": lambda p: np.where(p.steps > 0, p.step, np.nan),
+    "e2e": lambda p: p.ttft + _times(p.steps, p.step),
+    "client_mem": lambda p: p.by_side(0.0, p.arrays.client_mem),
+}
 
 
 def request_metrics(arrays: Arrays, rows: NDArray[np.int64], placements: BoolArray) -> Metrics:
     """Figures of placement ``placements[i]`` for request ``rows[i]`` (vectorised)."""
-    x = np.asarray(placements, dtype=bool)
-    a = arrays
-    up_edges = x[:, 1:] & ~x[:, :-1]
-    down_edges = ~x[:, 1:] & x[:, :-1]
-    n_up, n_down = up_edges.sum(axis=1), down_edges.sum(axis=1)
-    first, last = x[:, 0], x[:, -1]
-
-    prefill_compute = np.where(x, a.server_prefill[rows], a.client_prefill[rows]).sum(axis=1)
-    ttft = (
-        prefill_compute
-        + _times(first, a.prompt_up[rows])
-        + _times(n_up, a.act_up_prefill[rows])
-        + _times(n_down, a.act_down_prefill[rows])
-        + _times(last, a.first_token_down[rows])
-    )
-    decode_compute = np.where(x, a.server_decode[rows], a.client_decode[rows]).sum(axis=1)
-    cycle = _times(first & ~last, a.token_up_decode[rows]) + _times(~first & last, a.token_down_decode[rows])
-    step = decode_compute + _times(n_up, a.act_up_decode[rows]) + _times(n_down, a.act_down_decode[rows]) + cycle
-    steps = a.output_tokens[rows] - 1
-    return Metrics(
-        work=np.where(x, a.work[rows], 0.0).sum(axis=1),
-        kv=np.where(x, a.kv[rows], 0.0).sum(axis=1),
-        ttft=ttft,
-        tpot=np.where(steps > 0, step, np.nan),
-        e2e=ttft + _times(steps, step),
-        client_mem=np.where(x, 0.0, a.client_mem[rows]).sum(axis=1),
-    )
+    placed = Placed(arrays, rows, placements)
+    return Metrics(**{res.key: FIGURES[res.key](placed) for res in RESOURCES})
 
 
 def _times(count: NDArray[np.integer] | BoolArray, cost: Array) -> Array:

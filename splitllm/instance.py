@@ -86,7 +86,9 @@ class Arrays:
     ``*_decode`` are exact mean seconds per decode step; ``work`` is the server work of a
     block run on the server (prefill plus all decode steps). Crossing times are per
     request: the ``*_prefill`` ones carry the whole prompt's activations, the ``*_decode``
-    ones one token's. Absent SLOs and capacities are ``inf``.
+    ones one token's. ``limits`` holds each per-request limit of
+    :data:`splitllm.resources.REQUEST_LIMITS` by key, also read as ``<key>_limit``
+    (``arrays.ttft_limit``). Absent SLOs and capacities are ``inf``.
     """
 
     prompt_tokens: NDArray[np.int64]
@@ -99,10 +101,7 @@ class Arrays:
     work: Array
     kv: Array
     client_mem: Array
-    ttft_limit: Array
-    tpot_limit: Array
-    e2e_limit: Array
-    client_mem_limit: Array
+    limits: dict[str, Array]
     prompt_up: Array
     act_up_prefill: Array
     act_down_prefill: Array
@@ -114,8 +113,17 @@ class Arrays:
     work_capacity: float
     kv_capacity: float
 
+    def __getattr__(self, name: str) -> Array:
+        """``<key>_limit``: the per-request limit of resource ``key``."""
+        key = name.removesuffix("_limit")
+        if name.endswith("_limit") and key in self.__dict__.get("limits", {}):
+            return self.limits[key]
+        raise AttributeError(f"Arrays has no attribute {name!r}")
+
     def limit(self, resource: Resource) -> Array | float:
         """The limit on ``resource``: one per request, or the server's capacity (``inf`` = none)."""
+        if resource.scope == "request":
+            return self.limits[resource.key]
         return getattr(self, resource.limit_attr)  # type: ignore[no-any-return]
 
     def request_limits(self, r: int | NDArray[np.int64]) -> dict[str, Array | float]:
@@ -329,9 +337,6 @@ def _compile(
     rtt = np.array([c.rtt_s for c in client_of], dtype=float)
     act, tok = model.activation_bytes_per_token, model.token_bytes
 
-    def slo(key: str) -> Array:
-        return np.array([r.slo.get(key, np.inf) for r in requests], dtype=float)
-
     return Arrays(
         prompt_tokens=prompt,
         output_tokens=output,
@@ -343,10 +348,7 @@ def _compile(
         work=costs["server_prefill_s"] + (output - 1)[:, None] * costs["server_decode_s"],
         kv=kv,
         client_mem=weights[None, :] + kv,
-        ttft_limit=slo("ttft_s"),
-        tpot_limit=slo("tpot_s"),
-        e2e_limit=slo("e2e_s"),
-        client_mem_limit=np.array([c.memory_bytes for c in client_of], dtype=float),
+        limits={res.key: _request_limit(res, requests, client_of) for res in REQUEST_LIMITS},
         prompt_up=transfer_time(prompt * tok, up, rtt),
         act_up_prefill=transfer_time(prompt * act, up, rtt),
         act_down_prefill=transfer_time(prompt * act, down, rtt),
@@ -358,3 +360,14 @@ def _compile(
         work_capacity=float(server.work_capacity_s if server.work_capacity_s is not None else np.inf),
         kv_capacity=float(server.kv_capacity_bytes if server.kv_capacity_bytes is not None else np.inf),
     )
+
+
+def _request_limit(res: Resource, requests: tuple[Request, ...], client_of: list[Client]) -> Array:
+    """Each request's limit on ``res``, read from its ``limit_field``: ``slo.<name>``
+    (absent: ``inf``) or ``clients.<client>.<name>``."""
+    where, _, name = res.limit_field.rpartition(".")
+    if where == "slo":
+        return np.array([r.slo.get(name, np.inf) for r in requests], dtype=float)
+    if where == "clients.<client>":
+        return np.array([getattr(c, name) for c in client_of], dtype=float)
+    raise ValueError(f"{res.key}: no per-request limit is read from {res.limit_field!r}")

@@ -5,8 +5,7 @@ runs; rejected requests are a grey row marked "rejected". Beside each row, a bar
 *slack*: the least relative slack ``(limit - value) / limit`` over the request's finite
 limits (TTFT, TPOT, E2E, client memory), from the evaluator's metrics; 0 means a limit is
 met exactly. Up to ``max_rows`` requests (default 200) are drawn; beyond that an evenly
-spaced subsample is, and the title says so. matplotlib is optional (``pip install
-splitllm[bench]``).
+spaced subsample is, and the title says so.
 
 Examples
 --------
@@ -62,10 +61,7 @@ def plot_placement(instance: Instance, result: SolveResult, path: str | Path, ma
     """Draw ``result`` (verified: it has an evaluation) to the PNG file ``path``, atomically."""
     if result.evaluation is None or result.placements is None:
         raise SplitLLMError(f"--plot: status {result.status.value} has no placement to draw")
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise SplitLLMError("--plot: needs matplotlib (pip install 'splitllm[bench]')") from None
+    from matplotlib.figure import Figure  # on use: it costs every command's start
     rows = shown_rows(instance.n_requests, max_rows)
     few = len(rows) <= 60  # room for labels in every row
     figure = Figure(figsize=(10, 2.5 + (0.18 if few else 0.08) * len(rows)), layout="constrained")

@@ -32,7 +32,8 @@ Verifier = Callable[[Instance, SolveResult, dict[str, Any]], SolveResult]
 @dataclass(frozen=True)
 class SolverSpec:
     """A registered solver: ``function(instance, *, time_limit, **options) -> SolveResult``,
-    with its declared :class:`~splitllm.options.Option` s."""
+    with its declared :class:`~splitllm.options.Option` s. ``default_time_limit``
+    (seconds) applies when the caller gives none, for solvers whose solves can run long."""
 
     name: str
     description: str
@@ -41,6 +42,7 @@ class SolverSpec:
     exact: bool = False
     options: tuple[Option, ...] = ()
     verifier: Verifier | None = None
+    default_time_limit: float | None = None
 
     def coerce_options(self, given: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         """``given`` checked against the declared options and typed (CLI strings included)."""
@@ -61,15 +63,17 @@ def register(
     exact: bool = False,
     options: tuple[Option, ...] = (),
     verifier: Verifier | None = None,
+    default_time_limit: float | None = None,
 ) -> Callable[[SolverFunction], SolverFunction]:
     """Decorator that adds a solver function, and the options it takes, to the registry.
 
     ``verifier`` re-checks the solver's answers when it solves another problem than the
-    placement problem (default: :func:`verify`).
+    placement problem (default: :func:`verify`); ``default_time_limit`` is the time
+    limit when the caller gives none (default: none).
     """
 
     def add(function: SolverFunction) -> SolverFunction:
-        _REGISTRY[name] = SolverSpec(name, description, function, requires, exact, options, verifier)
+        _REGISTRY[name] = SolverSpec(name, description, function, requires, exact, options, verifier, default_time_limit)
         return function
 
     return add
@@ -97,15 +101,24 @@ def solve(instance: Instance, name: str, *, time_limit: float | None = None, **o
 
     ``time_limit`` and ``options`` are checked first: an unknown option, a value of the
     wrong type or out of range raises :class:`~splitllm.errors.OptionError` naming it.
+    Without ``time_limit``, a solver's ``default_time_limit`` applies, and the result's
+    message says so.
     """
     spec = get(name)
     time_limit = check_time_limit(time_limit)
+    defaulted = time_limit is None and spec.default_time_limit is not None
+    if defaulted:
+        time_limit = spec.default_time_limit
     typed = spec.coerce_options(options)
     start = time.perf_counter()
     result = spec.function(instance, time_limit=time_limit, **typed)
     result.time_s = time.perf_counter() - start
     result.solver = name
-    return spec.verifier(instance, result, typed) if spec.verifier is not None else verify(instance, result)
+    result = spec.verifier(instance, result, typed) if spec.verifier is not None else verify(instance, result)
+    if defaulted:
+        note = f"ran under {name}'s default time limit of {time_limit:g} s (give a time limit to change it)"
+        result.message = f"{result.message}; {note}" if result.message else note
+    return result
 
 
 def verify(instance: Instance, result: SolveResult) -> SolveResult:

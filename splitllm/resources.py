@@ -9,12 +9,15 @@ every limit is an upper bound, met when ``value <= limit * (1 + FEASIBILITY_RTOL
 (:func:`exceeds`). The evaluator, the DPs, the diagnosis, the formulations and the
 solution file all read it.
 
-Adding a per-request limit or a coupled resource means a row here, its figure in
-``splitllm.evaluator.request_metrics`` and its compiled arrays in
-``splitllm.instance`` (usage ``Arrays.<key>`` for coupled resources, the limit
-``Arrays.<key>_limit`` or ``Arrays.<key>_capacity``), and its edge cost in
-``splitllm.formulations.chain_graph`` and its row in
-``splitllm.formulations.request_rows``; everything else iterates over this table.
+Adding a per-request limit means a row here and the code that prices it: its figure in
+``splitllm.evaluator.FIGURES``, its cost on F1's edges in
+``splitllm.formulations.chain_graph.EDGE_COSTS`` (and ``SINK_COSTS``) and its linear row in
+``splitllm.formulations.request_rows.ROW_BUILDERS``. A limit read from ``slo.<name>`` is
+compiled (``Arrays.<key>_limit``) and accepted by the instance schema from this row alone;
+everything else (the DPs, the diagnosis, F2-F5, the evaluators, solution files and their
+schema, the model sidecar, ``to_dataframe``, the CLI table, the serving simulation's SLO
+check) iterates over this table. A coupled resource also needs its per-block use
+``Arrays.<key>`` and capacity ``Arrays.<key>_capacity`` in ``splitllm.instance``.
 
 Examples
 --------
@@ -50,7 +53,11 @@ class Resource:
     it (``scope="request"``: each request alone; ``"server"``: the sum over admitted
     requests); ``on_edges`` says whether it adds up along F1's edges (E2E does not: it is
     ``TTFT + (o - 1) * TPOT``); ``decode_only`` that a request with one output token has
-    no such figure.
+    no such figure. ``throughput`` says how the throughput placement (F5, one decode batch)
+    holds a per-request limit: ``"batch-1"`` at the figure of the request alone (client
+    memory, and any new limit unless its row says otherwise), ``"batched"`` by F5's own
+    batched figure (TPOT), ``"with-ttft"`` at batch 1 only when asked (``-o ttft=true``:
+    TTFT), ``"no"`` not at all (E2E, a whole-request batch-1 figure F5 does not price).
     """
 
     key: str
@@ -62,6 +69,7 @@ class Resource:
     scope: Literal["request", "server"]
     on_edges: bool = True
     decode_only: bool = False
+    throughput: Literal["batch-1", "batched", "with-ttft", "no"] = "batch-1"
 
     @property
     def limit_name(self) -> str:
@@ -76,9 +84,9 @@ class Resource:
 
 WORK = Resource("work", "server_work_s", "server work", "s", "server.work_capacity_s", "capacity", "server")
 KV = Resource("kv", "server_kv_bytes", "server KV", "B", "server.kv_capacity_bytes", "capacity", "server")
-TTFT = Resource("ttft", "ttft_s", "ttft_s", "s", "slo.ttft_s", "SLO", "request")
-TPOT = Resource("tpot", "tpot_s", "tpot_s", "s", "slo.tpot_s", "SLO", "request", decode_only=True)
-E2E = Resource("e2e", "e2e_s", "e2e_s", "s", "slo.e2e_s", "SLO", "request", on_edges=False)
+TTFT = Resource("ttft", "ttft_s", "ttft_s", "s", "slo.ttft_s", "SLO", "request", throughput="with-ttft")
+TPOT = Resource("tpot", "tpot_s", "tpot_s", "s", "slo.tpot_s", "SLO", "request", decode_only=True, throughput="batched")
+E2E = Resource("e2e", "e2e_s", "e2e_s", "s", "slo.e2e_s", "SLO", "request", on_edges=False, throughput="no")
 CLIENT_MEM = Resource("client_mem", "client_mem_bytes", "client memory", "B", "clients.<client>.memory_bytes", "limit", "request")
 
 #: Every resource, in the order of the DP's label slots.
@@ -92,6 +100,17 @@ EDGE_RESOURCES: tuple[Resource, ...] = tuple(r for r in RESOURCES if r.on_edges)
 #: Position of each resource in a label's value vector.
 SLOT: dict[str, int] = {r.key: i for i, r in enumerate(RESOURCES)}
 BY_KEY: dict[str, Resource] = {r.key: r for r in RESOURCES}
+
+
+def throughput_limits(ttft: bool) -> tuple[Resource, ...]:
+    """The per-request limits F5 holds, and at which figure (:attr:`Resource.throughput`):
+    with ``ttft`` the batch-1 TTFT among them.
+
+    >>> [r.key for r in throughput_limits(False)], [r.key for r in throughput_limits(True)]
+    (['tpot', 'client_mem'], ['ttft', 'tpot', 'client_mem'])
+    """
+    held = {"batch-1", "batched"} | ({"with-ttft"} if ttft else set())
+    return tuple(r for r in REQUEST_LIMITS if r.throughput in held)
 
 
 def exceeds(value: NDArray[np.float64] | float, limit: NDArray[np.float64] | float) -> NDArray[np.bool_]:

@@ -13,14 +13,49 @@ from jsonschema.exceptions import ValidationError
 
 from splitllm.errors import InputError
 from splitllm.jsonio import NonFinite, json_path
+from splitllm import resources as table
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
 
 
-@cache
-def _load_schema(name: str) -> dict[str, Any]:
+def published_schema(name: str) -> dict[str, Any]:
+    """The schema file ``splitllm/schema/<name>.schema.json`` as shipped."""
     text = resources.files("splitllm").joinpath(f"schema/{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)  # type: ignore[no-any-return]
+
+
+def table_parts(name: str) -> dict[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """What the resources table (:mod:`splitllm.resources`) says a schema must hold: for
+    each object's path in the schema, a property per resource. The instance schema takes
+    every limit read from ``slo.<name>``; the solution schema every figure per request and
+    every coupled resource's total. A row missing from the published file is added with a
+    plain description (a test keeps the published files complete)."""
+    seconds_or_bytes = {"s": "#/$defs/seconds", "B": "#/$defs/bytes"}
+    if name == "instance":
+        slo = {
+            res.limit_name: {"$ref": seconds_or_bytes[res.unit], "description": f"Bound on the request's {res.label} ({res.unit})."}
+            for res in table.REQUEST_LIMITS if res.limit_field.startswith("slo.")
+        }
+        return {("properties", "requests", "items", "properties", "slo", "properties"): slo}
+    if name == "solution":
+        figure = lambda res: {"$ref": "#/$defs/optionalFigure", "description": f"{res.label} ({res.unit}); 0 or more, or null."}  # noqa: E731
+        return {
+            ("properties", "requests", "items", "properties"): {res.figure: figure(res) for res in table.RESOURCES},
+            ("properties", "totals", "properties"): {res.figure: figure(res) for res in table.COUPLED},
+        }
+    return {}
+
+
+@cache
+def _load_schema(name: str) -> dict[str, Any]:
+    schema = published_schema(name)
+    for path, parts in table_parts(name).items():
+        node = schema
+        for key in path:
+            node = node[key]
+        for prop, entry in parts.items():
+            node.setdefault(prop, entry)
+    return schema
 
 
 def instance_schema() -> dict[str, Any]:

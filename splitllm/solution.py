@@ -14,9 +14,9 @@ from splitllm.instance import Instance
 from splitllm.jsonio import read_json, write_json
 from splitllm.result import SolveResult, Status, gap
 from splitllm.schema_check import solution_schema_errors
-from splitllm.batched.evaluator import evaluate_batch
+from splitllm.batched.evaluator import evaluate_batch, held_figures
 from splitllm.batched import server_costs
-from splitllm.resources import CLIENT_MEM, COUPLED, KV, RESOURCES, TPOT, TTFT, Objective
+from splitllm.resources import COUPLED, RESOURCES, Objective
 from splitllm.tolerances import FIGURE_RTOL, OPTIMAL_GAP
 
 SOLUTION_FORMAT = "splitllm/solution"
@@ -115,10 +115,9 @@ def _batch_claims(instance: Instance, data: dict[str, Any], placements: np.ndarr
     ttft = bool(data.get("ttft", False))
     evaluation = evaluate_batch(instance, server_costs(instance, data.get("engine", "vllm")), placements, admitted, ttft)
     problems = list(evaluation.violations)
-    held = (TPOT, KV, CLIENT_MEM) + ((TTFT,) if ttft else ())
     for i, entry in enumerate(data["requests"]):
         if evaluation.admitted[i]:
-            for res in held:
+            for res in held_figures(ttft):
                 problems += _misstated(f"requests[{i}].{res.figure}", entry.get(res.figure), float(evaluation.metrics.of(res)[i]))
     totals = data["totals"]
     problems += _misstated("totals.iteration_time_s", totals.get("iteration_time_s"), evaluation.iteration_time)

@@ -44,6 +44,8 @@ EXCEPTIONS: dict[str, tuple[str, ...]] = {
     "splitllm.diagnose": ("splitllm.formulations.chain_graph",),
     # solution files of throughput placements are checked by the batched evaluator
     "splitllm.solution": ("splitllm.batched",),
+    # `python -m splitllm` is the command line's entry point
+    "splitllm.__main__": ("splitllm.cli",),
 }
 #: Packages whose modules import nothing of splitllm inside a function.
 NO_LOCAL_IMPORTS = ("batched", "formulations", "solvers", "serving")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import shutil
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from click.testing import CliRunner
 
 from splitllm.bench import runner
@@ -142,8 +142,7 @@ def test_a_corrupt_results_file_is_a_clear_error(tmp_path: Path, damage: str) ->
 
 
 def test_a_second_bench_on_the_same_folder_refuses(tmp_path: Path) -> None:
-    with (tmp_path / LOCK_FILE).open("a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running bench holds it
+    with FileLock(tmp_path / LOCK_FILE):  # as a running bench holds it
         result = _cli().invoke(main, ["bench", TINY, "--solvers", "dp", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: --out:") and "in use by another running bench" in result.stderr

@@ -128,8 +128,8 @@ def test_a_non_finite_crossing_fails_exactly_the_placements_that_use_it(field: s
     import dataclasses
 
     arrays = parse_instance(hand_instance()).arrays
-    generous = {name: np.full(1, 1e6) for name in ("ttft_limit", "tpot_limit", "e2e_limit")}
-    arrays = dataclasses.replace(arrays, **generous)
+    generous = {name: np.full(1, 1e6) for name in ("ttft", "tpot", "e2e")}
+    arrays = dataclasses.replace(arrays, limits={**arrays.limits, **generous})
     x = _all_placements(arrays.work.shape[1])
     rows = np.zeros(len(x), dtype=np.int64)
     base = request_metrics(arrays, rows, x)

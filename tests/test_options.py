@@ -177,7 +177,7 @@ def test_cpsat_with_one_worker_and_a_seed_is_reproducible(formulation: str) -> N
 
 @pytest.mark.parametrize("n_requests", [3, 240])
 def test_plot_writes_a_png(tmp_path: Path, n_requests: int) -> None:
-    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the bench extra)")
+    pytest.importorskip("matplotlib", reason="--plot draws with matplotlib")
     inst = coupled_instance(2, n_requests, 6, "max_admitted")
     source, plot = tmp_path / "inst.json", tmp_path / "out" / "placement.png"
     source.write_text(json.dumps(inst.source))

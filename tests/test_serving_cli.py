@@ -30,7 +30,8 @@ def test_trace_run_writes_every_output(tmp_path: Path) -> None:
     code, text = run(EXAMPLE, "--trace", "azure-conv", "--requests", "40", "--out", str(tmp_path))
     assert code == 0, text
     rows = list(csv.DictReader((tmp_path / "requests.csv").open()))
-    assert len(rows) == 40 and list(rows[0]) == ["id", "client", "arrival_s", "placement", "ttft_s", "tpot_s", "e2e_s", "slo_met"]
+    assert len(rows) == 40 and list(rows[0]) == ["id", "client", "arrival_s", "prompt_tokens", "output_tokens", "placement", "queue_s",
+                                                    "ttft_s", "tpot_s", "e2e_s", "completion_s", "slo_met"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert 0 <= summary["slo_attainment"] <= 1 and summary["iterations"] > 0
     assert summary["slo_attainment"] == pytest.approx(np.mean([int(r["slo_met"]) for r in rows]))

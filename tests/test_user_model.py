@@ -6,13 +6,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import highspy
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from coupled_cases import coupled_instance
@@ -159,17 +159,12 @@ def test_to_dict_is_json_and_to_dataframe_has_a_row_per_request() -> None:
     data = json.loads(json.dumps(result.to_dict(ids), allow_nan=False))
     assert data["status"] == "optimal" and [q["id"] for q in data["requests"]] == ids
     assert [q["admitted"] for q in data["requests"]] == result.admitted.tolist()
-    pd = pytest.importorskip("pandas", reason="pandas is optional; SolveResult.to_dataframe needs it")
     frame = result.to_dataframe(ids)
     assert isinstance(frame, pd.DataFrame) and len(frame) == inst.n_requests
+    assert frame.index.name == "id" and frame.index.tolist() == ids
     assert frame["server_work_s"].sum() == pytest.approx(result.evaluation.server_work)
-
-
-def test_to_dataframe_without_pandas_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pandas", None)
-    result = solve(load_instance(example_path("tiny")), "dp")
-    with pytest.raises(ImportError, match="pip install pandas"):
-        result.to_dataframe()
+    assert frame.loc[ids[0], "admitted"] == bool(result.admitted[0])
+    assert result.to_dataframe().index.tolist() == list(range(inst.n_requests))  # no ids: by position
 
 
 def _export(tmp_path: Path, inst: Instance, formulation: str) -> tuple[Path, dict[str, Any]]:

@@ -18,10 +18,9 @@ else (no solver code):
 * the server KV (every admitted request's server blocks, ``kv_bytes_per_token * (p + o)``)
   against the capacity: the instance's ``server.kv_capacity_bytes``, else the GPU's memory
   minus the model's weights (no limit when the tables give no memory);
-* each admitted request's client memory.
-
-* with ``ttft``, each admitted request's batch-1 TTFT (the cost model of one request
-  alone) against its ``ttft_s``: a limit for a snapshot of arriving requests.
+* every other per-request limit F5 holds (:func:`splitllm.resources.throughput_limits`)
+  at the figure of the request alone (batch 1): client memory, and, with ``ttft``, the
+  batch-1 TTFT against its ``ttft_s`` (a limit for a snapshot of arriving requests).
 
 E2E and server work are batch-1 figures of the whole request and are not F5 limits; they
 are reported as null, and so is TTFT without ``ttft``.
@@ -43,8 +42,9 @@ from numpy.typing import NDArray
 
 from splitllm.batched import BatchedCosts, iteration_time
 from splitllm.errors import InputError
-from splitllm.evaluator import Evaluation, Metrics, exceeds, request_metrics
+from splitllm.evaluator import Evaluation, Metrics, describe_violation, exceeds, request_metrics
 from splitllm.instance import Instance
+from splitllm.resources import KV, RESOURCES, Resource, throughput_limits
 from splitllm.result import SolveResult, Status
 from splitllm.tolerances import FIGURE_RTOL
 
@@ -130,27 +130,31 @@ def evaluate_batch(instance: Instance, costs: BatchedCosts, placements: BoolArra
     ctx = context(instance)
     t = float(iteration_time(costs, kinds(instance), x[adm], q=np.ones(int(adm.sum())), context=ctx[adm]))
     tpot = decode_base(instance, x) + t * cycle_factor(x)
-    kv = np.where(x, a.kv, 0.0).sum(axis=1)
-    mem = np.where(x, 0.0, a.client_mem).sum(axis=1)
-    nan = np.full(len(x), np.nan)
-    first = request_metrics(a, np.arange(len(x)), x).ttft if ttft else nan
-    metrics = Metrics(work=nan, kv=kv, ttft=first, tpot=tpot, e2e=nan, client_mem=mem).where(adm)
-    violations = _violations(instance, metrics, adm, kv_capacity(instance, costs), ttft)
-    totals = {"work": math.nan, "kv": float(kv[adm].sum())}
+    alone = request_metrics(a, np.arange(len(x)), x)  # batch-1 figures
+    held = throughput_limits(ttft)
+    figures = {res.key: np.full(len(x), np.nan) for res in RESOURCES}
+    figures.update({res.key: alone.of(res) for res in held}, tpot=tpot, kv=alone.kv)
+    metrics = Metrics(**figures).where(adm)
+    violations = _violations(instance, metrics, adm, kv_capacity(instance, costs), held)
+    totals = {"work": math.nan, "kv": float(metrics.kv[adm].sum())}
     return BatchEvaluation(adm, metrics, violations, float(a.weight[adm].sum()), totals, iteration_time=t)
 
 
-def _violations(instance: Instance, m: Metrics, adm: BoolArray, capacity: float, ttft: bool) -> list[str]:
+def held_figures(ttft: bool) -> tuple[Resource, ...]:
+    """The figures an F5 answer states and its evaluator checks: server KV and every
+    per-request limit F5 holds (:func:`splitllm.resources.throughput_limits`)."""
+    return (KV, *throughput_limits(ttft))
+
+
+def _violations(instance: Instance, m: Metrics, adm: BoolArray, capacity: float, held: tuple[Resource, ...]) -> list[str]:
     a = instance.arrays
     out = []
     for i in np.nonzero(adm)[0]:
         rid = instance.requests[i].id
-        if exceeds(m.tpot[i], a.tpot_limit[i]):
-            out.append(f"requests[{i}] (id {rid!r}): batched tpot_s {m.tpot[i]:.6g} s > SLO {a.tpot_limit[i]:.6g} s")
-        if ttft and exceeds(m.ttft[i], a.ttft_limit[i]):
-            out.append(f"requests[{i}] (id {rid!r}): batch-1 ttft_s {m.ttft[i]:.6g} s > SLO {a.ttft_limit[i]:.6g} s")
-        if exceeds(m.client_mem[i], a.client_mem_limit[i]):
-            out.append(f"requests[{i}] (id {rid!r}): client_mem_bytes {m.client_mem[i]:.6g} > {a.client_mem_limit[i]:.6g}")
+        for res in held:
+            if exceeds(m.of(res)[i], a.limit(res)[i]):  # type: ignore[index]
+                how = "batched" if res.throughput == "batched" else "batch-1"
+                out.append(f"requests[{i}] (id {rid!r}): {how} {describe_violation(a, m, i, res)}")
     total = float(m.kv[adm].sum())
     if exceeds(total, capacity):
         out.append(f"server.kv_capacity_bytes: total server KV {total:.6g} bytes > {capacity:.6g} bytes")

@@ -20,7 +20,8 @@ from splitllm.cli.errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGrou
 from splitllm.errors import printable
 from splitllm.evaluator import Evaluation
 from splitllm.instance import Arrays, Instance, load_instance
-from splitllm.result import SolveResult, Status
+from splitllm.resources import REQUEST_LIMITS
+from splitllm.result import SolveResult, Status, gap as gap_of
 
 
 @click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,6 +56,8 @@ def list_solvers() -> None:
         mark = "installed" if spec.installed else f"missing {', '.join(spec.requires)}"
         kind = "exact" if spec.exact else "heuristic"
         click.echo(f"{name:<11} {kind:<9} {mark:<10} {spec.description}")
+        if spec.default_time_limit is not None:
+            click.echo(f"{'':<11} default time limit {spec.default_time_limit:g} s (--time-limit to change)")
         for option in spec.options:
             click.echo(f"{'':<11} -o {option.describe()}")
 
@@ -105,7 +108,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="write the solution file here (atomically)")
 @click.option("--json", "as_json", is_flag=True, help="print the solution file instead of a table")
 @click.option("--option", "-o", "options", multiple=True, help="solver option KEY=VALUE, e.g. -o grid_step=0.01 (see `splitllm solvers`)")
-@click.option("--plot", type=click.Path(path_type=Path), default=None, help="draw the placement to this PNG file (needs matplotlib)")
+@click.option("--plot", type=click.Path(path_type=Path), default=None, help="draw the placement to this PNG file")
 @click.option("--report", type=click.Choice(["batch-1", "batched"]), default="batch-1", show_default=True,
               help="batched: also what the placements cost a batching server (needs a server profile with batched tables)")
 @click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True, help="serving engine for --report batched")
@@ -194,23 +197,41 @@ def format_result(inst: Instance, result: SolveResult, max_rows: int = 40) -> st
         return "\n".join(lines)
     a, m = inst.arrays, evaluation.metrics
     lines.append("placement: runs of blocks from the embedding to the head, C = client, S = server")
-    lines.append(f"{'request':<14} {'placement':<12} {'TTFT s/SLO':>16} {'TPOT s/SLO':>16} {'E2E s/SLO':>16} {'server work s':>14}")
+    header = {res: f"{res.figure}/{res.limit_word}" for res in REQUEST_LIMITS}  # one column per per-request limit
+    width = {res: max(16, len(h)) for res, h in header.items()}
+    lines.append(f"{'request':<14} {'placement':<12} " + " ".join(f"{h:>{width[res]}}" for res, h in header.items()) + f" {'server work s':>14}")
     for i, request in enumerate(inst.requests[:max_rows]):
         if not evaluation.admitted[i]:
             lines.append(f"{printable(str(request.id)):<14} {'rejected':<12}")
             continue
         work = f"{m.work[i]:.6g}" if math.isfinite(m.work[i]) else "-"  # a throughput placement prices no work
-        lines.append(
-            f"{printable(str(request.id)):<14} {run_lengths(result.placements[i]):<12} {_fmt(m.ttft[i], a.ttft_limit[i]):>16} "
-            f"{_fmt(m.tpot[i], a.tpot_limit[i]):>16} {_fmt(m.e2e[i], a.e2e_limit[i]):>16} {work:>14}"
-        )
+        figures = " ".join(f"{_fmt(m.of(res)[i], a.limit(res)[i]):>{width[res]}}" for res in REQUEST_LIMITS)  # type: ignore[index]
+        lines.append(f"{printable(str(request.id)):<14} {run_lengths(result.placements[i]):<12} {figures} {work:>14}")
     if inst.n_requests > max_rows:
         lines.append(f"... {inst.n_requests - max_rows} more requests (use --out or --json for all)")
     lines += _totals(a, evaluation)
     if result.bound is not None:
-        gap = result.gap
-        lines.append(f"bound {result.bound:.9g}" + (f", gap {gap:.3g}" if gap is not None else ""))
+        lines.append(bound_line(inst, result))
     return "\n".join(lines)
+
+
+def bound_line(inst: Instance, result: SolveResult) -> str:
+    """The bound and the gap, saying what they cover: the objective (server work, or the
+    admitted weight, whose server work is minimised second and not covered), or, for a
+    throughput placement, the admitted weight, with the iteration time ``T`` and its own
+    lower bound beside it."""
+    gap = result.gap
+    t = getattr(result.evaluation, "iteration_time", math.nan)
+    throughput = math.isfinite(t)
+    what = "admitted weight" if throughput or inst.objective.maximize else "server work (s)"
+    line = f"bound {result.bound:.9g} on the {what}" + (f", gap {gap:.3g}" if gap is not None else "")
+    if throughput:
+        t_bound = result.info.get("iteration_time_bound_s")
+        proven = f"lower bound {t_bound:.6g} s, gap {gap_of(t, t_bound):.3g}" if t_bound is not None else "no proven lower bound"
+        return f"{line} (the weight only); decode iteration time T {t:.6g} s: {proven}"
+    if inst.objective.maximize:
+        return f"{line} (the weight only; the server work of the admitted, minimised second, is not covered)"
+    return line
 
 
 @main.command()

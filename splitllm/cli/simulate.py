@@ -22,7 +22,7 @@ from splitllm.serving.capacity import capacity
 from splitllm.serving.policies import Placement, place, run_policy
 from splitllm.serving.registry import KINDS, get_policy
 from splitllm.serving.registry import policies as registered_policies
-from splitllm.serving.report import ATTAINMENT_TARGET, write_all
+from splitllm.serving.report import ATTAINMENT_TARGET, plot_cdfs, write_all
 from splitllm.serving.simulator import SimConfig, SimResult
 from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
 
@@ -110,18 +110,23 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     if find_capacity:
         _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, dask_scheduler, extra)
         return
+    runs: list[tuple[str, SimResult]] = []
     for placement in placements:
         folder = out if len(placements) == 1 else out / _folder(placement.policy)
         sim, placement = _run_one(inst, placement, cfg, arrivals, placement_latency)
         data = write_all(folder, inst, sim, placement, arrivals, extra)
+        runs.append((f"{placement.policy} ({data['slo_attainment']:.1%})", sim))
         click.echo(f"{placement.policy}: SLO attainment {data['slo_attainment']:.1%}, goodput {data['goodput_rps']:.3g} req/s, "
-                   f"P99 TTFT {data['ttft_s']['p99']} s, P99 TPOT {data['tpot_s']['p99']} s, {data['iterations']} iterations "
-                   f"({data['mean_tokens_per_iteration']:.1f} tokens each), policy {data['policy_wall_s']:.3g} s -> {folder}")
+                   f"P99 TTFT {_num(data['ttft_s']['p99'], '.4g', '-')} s, P99 TPOT {_num(data['tpot_s']['p99'], '.4g', '-')} s, "
+                   f"{data['iterations']} iterations ({data['mean_tokens_per_iteration']:.1f} tokens each), "
+                   f"policy {data['policy_wall_s']:.3g} s -> {folder}")
+    if len(runs) > 1:  # every policy's CDFs on one figure, beside each policy's own
+        plot_cdfs(out / "latency_cdf.png", inst, runs, f"{inst.name}: every policy (SLO attainment)")
 
 
 def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimConfig, arrivals: np.ndarray,
               charge: bool, jobs: int, dask_scheduler: str | None, extra: dict[str, Any]) -> None:
-    rows = [capacity(inst, p, cfg, arrivals, charge=charge, jobs=jobs, dask_scheduler=dask_scheduler) for p in placements]
+    rows = [_capacity_of(inst, p, cfg, arrivals, charge, jobs, dask_scheduler) for p in placements]
     base = rows[0]["capacity_rps"]
     for row, p in zip(rows, placements):
         row["ratio_to_first"] = row["capacity_rps"] / base if base and row["capacity_rps"] is not None else None
@@ -137,17 +142,29 @@ def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimCo
     click.echo("\n".join(lines))
 
 
+def _capacity_of(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: np.ndarray, charge: bool, jobs: int,
+                 dask_scheduler: str | None) -> dict[str, Any]:
+    """One policy's capacity search, each simulation shown on stderr as it ends (hidden by -q):
+    how many so far, and the last rate tried with its attainment."""
+    from tqdm import tqdm
+
+    with tqdm(desc=f"capacity {placement.policy}", unit="sim", disable=not progress_enabled(), file=sys.stderr, leave=False) as bar:
+        def shown(rate: float, attainment: float) -> None:
+            bar.set_postfix_str(f"{rate:.3g} req/s: attainment {attainment:.1%}", refresh=False)
+            bar.update()
+
+        return capacity(inst, placement, cfg, arrivals, charge=charge, jobs=jobs, dask_scheduler=dask_scheduler, progress=shown)
+
+
 def _num(value: float | None, fmt: str, missing: str) -> str:
     return missing if value is None else format(value, fmt)
 
 
 def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     for row in rows:
         rates, values = zip(*row["tried"]) if row["tried"] else ((), ())
         ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {_num(row['capacity_rps'], '.2f', 'unbounded')} req/s")
@@ -159,7 +176,6 @@ def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
     fig.tight_layout()
     with atomic_path(path, suffix=".tmp.png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 @click.command("policies")
