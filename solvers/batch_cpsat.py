@@ -3,8 +3,8 @@
 The safely rounded model gives the answer (phase 1: weight; phase 2: keep it, minimise
 ``T``); the model rounded the other way gives the bounds: its phase 1 optimum bounds the
 weight, and, once that equals the weight found, its phase 2 optimum bounds ``T`` from
-below. ``optimal`` only when all four solves are proven, the weights are integers and the
-true ``T`` is within :data:`~splitllm.tolerances.OPTIMAL_GAP` of that bound (rounding can
+below. ``optimal`` only when all four solves are proven, the weights are exact in
+decimal quanta (such as ``0.1``) and the true ``T`` is within :data:`~splitllm.tolerances.OPTIMAL_GAP` of that bound (rounding can
 leave a gap of up to one time quantum per term; then the status is ``feasible``).
 """
 
@@ -88,6 +88,8 @@ def solve_cpsat(data: BatchData, time_limit: float | None = None, **opts: Any) -
     weight = float(data.instance.arrays.weight[admitted].sum())
     bound = relaxed["weight_bound"] if relaxed["status1"] in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
     weight_proven = bound is not None and safe["h"]["weight_exact"] and bound <= weight * (1 + OPTIMAL_GAP) + 1e-9
+    if weight_proven:  # integer quanta times a decimal quantum may land an ulp below the same sum of weights
+        bound = max(bound, weight)
     t_bound = relaxed.get("t_bound") if weight_proven and relaxed.get("status2") == cp_model.OPTIMAL else None
     proven = t_bound is not None and safe.get("status2") == cp_model.OPTIMAL and t <= t_bound * (1 + OPTIMAL_GAP)
     if t_bound is not None:
