@@ -23,7 +23,9 @@ from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
+from splitllm.solvers.batch_certify import certify
 from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
+from splitllm.solvers.batch_exact import solve_exact
 from splitllm.tolerances import OPTIMAL_GAP
 
 OPTIONS = (
@@ -101,5 +103,7 @@ def solve_cpsat(data: BatchData, time_limit: float | None = None, **opts: Any) -
 @register("batch-cpsat", "F5 throughput placement in CP-SAT, safely rounded (-o workers=N -o seed=S)", requires=("ortools",), exact=True, options=OPTIONS, verifier=verify)
 def solve(instance: Instance, *, time_limit: float | None = None, workers: int = 2, seed: int = 0, resolution: int = f5c.RESOLUTION,
           engine: str = "vllm", ttft: bool = False) -> SolveResult:
+    started = time.perf_counter()
     data = batch_data(instance, engine, ttft)
-    return solve_cpsat(data, time_limit, workers=workers, seed=seed, resolution=resolution)
+    result = solve_cpsat(data, time_limit, workers=workers, seed=seed, resolution=resolution)
+    return certify(data, result, lambda left: solve_exact(data, "highs", left), time_limit, started)

@@ -48,6 +48,7 @@ from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.batch_brute import request_options
+from splitllm.solvers.batch_certify import certify
 from splitllm.solvers.batch_greedy import solve_greedy
 from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 from splitllm.solvers.pulp_backend import BACKENDS, run
@@ -417,4 +418,12 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
 @register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
 def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS,
           engine: str = "vllm", ttft: bool = False) -> SolveResult:
-    return solve_exact(batch_data(instance, engine, ttft), backend, time_limit, intervals)
+    started = time.perf_counter()
+    data = batch_data(instance, engine, ttft)
+    result = solve_exact(data, backend, time_limit, intervals)
+    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left, intervals), time_limit, started)
+
+
+def other_backend(backend: str) -> str:
+    """The backend that re-proves an answer ``backend`` proved (a different MILP code)."""
+    return next(b for b in BACKENDS if b != backend)
