@@ -16,6 +16,7 @@ gives is wrong too. So every F5 solver but ``batch-brute`` ends here
   ``feasible`` and the bounds from the unconfirmed proof are dropped.
 
 Answers that are not ``optimal`` are left as they are above :data:`BRUTE_LIMIT`.
+:func:`file_claims` does the same for a solution file (``splitllm check``).
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from splitllm.errors import SplitLLMError
 from splitllm.formulations.batch_data import BatchData
+from splitllm.instance import Instance
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.batch_brute import request_options, solve_brute
+from splitllm.solvers.batch_common import batch_data
 from splitllm.tolerances import OPTIMAL_GAP
 
 #: Snapshots with at most this many combinations of placements are re-proved by enumeration.
@@ -133,3 +137,29 @@ def _adopt(result: SolveResult, better: SolveResult, why: str) -> SolveResult:
                           message=f"{result.message}; not optimal: {why}, returned instead".lstrip("; "),
                           info={"iteration_time_s": better.info.get("iteration_time_s", math.nan)})
     return adopted
+
+
+def file_claims(instance: Instance, data: dict[str, Any]) -> list[str]:
+    """A throughput solution file's ``optimal`` and ``bound`` against enumeration, where cheap.
+
+    ``data`` is a solution file whose figures :func:`splitllm.solution.check_solution`
+    has confirmed. On a snapshot of at most :data:`BRUTE_LIMIT` combinations, ``optimal``
+    must be the enumerated optimum (weight, then ``T``) and the bound at least its weight.
+    """
+    totals = data.get("totals") or {}
+    if "iteration_time_s" not in totals or data.get("status") not in (Status.OPTIMAL.value, Status.FEASIBLE.value):
+        return []
+    batch = batch_data(instance, data.get("engine", "vllm"), bool(data.get("ttft", False)))
+    if combinations(batch) > BRUTE_LIMIT:
+        return []
+    w, t = _figures(batch, solve_brute(batch))
+    objective, stated_t, bound = float(data["objective"]), float(totals["iteration_time_s"]), data.get("bound")
+    tol = OPTIMAL_GAP * max(1.0, abs(w))
+    problems = []
+    worse = objective < w - tol or (objective <= w + tol and stated_t > t * (1 + OPTIMAL_GAP))
+    if data["status"] == Status.OPTIMAL.value and worse:
+        problems.append(f"status: optimal, but enumeration finds admitted weight {w:.9g} at T {t:.9g} s "
+                        f"(the file: {objective:.9g} at {stated_t:.9g} s)")
+    if bound is not None and bound < w - tol:
+        problems.append(f"bound: {bound:.9g} is below the optimum {w:.9g} that enumeration finds")
+    return problems
