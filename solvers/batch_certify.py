@@ -38,9 +38,6 @@ from splitllm.tolerances import OPTIMAL_GAP
 
 #: Snapshots with at most this many combinations of placements are re-proved by enumeration.
 BRUTE_LIMIT = 1 << 14
-#: Seconds a referee gets at least (when the call has no time limit, or more is left).
-REFEREE_MIN_S = 10.0
-
 #: A referee: ``time_limit -> result`` of another exact method on the same data.
 Referee = Callable[[float | None], SolveResult]
 
@@ -81,7 +78,7 @@ def certify(data: BatchData, result: SolveResult, referee: Referee | None, time_
     """``result`` with its status and bounds re-proved (module docstring).
 
     ``time_limit`` is the call's limit and ``started`` its :func:`time.perf_counter` start:
-    the referee gets what is left, and at least :data:`REFEREE_MIN_S`.
+    the referee gets what is left of it (the re-proof is part of the solve).
     """
     if result.placements is None or result.admitted is None:
         return result
@@ -92,7 +89,9 @@ def certify(data: BatchData, result: SolveResult, referee: Referee | None, time_
     if referee is None:
         return _unconfirmed(result, "no other exact method to re-prove it")
     spent = 0.0 if started is None else time.perf_counter() - started
-    left = None if time_limit is None else max(REFEREE_MIN_S, time_limit - spent)
+    left = None if time_limit is None else time_limit - spent
+    if left is not None and left <= 0:
+        return _unconfirmed(result, "no time left to re-prove it")
     try:
         other = referee(left)
     except SplitLLMError as failure:

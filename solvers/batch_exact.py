@@ -28,6 +28,10 @@ better of the answer without splits and ``batch-greedy``'s (which splits) is ret
 ``feasible``, with the bounds found: ``bound`` the largest weight bound,
 ``iteration_time_bound_s`` the least ``T`` an interval allows (only when the weight is
 proven).
+
+The registered solver then has its ``optimal`` re-proved
+(:func:`~splitllm.solvers.batch_certify.certify`): by enumeration on small snapshots,
+else by the same method with the no-split model on the other backend.
 """
 
 from __future__ import annotations
