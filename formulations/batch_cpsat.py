@@ -12,8 +12,9 @@ Times are integers in quanta of ``time_quantum`` = the least finite TPOT limit /
 ``rounding="safe"`` rounds every time and byte coefficient up and every limit down, so
 every CP-SAT-feasible point is truly feasible and ``T`` in quanta is at least the true
 ``T``; ``rounding="relaxed"`` rounds the other way, so its optimum bounds the true one
-(weight from above, ``T`` from below). Weights are scaled to integers (exact when every
-weight is an integer; ``weight_exact`` says so).
+(weight from above, ``T`` from below). Weights are scaled to integers: exactly when a
+power of ten makes them integers (``weight_exact``), else in quanta rounded outward (up
+in the relaxed model, so its weight bound is never below the true optimum).
 """
 
 from __future__ import annotations
@@ -37,6 +38,29 @@ RESOLUTION = 10**6
 def _q(value: float, quantum: float, up: bool) -> int:
     scaled = value / quantum
     return int(math.ceil(scaled - 1e-12 * abs(scaled))) if up else int(math.floor(scaled + 1e-12 * abs(scaled)))
+
+
+def integer_weights(weight: np.ndarray, resolution: int, up: bool) -> tuple[list[int], float, bool]:
+    """Weights as integers in quanta: ``(integers, quantum, exact)``.
+
+    Exact when some power of ten up to ``10**9`` makes every weight an integer (``0.1``,
+    ``2.5``); otherwise in quanta of the largest weight / ``resolution``, rounded up when
+    ``up`` (the relaxed model: its optimum then bounds the true weight from above) and
+    down otherwise.
+
+    >>> integer_weights(np.array([0.1, 0.2, 1.5]), 100, up=True)
+    ([1, 2, 15], 0.1, True)
+    >>> integer_weights(np.array([1 / 3, 1.0]), 100, up=True)
+    ([34, 100], 0.01, False)
+    """
+    total = float(np.abs(weight).sum())
+    for digits in range(10):
+        scale = 10.0**digits
+        scaled = weight * scale
+        if total * scale < 2**53 and np.all(np.abs(scaled - np.round(scaled)) <= np.maximum(1e-6, 1e-15 * np.abs(scaled))):
+            return [int(round(v)) for v in scaled], 1.0 / scale, True
+    quantum = max(float(np.abs(weight).max()), 1e-300) / resolution
+    return [_q(float(v), quantum, up) for v in weight], quantum, False
 
 
 def build(data: BatchData, rounding: Rounding = "safe", resolution: int = RESOLUTION, deadline: float | None = None) -> tuple[cp_model.CpModel, dict[str, Any]]:
@@ -74,10 +98,7 @@ def build(data: BatchData, rounding: Rounding = "safe", resolution: int = RESOLU
     if math.isfinite(data.kv_capacity):
         kq = max(data.kv_capacity, 1.0) / resolution
         m.Add(sum(_q(float(a.kv[r, b]), kq, up) * h["x"][r, b] for r in range(R) for b in range(B) if a.kv[r, b] > 0) <= _q(data.kv_capacity, kq, not up))
-    scale = resolution / max(float(a.weight.max()), 1e-300) if (a.weight % 1).any() else 1.0
-    w = [int(round(float(wr) * scale)) for wr in a.weight]
-    h["weight_quantum"] = 1.0 / scale
-    h["weight_exact"] = scale == 1.0
+    w, h["weight_quantum"], h["weight_exact"] = integer_weights(a.weight, resolution, up=not up)
     h["weight"] = sum(wr * h["a"][r] for r, wr in enumerate(w))
     m.Maximize(h["weight"])
     return m, h

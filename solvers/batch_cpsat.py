@@ -3,8 +3,8 @@
 The safely rounded model gives the answer (phase 1: weight; phase 2: keep it, minimise
 ``T``); the model rounded the other way gives the bounds: its phase 1 optimum bounds the
 weight, and, once that equals the weight found, its phase 2 optimum bounds ``T`` from
-below. ``optimal`` only when all four solves are proven, the weights are integers and the
-true ``T`` is within :data:`~splitllm.tolerances.OPTIMAL_GAP` of that bound (rounding can
+below. ``optimal`` only when all four solves are proven, the weights are exact in
+decimal quanta (such as ``0.1``) and the true ``T`` is within :data:`~splitllm.tolerances.OPTIMAL_GAP` of that bound (rounding can
 leave a gap of up to one time quantum per term; then the status is ``feasible``).
 """
 
@@ -23,7 +23,9 @@ from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
+from splitllm.solvers.batch_certify import certify
 from splitllm.solvers.batch_common import COMMON, DEFAULT_TIME_LIMIT_S, batch_data, batch_result, verify
+from splitllm.solvers.batch_exact import solve_exact
 from splitllm.tolerances import OPTIMAL_GAP
 
 OPTIONS = (
@@ -88,6 +90,8 @@ def solve_cpsat(data: BatchData, time_limit: float | None = None, **opts: Any) -
     weight = float(data.instance.arrays.weight[admitted].sum())
     bound = relaxed["weight_bound"] if relaxed["status1"] in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
     weight_proven = bound is not None and safe["h"]["weight_exact"] and bound <= weight * (1 + OPTIMAL_GAP) + 1e-9
+    if weight_proven:  # integer quanta times a decimal quantum may land an ulp below the same sum of weights
+        bound = max(bound, weight)
     t_bound = relaxed.get("t_bound") if weight_proven and relaxed.get("status2") == cp_model.OPTIMAL else None
     proven = t_bound is not None and safe.get("status2") == cp_model.OPTIMAL and t <= t_bound * (1 + OPTIMAL_GAP)
     if t_bound is not None:
@@ -100,5 +104,7 @@ def solve_cpsat(data: BatchData, time_limit: float | None = None, **opts: Any) -
           default_time_limit=DEFAULT_TIME_LIMIT_S)
 def solve(instance: Instance, *, time_limit: float | None = None, workers: int = 2, seed: int = 0, resolution: int = f5c.RESOLUTION,
           engine: str = "vllm", ttft: bool = False) -> SolveResult:
+    started = time.perf_counter()
     data = batch_data(instance, engine, ttft)
-    return solve_cpsat(data, time_limit, workers=workers, seed=seed, resolution=resolution)
+    result = solve_cpsat(data, time_limit, workers=workers, seed=seed, resolution=resolution)
+    return certify(data, result, lambda left: solve_exact(data, "highs", left), time_limit, started)

@@ -28,6 +28,10 @@ better of the answer without splits and ``batch-greedy``'s (which splits) is ret
 ``feasible``, with the bounds found: ``bound`` the largest weight bound,
 ``iteration_time_bound_s`` the least ``T`` an interval allows (only when the weight is
 proven).
+
+The registered solver then has its ``optimal`` re-proved
+(:func:`~splitllm.solvers.batch_certify.certify`): by enumeration on small snapshots,
+else by the same method with the no-split model on the other backend.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.batch_brute import request_options
+from splitllm.solvers.batch_certify import certify
 from splitllm.solvers.batch_greedy import solve_greedy
 from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 from splitllm.solvers.pulp_backend import BACKENDS, run
@@ -116,22 +121,23 @@ def no_split_model(data: BatchData) -> tuple[pulp.LpProblem, dict]:
     t_max = float(data.costs.overhead_s + F.max() + cost.sum())
     free = client_only(data)
     prob = pulp.LpProblem("f5_no_split", pulp.LpMaximize)
-    allowed = all_server_ok(data)
-    s = {r: pulp.LpVariable(f"s_r{r}", cat=pulp.LpBinary, upBound=int(allowed[r])) for r in range(R)}
+    # a request its own limits keep off the all-server placement gets no variable at all
+    # (PuLP resets a binary's upper bound of 0 to 1 when it writes the model)
+    s = {r: pulp.LpVariable(f"s_r{r}", cat=pulp.LpBinary) for r in np.nonzero(all_server_ok(data))[0].tolist()}
     z = {n: pulp.LpVariable(f"z_n{n}", cat=pulp.LpBinary) for n in range(R + 1)}
     T = pulp.LpVariable("T", lowBound=0)
     prob += pulp.lpSum(z.values()) == 1, "one_count"
     prob += pulp.lpSum(n * z[n] for n in z) == pulp.lpSum(s.values()), "count"
     body = T - pulp.lpSum(float(F[n]) * z[n] for n in z) - pulp.lpSum(float(cost[r]) * s[r] for r in s)
     prob += body * (1 / unit) == float(data.costs.overhead_s) / unit, "iteration_time"
-    for r in range(R):
+    for r in s:
         limit = float(a.tpot_limit[r])
         if math.isfinite(limit):
             prob += (T - limit - max(0.0, t_max - limit) * (1 - s[r])) * (1 / unit) <= 0, f"tpot_r{r}"
     kv_all = a.kv.sum(axis=1)
     if math.isfinite(data.kv_capacity):
-        prob += pulp.lpSum(float(kv_all[r] / data.kv_capacity) * s[r] for r in range(R) if kv_all[r] > 0) <= 1, "kv_capacity"
-    weight = pulp.lpSum(float(a.weight[r]) * s[r] for r in range(R) if not free[r])
+        prob += pulp.lpSum(float(kv_all[r] / data.kv_capacity) * s[r] for r in s if kv_all[r] > 0) <= 1, "kv_capacity"
+    weight = pulp.lpSum(float(a.weight[r]) * s[r] for r in s if not free[r])
     prob += weight
     return prob, {"s": s, "z": z, "T": T, "weight": weight, "free": free, "unit": unit}
 
@@ -153,7 +159,7 @@ def solve_no_split(data: BatchData, backend: str, deadline: float | None) -> NoS
     second = run(prob, backend, _left(deadline)) if _left(deadline) != 0.0 else None
     if second is None or not second.status.has_solution:  # phase 1's values are still on the variables
         prob.sense = pulp.LpMaximize
-    server = np.array([(h["s"][r].varValue or 0) > 0.5 for r in range(data.n_requests)])
+    server = np.array([r in h["s"] and (h["s"][r].varValue or 0) > 0.5 for r in range(data.n_requests)])
     admitted = server | h["free"]
     x = np.repeat(server[:, None], data.n_blocks, axis=1)
     proven = first.status == Status.OPTIMAL and second is not None and second.status == Status.OPTIMAL
@@ -232,15 +238,19 @@ def _interval_costs(data: BatchData, free: BoolArray, limit: NDArray[np.float64]
     all_cost = request_costs(data)
     cost, floor = np.full(R, math.inf), np.zeros(R)
     split_floor = math.inf
-    for r in np.nonzero(~free)[0]:
+    for r in range(R):
+        m = _split_layers(data, r, lo, limit[r], cross[r])
+        f = (m * layer_floor if m > 0 else block_floor) if math.isfinite(m) else math.inf
+        # a request that can run all on the client may still be the split one (where a
+        # curve falls with the count, joining the server's blocks can lower T)
+        split_floor = min(split_floor, f)
+        if free[r]:  # counted as admitted at no cost to T by the callers
+            continue
         if limit[r] >= lo:
             cost[r], floor[r] = all_cost[r], all_floor
-        m = _split_layers(data, r, lo, limit[r], cross[r])
         if math.isfinite(m):
-            f = m * layer_floor if m > 0 else block_floor
             cost[r] = min(cost[r], data.attn[r] * m + data.costs.overhead_per_seq_s)
             floor[r] = min(floor[r], f) if math.isfinite(cost[r]) and limit[r] >= lo else f
-            split_floor = min(split_floor, f)
     return cost, floor, split_floor
 
 
@@ -258,15 +268,21 @@ def _least_t(data: BatchData, free: BoolArray, cost: NDArray[np.float64], floor:
 
 
 def _fractional_cover(weight: NDArray[np.float64], cost: NDArray[np.float64], need: float) -> float:
-    """The least cost of items (fractions allowed) whose weight reaches ``need``."""
-    if need <= 0:
+    """The least cost of items (fractions allowed) whose weight reaches ``need``.
+
+    Weights are compared with a relative tolerance of :data:`OPTIMAL_GAP`: fractional
+    weights do not add up exactly (``0.1 + 0.2 > 0.3``), and an unreachable ``need`` left
+    over by rounding would make the bound infinite, so too strong.
+    """
+    tol = OPTIMAL_GAP * max(1.0, abs(need))
+    if need <= tol:
         return 0.0
     ok = np.isfinite(cost) & (weight > 0)
     w, c = weight[ok], cost[ok]
     total = 0.0
     for k in np.argsort(c / w):
-        if w[k] >= need:
-            return total + c[k] * need / w[k]
+        if w[k] >= need - tol:
+            return total + c[k] * min(1.0, need / w[k])
         need -= w[k]
         total += c[k]
     return math.inf
@@ -406,4 +422,12 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
 @register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
 def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS,
           engine: str = "vllm", ttft: bool = False) -> SolveResult:
-    return solve_exact(batch_data(instance, engine, ttft), backend, time_limit, intervals)
+    started = time.perf_counter()
+    data = batch_data(instance, engine, ttft)
+    result = solve_exact(data, backend, time_limit, intervals)
+    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left, intervals), time_limit, started)
+
+
+def other_backend(backend: str) -> str:
+    """The backend that re-proves an answer ``backend`` proved (a different MILP code)."""
+    return next(b for b in BACKENDS if b != backend)

@@ -4,7 +4,11 @@ Phase 1 maximises the admitted weight; phase 2 keeps it (``weight >= W1``, ``W1`
 phase 1 reached it) and minimises ``T``. Each backend runs as a child process on an MPS
 file; its own verdict is read. ``optimal`` only when the backend proved both phases;
 ``bound`` is phase 1's bound on the weight, ``iteration_time_bound_s`` phase 2's bound
-on ``T``. One ``time_limit`` covers both phases.
+on ``T``. One ``time_limit`` covers both phases. CBC runs without its preprocessing.
+
+A backend's proof is then re-proved (:func:`~splitllm.solvers.batch_certify.certify`):
+by enumeration on small snapshots, else by ``batch`` on the other backend; an answer it
+does not confirm is ``feasible``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.registry import register
 from splitllm.result import SolveResult, Status
+from splitllm.solvers.batch_certify import certify
 from splitllm.solvers.batch_common import COMMON, DEFAULT_TIME_LIMIT_S, batch_data, batch_result, verify
+from splitllm.solvers.batch_exact import other_backend, solve_exact
 from splitllm.solvers.pulp_backend import BACKENDS, run
 
 OPTIONS = (
@@ -30,6 +36,11 @@ OPTIONS = (
     Option("threads", "integer", None, "backend threads", low=1),
     *COMMON,
 )
+
+
+#: Whether each backend may preprocess F5's model: CBC's preprocessing has cut off better
+#: answers and then said optimal (its answers agree with enumeration with it off).
+PREPROCESS = {"cbc": False, "highs": True}
 
 
 def _left(deadline: float | None) -> float | None:
@@ -51,7 +62,7 @@ def solve_milp(data: BatchData, backend: str = "highs", time_limit: float | None
         prob, h = f5.build(data, deadline)
     except TimeLimitReached as stop:
         return batch_result(name, Status.NO_SOLUTION, None, None, None, message=str(stop))
-    first = run(prob, backend, _left(deadline), threads)
+    first = run(prob, backend, _left(deadline), threads, preprocess=PREPROCESS[backend])
     if not first.status.has_solution:
         return batch_result(name, first.status, None, None, None, first.bound, message=f"phase 1 (weight): {first.message}")
     x, admitted = _read(data, h)
@@ -59,7 +70,7 @@ def solve_milp(data: BatchData, backend: str = "highs", time_limit: float | None
     prob += h["weight"] >= w1 - 1e-9 * max(1.0, w1), "lexicographic_weight"
     prob.sense = pulp.LpMinimize
     prob.setObjective(h["T"] * (1 / h["t_unit"]))
-    second = run(prob, backend, _left(deadline), threads) if _left(deadline) != 0.0 else None
+    second = run(prob, backend, _left(deadline), threads, preprocess=PREPROCESS[backend]) if _left(deadline) != 0.0 else None
     if second is not None and second.status.has_solution:
         x, admitted = _read(data, h)
     proven = first.status == Status.OPTIMAL and second is not None and second.status == Status.OPTIMAL
@@ -76,4 +87,7 @@ def solve_milp(data: BatchData, backend: str = "highs", time_limit: float | None
           default_time_limit=DEFAULT_TIME_LIMIT_S)
 def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", threads: int | None = None,
           engine: str = "vllm", ttft: bool = False) -> SolveResult:
-    return solve_milp(batch_data(instance, engine, ttft), backend, time_limit, threads)
+    started = time.perf_counter()
+    data = batch_data(instance, engine, ttft)
+    result = solve_milp(data, backend, time_limit, threads)
+    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left), time_limit, started)

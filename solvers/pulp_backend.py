@@ -91,10 +91,13 @@ def grace_s(time_limit: float | None) -> float:
     return CBC_GRACE_S if time_limit is None else min(CBC_GRACE_S, GRACE_FRACTION * time_limit)
 
 
-def run(problem: pulp.LpProblem, backend: str, time_limit: float | None = None, threads: int | None = None) -> BackendOutcome:
+def run(problem: pulp.LpProblem, backend: str, time_limit: float | None = None, threads: int | None = None,
+        preprocess: bool = True) -> BackendOutcome:
     """Solve ``problem`` in place with ``backend`` (``cbc`` or ``highs``) within ``time_limit``.
 
     The limit covers writing the model, the backend and reading its solution back.
+    ``preprocess=False`` turns CBC's preprocessing and HiGHS's presolve off (models on
+    which they have cut off better solutions).
     """
     if backend not in BACKENDS:
         raise SplitLLMError(f"backend: choose one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -108,7 +111,7 @@ def run(problem: pulp.LpProblem, backend: str, time_limit: float | None = None, 
         except TimeLimitReached as stop:
             return BackendOutcome(Status.NO_SOLUTION, None, None, str(stop))
         spawn = _run_highs if backend == "highs" else _run_cbc
-        return spawn(problem, variables, mps, os.path.join(folder, "out"), deadline, grace_s(time_limit), threads)
+        return spawn(problem, variables, mps, os.path.join(folder, "out"), deadline, grace_s(time_limit), threads, preprocess)
 
 
 # -- writing the model ---------------------------------------------------------------------
@@ -223,7 +226,8 @@ def _offset(problem: pulp.LpProblem) -> float:
 
 
 def _run_highs(
-    problem: pulp.LpProblem, variables: list[pulp.LpVariable], mps: str, out: str, deadline: float | None, grace: float, threads: int | None
+    problem: pulp.LpProblem, variables: list[pulp.LpVariable], mps: str, out: str, deadline: float | None, grace: float, threads: int | None,
+    preprocess: bool = True,
 ) -> BackendOutcome:
     options: dict[str, Any] = {
         "log": logger.isEnabledFor(logging.DEBUG),
@@ -237,6 +241,8 @@ def _run_highs(
         options["deadline_epoch"] = time.time() + left
     if threads is not None:
         options["threads"] = int(threads)
+    if not preprocess:
+        options["presolve"] = "off"
     args = [sys.executable, highs_process.__file__, mps, out, json.dumps(options)]
     ended, text = _spawn(args, out + ".log", deadline, grace, "HiGHS")
     if not os.path.exists(out + ".json"):
@@ -288,7 +294,7 @@ def _cbc_number(log: str, label: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def _cbc_args(mps: str, solution: str, deadline: float | None, threads: int | None) -> list[str]:
+def _cbc_args(mps: str, solution: str, deadline: float | None, threads: int | None, preprocess: bool = True) -> list[str]:
     args = [pulp.PULP_CBC_CMD().path, mps]
     left = _seconds(deadline)
     args += [] if left is None else ["-sec", f"{left:.3f}", "-timeMode", "elapsed"]  # wall clock, not CPU
@@ -297,15 +303,16 @@ def _cbc_args(mps: str, solution: str, deadline: float | None, threads: int | No
     # CBC's probing (CglProbing) has cut off better solutions and then reported "Optimal"
     # (coin-or/Cbc#293); on a throughput model it did so once in 1,200 random cases, and
     # never with probing off.
-    args += ["-probing", "off"]
+    args += ["-probing", "off"] + ([] if preprocess else ["-preprocess", "off"])
     return args + ["-solve", "-printingOptions", "all", "-solution", solution]
 
 
 def _run_cbc(
-    problem: pulp.LpProblem, variables: list[pulp.LpVariable], mps: str, out: str, deadline: float | None, grace: float, threads: int | None
+    problem: pulp.LpProblem, variables: list[pulp.LpVariable], mps: str, out: str, deadline: float | None, grace: float, threads: int | None,
+    preprocess: bool = True,
 ) -> BackendOutcome:
     solution = out + ".sol"
-    ended, log = _spawn(_cbc_args(mps, solution, deadline, threads), out + ".log", deadline, grace, "CBC")
+    ended, log = _spawn(_cbc_args(mps, solution, deadline, threads, preprocess), out + ".log", deadline, grace, "CBC")
     if ended == "killed" or not os.path.exists(solution):
         why = f"killed {grace:.2g} s after the time limit" if ended == "killed" else "wrote no solution file"
         return BackendOutcome(Status.NO_SOLUTION if ended else Status.ERROR, None, None, f"CBC: {why}")

@@ -119,11 +119,21 @@ def _batch_claims(instance: Instance, data: dict[str, Any], placements: np.ndarr
         if evaluation.admitted[i]:
             for res in held_figures(ttft):
                 problems += _misstated(f"requests[{i}].{res.figure}", entry.get(res.figure), float(evaluation.metrics.of(res)[i]))
+            problems += _unpriced(f"requests[{i}]", entry, [res for res in RESOURCES if res not in held])
     totals = data["totals"]
+    problems += _unpriced("totals", totals, [res for res in COUPLED if res is not KV])
+    problems += _misstated(f"totals.{KV.figure}", totals.get(KV.figure), evaluation.totals[KV.key])
     problems += _misstated("totals.iteration_time_s", totals.get("iteration_time_s"), evaluation.iteration_time)
     problems += _misstated("totals.admitted_weight", totals.get("admitted_weight"), evaluation.admitted_weight)
     problems += _misstated("objective", data.get("objective"), evaluation.admitted_weight)
     return problems + _bound_claims(Objective.MAX_ADMITTED, data)
+
+
+def _unpriced(path: str, entry: dict[str, Any], resources: list[Any]) -> list[str]:
+    """A figure a throughput placement does not price (E2E, server work; TTFT unless held)
+    cannot be confirmed, so it must not be stated."""
+    return [f"{path}.{res.figure}: a throughput placement does not price it (must be null), got {entry[res.figure]!r}"
+            for res in resources if entry.get(res.figure) is not None]
 
 
 def _status_claims(data: dict[str, Any], status: str) -> list[str]:

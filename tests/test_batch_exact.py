@@ -128,3 +128,26 @@ def test_replay_meets_promised_tpot_llama():
     data = build_data(inst, costs)
     _replay_within_promise(inst, costs, solve_exact(data))
     _replay_within_promise(inst, costs, solve_greedy(data))  # splits included
+
+
+def test_no_split_model_never_places_all_server_a_request_whose_ttft_forbids_it():
+    """A binary's upper bound of 0 does not survive PuLP's model writing (it becomes 1), so
+    a request whose all-server batch-1 TTFT breaks its SLO has no all-server variable."""
+    import numpy as np
+
+    from batch_cases import batch_data as instance_data
+    from splitllm.evaluator import request_metrics
+    from splitllm.instance import parse_instance
+    from splitllm.solvers.batch_exact import all_server_ok, no_split_model, solve_no_split
+
+    for seed in range(3):
+        data_dict = instance_data(seed, 3, 4, kv=False)
+        inst = parse_instance(data_dict)
+        first = request_metrics(inst.arrays, np.zeros(1, dtype=np.int64), np.ones((1, 4), bool)).ttft[0]
+        data_dict["requests"][0].setdefault("slo", {})["ttft_s"] = 0.9 * float(first)
+        data = build_data(parse_instance(data_dict), toy_costs(), ttft=True)
+        assert not all_server_ok(data)[0]
+        _, h = no_split_model(data)
+        assert 0 not in h["s"]
+        for backend in ("cbc", "highs"):
+            assert not solve_no_split(data, backend, None).server[0]

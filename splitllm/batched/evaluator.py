@@ -83,11 +83,25 @@ def context(instance: Instance) -> NDArray[np.float64]:
 
 
 def kv_capacity(instance: Instance, costs: BatchedCosts) -> float:
-    """Server KV bytes: the instance's capacity, else GPU memory minus weights (``inf`` if unknown)."""
+    """Server KV bytes: the instance's capacity, else GPU memory minus weights (``inf`` if unknown).
+
+    A device whose memory does not hold the model's weights (a profile measured on a
+    model split over several GPUs) has no KV capacity of its own: such an instance must
+    state ``server.kv_capacity_bytes``, else it is refused (:class:`~splitllm.errors.InputError`).
+    """
     given = instance.arrays.kv_capacity
     if math.isfinite(given):
         return float(given)
-    return float(costs.memory_bytes - costs.weight_bytes) if costs.memory_bytes > 0 else math.inf
+    if not costs.memory_bytes > 0:
+        return math.inf
+    free = float(costs.memory_bytes - costs.weight_bytes)
+    if not free > 0:
+        raise InputError(
+            f"devices.{instance.server.device}.batched.memory_bytes",
+            f"{costs.memory_bytes:.6g} bytes do not hold the model's {costs.weight_bytes:.6g} bytes of weights, "
+            "so there is no KV capacity; set server.kv_capacity_bytes",
+        )
+    return free
 
 
 def cycle_factor(placements: BoolArray) -> NDArray[np.int64]:
