@@ -116,6 +116,7 @@ def test_dask_scheduler_without_dask_names_the_extra(tmp_path: Path, monkeypatch
     assert code == 2 and "dask[distributed]" in text and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.extras
 def test_unreachable_dask_scheduler_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     pytest.importorskip("distributed", reason='needs dask[distributed]: pip install -e ".[bench]"')

@@ -81,6 +81,7 @@ def test_builders_and_writer_stop_at_the_deadline(tmp_path: Any) -> None:
         write_mps(problem, str(tmp_path / "m.mps"), past)
 
 
+@pytest.mark.slow
 def test_backend_limit_holds_on_a_model_it_cannot_close() -> None:
     """A limit that ends inside the backend still gives an honest status (and no hang)."""
     import time
