@@ -169,16 +169,17 @@ def draw_lengths(rng: np.random.Generator, trace: str, n: int, model: str) -> np
     return pairs
 
 
-def apply_slo(data: dict[str, Any], slo: dict[str, str | float]) -> None:
-    """Set every request's SLO from the policy and its all-server figures."""
+def apply_slo(data: dict[str, Any], slo: dict[str, str | float], option: str | None = None) -> None:
+    """Set every request's SLO from the policy and its all-server figures (a bad value is
+    named by ``option`` and its key, by default by the key's own option, ``--ttft`` ...)."""
     inst = parse_instance(data)
     rows = np.arange(inst.n_requests)
     metrics = request_metrics(inst.arrays, rows, np.ones((inst.n_requests, inst.n_blocks), dtype=bool))
     reference = {"ttft_s": metrics.ttft, "tpot_s": metrics.tpot, "e2e_s": metrics.e2e}
     for key, spec in slo.items():
         if key not in reference:
-            raise InputError("--slo", f"unknown SLO {key!r}; known: {', '.join(reference)}")
-        value, relative = parse_limit(spec, f"--{key.replace('_s', '')}")
+            raise InputError(option or "--slo", f"unknown SLO {key!r}; known: {', '.join(reference)}")
+        value, relative = parse_limit(spec, f"{option} {key}" if option else f"--{key.replace('_s', '')}")
         for request, base in zip(data["requests"], reference[key]):
             if np.isnan(base):  # no TPOT when o = 1
                 continue
