@@ -179,11 +179,14 @@ def apply_slo(data: dict[str, Any], slo: dict[str, str | float], option: str | N
     for key, spec in slo.items():
         if key not in reference:
             raise InputError(option or "--slo", f"unknown SLO {key!r}; known: {', '.join(reference)}")
-        value, relative = parse_limit(spec, f"{option} {key}" if option else f"--{key.replace('_s', '')}")
+        named = f"{option} {key}" if option else f"--{key.replace('_s', '')}"
+        value, relative = parse_limit(spec, named)
         for request, base in zip(data["requests"], reference[key]):
             if np.isnan(base):  # no TPOT when o = 1
                 continue
             limit = value * base if relative else max(value, SLO_RAISE * base)
+            if not limit <= MAX_SLO_S:
+                raise InputError(named, f"gives request {request['id']!r} a limit of {limit:.3g} s, past the {MAX_SLO_S:g} s an SLO may be")
             request.setdefault("slo", {})[key] = sig(float(limit))
 
 
@@ -196,6 +199,19 @@ def _apply_capacity(data: dict[str, Any], work: str | float | None, kv: str | fl
         if spec is not None:
             value, relative = parse_limit(spec, f"--{key.split('_')[0]}-capacity")
             data["server"][key] = sig(float(value * total if relative else value))
+
+
+#: Most requests one generated instance holds (its file, about 130 bytes a request, stays
+#: far below the largest file the loader reads).
+MAX_REQUESTS = 2_000_000
+#: Largest SLO in seconds (the instance format's bound on seconds).
+MAX_SLO_S = 1e6
+
+
+def check_seed(seed: int, option: str = "--seed") -> None:
+    """Refuse a seed numpy's generators do not take (negative)."""
+    if seed < 0:
+        raise InputError(option, f"must be an integer >= 0, got {seed}")
 
 
 def generate_instance(
@@ -219,8 +235,9 @@ def generate_instance(
     The used device profiles are embedded under ``devices``.
     """
     shape = get_shape(model)
-    if requests < 1:
-        raise InputError("--requests", f"must be >= 1, got {requests}")
+    if not 1 <= requests <= MAX_REQUESTS:
+        raise InputError("--requests", f"must be an integer from 1 to {MAX_REQUESTS:,}, got {requests}")
+    check_seed(seed)
     if objective not in ("min_server_work", "max_admitted"):
         raise InputError("--objective", f"must be min_server_work or max_admitted, got {objective!r}")
     mix = list(clients) if clients else default_clients(shape.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -60,7 +61,9 @@ def input_errors_exit(function: F) -> F:
 
 
 class InterruptibleGroup(click.Group):
-    """A click group whose commands end on Ctrl-C with one line and exit code 130."""
+    """A click group whose commands end on Ctrl-C with one line and exit code 130, and on
+    a misused option (wrong type, out of range, unknown, missing) with one line and exit
+    code 2, as bad input does."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -68,6 +71,32 @@ class InterruptibleGroup(click.Group):
         except KeyboardInterrupt:
             echo_error("interrupted")
             sys.exit(EXIT_INTERRUPTED)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.Exit as done:  # --help, --version
+            sys.exit(done.exit_code)
+        except click.exceptions.Abort:
+            echo_error("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as exc:
+            echo_error(usage_line(exc))
+            sys.exit(exc.exit_code)
+        sys.exit(0)
+
+
+def usage_line(exc: click.ClickException) -> str:
+    """Click's complaint about an option as one ``OPTION: problem`` line.
+
+    >>> usage_line(click.BadParameter("'x' is not a valid integer.", param_hint="'--chunk'"))
+    "--chunk: 'x' is not a valid integer"
+    """
+    message = " ".join(exc.format_message().split())
+    message = re.sub(r"^Invalid value for '([^']+)': ", r"\1: ", message)
+    return message.removesuffix(".")
 
 
 def check_output_path(out: Path, option: str = "--out", inputs: tuple[Path, ...] = ()) -> None:

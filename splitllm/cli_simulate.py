@@ -15,6 +15,7 @@ from splitllm import dask_client
 from splitllm.cli_errors import check_output_dir, input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
+from splitllm.instances.generate import check_seed
 from splitllm.jsonio import atomic_path, write_json
 from splitllm.log import progress_enabled
 from splitllm.serving.capacity import capacity
@@ -97,8 +98,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     """
     if jobs < 1:
         raise InputError("--jobs", f"must be >= 1, got {jobs}")
-    if seed < 0:
-        raise InputError("--seed", f"must be an integer >= 0, got {seed}")
+    check_seed(seed)
     if dask_scheduler is not None and not find_capacity:
         raise InputError("--dask-scheduler", "applies only with --capacity")
     check_output_dir(out)
