@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from splitllm.errors import InputError
+from splitllm.errors import InputError, InputErrors, SplitLLMError
 from splitllm.evaluator import request_metrics
 from splitllm.instance import parse_instance
 from splitllm.instances.bundled import bundled_json, list_bundled
@@ -197,8 +197,16 @@ def _apply_capacity(data: dict[str, Any], work: str | float | None, kv: str | fl
     arrays = parse_instance(data).arrays
     for key, spec, total in (("work_capacity_s", work, arrays.work.sum()), ("kv_capacity_bytes", kv, arrays.kv.sum())):
         if spec is not None:
-            value, relative = parse_limit(spec, f"--{key.split('_')[0]}-capacity")
+            option = f"--{key.split('_')[0]}-capacity"
+            value, relative = parse_limit(spec, option)
             data["server"][key] = sig(float(value * total if relative else value))
+            try:  # the format's range, named by the option that set it
+                parse_instance({**data, "requests": data["requests"][:1]})
+            except SplitLLMError as exc:
+                first = exc.errors[0] if isinstance(exc, InputErrors) else exc
+                if isinstance(first, InputError) and first.path == f"server.{key}":
+                    raise InputError(option, first.message) from None
+                raise
 
 
 #: Most requests one generated instance holds (its file, about 130 bytes a request, stays
