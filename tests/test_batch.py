@@ -88,6 +88,7 @@ def test_exact_solvers_agree_with_brute_ttft_held(seed, n_requests, kv):
     _agree(batch_instance(seed, n_requests, 4, kv=kv, ttft=True), ttft=True)
 
 
+@pytest.mark.slow
 def test_ttft_binds_and_is_checked():
     """With TTFT held, some optimum changes (fewer admitted, or another T); the evaluator
     then names a broken batch-1 TTFT of the answer found without it."""

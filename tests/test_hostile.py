@@ -414,7 +414,10 @@ def test_a_rate_a_hundred_times_the_capacity_finishes_and_says_so(tmp_path: Path
 F5_SOLVERS = ("batch", "batch-greedy", "batch-milp", "batch-cpsat", "batch-brute")
 
 
-@pytest.mark.parametrize("damage", list(SNAPSHOTS))
+QUICK_SNAPSHOTS = ("as_is", "kv_of_one_byte", "tpot_1e-9")
+
+
+@pytest.mark.parametrize("damage", [d if d in QUICK_SNAPSHOTS else pytest.param(d, marks=pytest.mark.slow) for d in SNAPSHOTS])
 def test_damaged_snapshots_get_honest_statuses_from_every_f5_solver(tmp_path: Path, damage: str) -> None:
     """Each solver answers (or refuses in one line); every answer passes ``splitllm check``;
     the solvers that say ``optimal`` agree on the admitted weight."""

@@ -95,6 +95,7 @@ def test_capacity_finds_a_rate_per_policy(tmp_path: Path) -> None:
 
 
 
+@pytest.mark.slow
 @pytest.mark.extras
 def test_capacity_on_a_dask_cluster_matches_local(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed", reason='needs dask[distributed]: pip install -e ".[bench]"')
