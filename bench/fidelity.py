@@ -89,8 +89,20 @@ def read_bench(path: Path) -> list[BenchRow]:
     """The rows for Llama-2-7B on one A100 or H100, vLLM or TensorRT-LLM, the bench's batches and lengths."""
     if not path.is_file():
         raise InputError(str(path), "no such file (expected LLM-Inference-Bench's All_results.csv)")
+    try:
+        rows = _bench_rows(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(str(path), f"not a readable CSV file ({exc})") from None
+    if not rows:
+        raise InputError(str(path), f"no rows for {MODEL} on one A100/H100 with vLLM or TensorRT-LLM")
+    return rows
+
+
+def _bench_rows(path: Path) -> list[BenchRow]:
+    """The wanted rows of the bench's CSV; a row cut short or a figure that is not a finite
+    positive number is refused, naming its line (a NaN would pass every comparison)."""
     rows: list[BenchRow] = []
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
         need = ["Hardware", "Num of Hardware", "Framework", "Model", "Input Output Length", "Batch Size", "Latency", "Throughput"]
@@ -100,22 +112,30 @@ def read_bench(path: Path) -> list[BenchRow]:
         col = {c: header.index(c) for c in need}
         for record in reader:
             line = reader.line_num
+            if len(record) < len(header):
+                raise InputError(f"{path}: line {line}", f"has {len(record)} fields, the header {len(header)} (a truncated file?)")
             get = lambda c: record[col[c]].strip()  # noqa: E731
             try:
                 ok = (
                     get("Hardware") in HARDWARE and get("Num of Hardware") == "1" and get("Framework") in FRAMEWORKS
                     and get("Model") == MODEL and int(get("Batch Size")) in BATCHES and int(get("Input Output Length")) in LENGTHS
                 )  # fmt: skip
-                if ok:
-                    rows.append(
-                        BenchRow(line, get("Hardware"), get("Framework"), int(get("Batch Size")), int(get("Input Output Length")),
-                                 float(get("Latency")), float(get("Throughput")))
-                    )  # fmt: skip
-            except (ValueError, IndexError):
-                continue
-    if not rows:
-        raise InputError(str(path), f"no rows for {MODEL} on one A100/H100 with vLLM or TensorRT-LLM")
+            except ValueError:
+                continue  # another model's or setup's row, written differently
+            if ok:
+                figures = [_positive(path, line, c, get(c)) for c in ("Latency", "Throughput")]
+                rows.append(BenchRow(line, get("Hardware"), get("Framework"), int(get("Batch Size")), int(get("Input Output Length")), *figures))
     return rows
+
+
+def _positive(path: Path, line: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{path}: line {line}: {column}", f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def activation_bytes(tokens: int) -> float:

@@ -12,17 +12,23 @@ resident memory. ``load`` is the same process without the solve: starting the CL
 Python and loading the instance, measured right before each cell (the machine may be
 shared, so the two are measured under the same load). The target: ``wall - load <= 1.1 x limit``. Writes a
 Markdown table to ``--out`` (default ``bench/results/time_limits.md``).
+
+``--hog`` measures under a CPU hog: one busy-loop process per core runs for the whole
+measurement (load times included), so every solver competes for the cores as on a busy
+machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +45,7 @@ SOLVERS: list[tuple[str, str, list[str], str]] = [
 ]
 TARGET = 1.1
 CLI = [sys.executable, "-m", "splitllm.cli"]
+HOG = "while True: pass"
 LOAD_ONLY = "import sys, splitllm.cli, splitllm.solvers; from splitllm.instance import load_instance; load_instance(sys.argv[1])"
 
 
@@ -80,6 +87,18 @@ def _timed(args: list[str], timeout: float) -> tuple[float, float, subprocess.Co
         out.seek(0)
         err.seek(0)
         return wall, usage.ru_maxrss / 1024, subprocess.CompletedProcess(args, process.returncode, out.read(), err.read())
+
+
+@contextlib.contextmanager
+def cpu_hog(processes: int) -> Iterator[None]:
+    """``processes`` busy-loop Python processes for the duration of the block (none for 0)."""
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 def generate(size: int, folder: Path, work_capacity: str, seed: int) -> dict[str, Path]:
@@ -129,13 +148,17 @@ def table(cells: list[Cell]) -> str:
 
 def report(cells: list[Cell], args: argparse.Namespace) -> str:
     held = sum(c.over <= TARGET for c in cells)
+    hog = " --hog" if args.hog else ""
+    under = (f" Under a CPU hog: {os.cpu_count()} busy-loop processes (one per core) ran for the whole measurement."
+             if args.hog else "")
     return (
         "# Time limits held, measured from outside\n\n"
-        f"`python -m splitllm.bench.time_limits --sizes {args.sizes} --limits {args.limits} --work-capacity {args.work_capacity}`"
+        f"`python -m splitllm.bench.time_limits --sizes {args.sizes} --limits {args.limits} --work-capacity {args.work_capacity}"
+        f" --solvers {args.solvers}{hog}`"
         f" on {os.cpu_count()} CPUs. Each cell is one `splitllm solve --json` process timed from outside; `load` is a"
         " process that only starts and loads the instance. Coupled instances: `max_admitted`, server work capacity"
         f" {args.work_capacity} of the all-server work; `dp` and `dp-grid` run on the uncoupled twin (they take no"
-        f" capacities). Target: wall - load <= {TARGET:g} x limit. {held} of {len(cells)} cells held.\n\n"
+        f" capacities). Target: wall - load <= {TARGET:g} x limit.{under} {held} of {len(cells)} cells held.\n\n"
         + table(cells)
         + "\n"
     )
@@ -150,17 +173,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--instances", type=Path, default=Path("bench/results/instances"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/time_limits.md"))
+    parser.add_argument("--hog", action="store_true", help="measure under a CPU hog: one busy-loop process per core")
     args = parser.parse_args(argv)
     wanted = args.solvers.split(",")
     args.instances.mkdir(parents=True, exist_ok=True)
     cells: list[Cell] = []
     for size in (int(s) for s in args.sizes.split(",")):
         paths = generate(size, args.instances, args.work_capacity, args.seed)
-        for limit in (float(x) for x in args.limits.split(",")):
-            for label, solver, options, kind in SOLVERS:
-                if label in wanted:
-                    cells.append(run_cell(size, label, solver, options, paths[kind], limit))
-                    print(table(cells[-1:]).splitlines()[-1], flush=True)
+        with cpu_hog((os.cpu_count() or 1) if args.hog else 0):
+            for limit in (float(x) for x in args.limits.split(",")):
+                for label, solver, options, kind in SOLVERS:
+                    if label in wanted:
+                        cells.append(run_cell(size, label, solver, options, paths[kind], limit))
+                        print(table(cells[-1:]).splitlines()[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(cells, args), encoding="utf-8")
     print(f"wrote {args.out}")

@@ -64,7 +64,7 @@ def _variables(model: cp_model.CpModel, instance: Instance, deadline: float | No
         "cu": {r: model.NewBoolVar(f"cu_r{r}") for r in requests(R, deadline)},
         "cd": {r: model.NewBoolVar(f"cd_r{r}") for r in requests(R, deadline)},
     }
-    for r in range(R):
+    for r in requests(R, deadline):  # as long as creating the variables: checked too
         x = [h["x"][r, b] for b in range(B)]
         for b in range(1, B):
             model.Add(h["u"][r, b] >= x[b] - x[b - 1])

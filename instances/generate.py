@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from splitllm.errors import InputError
+from splitllm.errors import InputError, InputErrors, SplitLLMError
 from splitllm.evaluator import request_metrics
 from splitllm.instance import parse_instance
 from splitllm.instances.bundled import bundled_json, list_bundled
@@ -169,20 +169,24 @@ def draw_lengths(rng: np.random.Generator, trace: str, n: int, model: str) -> np
     return pairs
 
 
-def apply_slo(data: dict[str, Any], slo: dict[str, str | float]) -> None:
-    """Set every request's SLO from the policy and its all-server figures."""
+def apply_slo(data: dict[str, Any], slo: dict[str, str | float], option: str | None = None) -> None:
+    """Set every request's SLO from the policy and its all-server figures (a bad value is
+    named by ``option`` and its key, by default by the key's own option, ``--ttft`` ...)."""
     inst = parse_instance(data)
     rows = np.arange(inst.n_requests)
     metrics = request_metrics(inst.arrays, rows, np.ones((inst.n_requests, inst.n_blocks), dtype=bool))
     reference = {"ttft_s": metrics.ttft, "tpot_s": metrics.tpot, "e2e_s": metrics.e2e}
     for key, spec in slo.items():
         if key not in reference:
-            raise InputError("--slo", f"unknown SLO {key!r}; known: {', '.join(reference)}")
-        value, relative = parse_limit(spec, f"--{key.replace('_s', '')}")
+            raise InputError(option or "--slo", f"unknown SLO {key!r}; known: {', '.join(reference)}")
+        named = f"{option} {key}" if option else f"--{key.replace('_s', '')}"
+        value, relative = parse_limit(spec, named)
         for request, base in zip(data["requests"], reference[key]):
             if np.isnan(base):  # no TPOT when o = 1
                 continue
             limit = value * base if relative else max(value, SLO_RAISE * base)
+            if not limit <= MAX_SLO_S:
+                raise InputError(named, f"gives request {request['id']!r} a limit of {limit:.3g} s, past the {MAX_SLO_S:g} s an SLO may be")
             request.setdefault("slo", {})[key] = sig(float(limit))
 
 
@@ -193,8 +197,29 @@ def _apply_capacity(data: dict[str, Any], work: str | float | None, kv: str | fl
     arrays = parse_instance(data).arrays
     for key, spec, total in (("work_capacity_s", work, arrays.work.sum()), ("kv_capacity_bytes", kv, arrays.kv.sum())):
         if spec is not None:
-            value, relative = parse_limit(spec, f"--{key.split('_')[0]}-capacity")
+            option = f"--{key.split('_')[0]}-capacity"
+            value, relative = parse_limit(spec, option)
             data["server"][key] = sig(float(value * total if relative else value))
+            try:  # the format's range, named by the option that set it
+                parse_instance({**data, "requests": data["requests"][:1]})
+            except SplitLLMError as exc:
+                first = exc.errors[0] if isinstance(exc, InputErrors) else exc
+                if isinstance(first, InputError) and first.path == f"server.{key}":
+                    raise InputError(option, first.message) from None
+                raise
+
+
+#: Most requests one generated instance holds (its file, about 130 bytes a request, stays
+#: far below the largest file the loader reads).
+MAX_REQUESTS = 2_000_000
+#: Largest SLO in seconds (the instance format's bound on seconds).
+MAX_SLO_S = 1e6
+
+
+def check_seed(seed: int, option: str = "--seed") -> None:
+    """Refuse a seed numpy's generators do not take (negative)."""
+    if seed < 0:
+        raise InputError(option, f"must be an integer >= 0, got {seed}")
 
 
 def generate_instance(
@@ -218,8 +243,9 @@ def generate_instance(
     The used device profiles are embedded under ``devices``.
     """
     shape = get_shape(model)
-    if requests < 1:
-        raise InputError("--requests", f"must be >= 1, got {requests}")
+    if not 1 <= requests <= MAX_REQUESTS:
+        raise InputError("--requests", f"must be an integer from 1 to {MAX_REQUESTS:,}, got {requests}")
+    check_seed(seed)
     if objective not in ("min_server_work", "max_admitted"):
         raise InputError("--objective", f"must be min_server_work or max_admitted, got {objective!r}")
     mix = list(clients) if clients else default_clients(shape.name)

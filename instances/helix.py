@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import csv
+import math
 from datetime import date
 from pathlib import Path
 
@@ -60,10 +61,31 @@ def read_xy(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The ``x, y`` rows of a Helix CSV with ``x > 0`` (the ``0, 0`` row is a placeholder)."""
     if not path.is_file():
         raise InputError(str(path), "no such file (expected a Helix *_bs2time.csv)")
-    with path.open(newline="") as handle:
-        rows = [(float(x), float(y)) for x, y in csv.reader(handle) if float(x) > 0]
+    rows: list[tuple[float, float]] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            for record in reader:
+                x, y = _pair(f"{path}: line {reader.line_num}", record)
+                if x > 0:
+                    rows.append((x, y))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(str(path), f"not a readable CSV file ({exc})") from None
+    if len(rows) < 2 or not all(y > 0 for _, y in rows):
+        raise InputError(str(path), f"needs at least 2 rows x, y with x > 0 and a time y > 0, got {len(rows)} rows with x > 0")
     xs, ys = np.array(rows).T
     return xs, ys
+
+
+def _pair(where: str, record: list[str]) -> tuple[float, float]:
+    """One ``x, y`` row: two finite numbers >= 0 (a NaN would pass every comparison)."""
+    try:
+        x, y = (float(v) for v in record)
+    except ValueError:
+        raise InputError(where, f"must be two numbers x, y, got {','.join(record)[:60]!r}") from None
+    if not all(math.isfinite(v) and v >= 0 for v in (x, y)):
+        raise InputError(where, f"must be two finite numbers >= 0, got {x}, {y}")
+    return x, y
 
 
 def fit_nonneg(xs: list[float] | np.ndarray, ys: list[float] | np.ndarray, degree: int) -> list[float]:

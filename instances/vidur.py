@@ -27,6 +27,7 @@ Examples
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
@@ -72,15 +73,13 @@ class OpTable:
     def read(cls, path: Path) -> OpTable:
         if not path.is_file():
             raise InputError(str(path), "no such file (expected vidur's mlp.csv)")
-        samples: dict[tuple[str, int], list[float]] = defaultdict(list)
-        with path.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row["num_tensor_parallel_workers"] != "1":
-                    continue
-                n = int(row["num_tokens"])
-                for key, value in row.items():
-                    if key.startswith("time_stats.") and key.endswith(".median"):
-                        samples[(key.split(".")[1], n)].append(float(value))
+        try:
+            samples = _samples(path)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(str(path), f"not a readable CSV file ({exc})") from None
+        missing = sorted(op for op in GEMMS if not any(name == op for name, _ in samples))  # others may be absent (phi-2)
+        if missing:
+            raise InputError(str(path), f"no time_stats.<op>.median for {', '.join(missing)} at 1 tensor-parallel worker")
         tokens = np.array(sorted({n for _, n in samples}), dtype=float)
         names = sorted({op for op, _ in samples})
         ops = {op: np.array([np.mean(samples[(op, int(n))]) for n in tokens]) for op in names}
@@ -98,6 +97,44 @@ class OpTable:
 
     def gemm_ms(self, n: float) -> float:
         return sum(self.ms(op, n) for op in GEMMS)
+
+
+def _samples(path: Path) -> dict[tuple[str, int], list[float]]:
+    """Every ``time_stats.<op>.median`` of the rows at 1 tensor-parallel worker, by (op,
+    tokens); a row cut short or a time that is not a finite number > 0 is refused, naming
+    its line (a zero would divide, a NaN pass every comparison)."""
+    samples: dict[tuple[str, int], list[float]] = defaultdict(list)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        for column in ("num_tensor_parallel_workers", "num_tokens"):
+            if column not in (reader.fieldnames or []):
+                raise InputError(str(path), f"missing column {column}")
+        for row in reader:
+            where = f"{path}: line {reader.line_num}"
+            if None in row.values():
+                raise InputError(where, "has fewer fields than the header (a truncated file?)")
+            if row["num_tensor_parallel_workers"] != "1":
+                continue
+            try:
+                n = int(row["num_tokens"])
+            except ValueError:
+                raise InputError(f"{where}: num_tokens", f"must be an integer >= 1, got {row['num_tokens']!r}") from None
+            if n < 1:
+                raise InputError(f"{where}: num_tokens", f"must be an integer >= 1, got {n}")
+            for key, value in row.items():
+                if key.startswith("time_stats.") and key.endswith(".median"):
+                    samples[(key.split(".")[1], n)].append(_milliseconds(where, key, value))
+    return samples
+
+
+def _milliseconds(where: str, key: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{where}: {key}", f"must be a finite number of ms > 0, got {text!r}")
+    return value
 
 
 def fit_roofline(table: OpTable, shape: ModelShape) -> Roofline:

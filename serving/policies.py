@@ -10,7 +10,8 @@ Every policy is a spec of the policy registry (:mod:`splitllm.serving.registry`;
   capacity: the batch-1 per-request problem), a request it cannot place is not sent;
   identical requests are placed once.
 * ``solution:FILE``: the placements of a solution file for this very instance (same
-  requests, same order); rejected requests are not sent.
+  requests, same order), checked first as ``splitllm check`` checks it (a file that is
+  not a valid solution of the instance is refused); rejected requests are not sent.
 * ``batch[:N[:S]]``, ``batch-greedy[:N[:S]]`` (and the other throughput-placement
   solvers, ``batch-milp``, ``batch-cpsat``, ``batch-brute``): batch-aware, windowed. The requests,
   in arrival order (ties: instance order), are cut into consecutive windows of ``N``
@@ -51,13 +52,14 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.errors import InputError, OptionError, SplitLLMError
+from splitllm.errors import InputError, InputErrors, OptionError, SplitLLMError
 from splitllm.identical import unique_requests
 from splitllm.instance import Instance, parse_instance
 from splitllm.jsonio import read_json
 from splitllm.options import Option
 from splitllm.registry import SolverSpec, solve, solvers
 from splitllm.resources import COUPLED, Objective
+from splitllm.solution import check_solution
 # Each module of a policy that registers itself, one line each:
 from splitllm.serving import online  # noqa: F401  (batch-online)
 from splitllm.serving.registry import Placement, PolicySpec, Server, get_policy, register_policy, register_solver_policies
@@ -240,21 +242,31 @@ def per_request_problem(inst: Instance) -> Instance:
 
 
 def _replay(inst: Instance, policy: str, path: Path) -> Placement:
+    """The placements of a solution file of this instance, checked as ``splitllm check``
+    checks it (schema, ids in order, status, every limit and figure): a file for another
+    instance, of another model, or that breaks a limit is refused, naming the file."""
     if not path.is_file():
-        raise InputError("--policy", f"no such solution file {path}")
-    entries = read_json(path).get("requests")
-    if not isinstance(entries, list) or len(entries) != inst.n_requests:
-        raise InputError("--policy", f"{path}: needs one entry per request of the instance ({inst.n_requests})")
+        raise InputError("--policy", f"{path}: no such solution file" if not path.exists() else f"{path}: not a regular file")
+    try:
+        data = read_json(path)
+    except SplitLLMError as exc:  # its message names the file
+        raise InputError("--policy", str(exc)) from None
+    try:
+        problems = check_solution(inst, data)
+    except InputErrors as exc:
+        raise InputErrors([InputError("--policy", f"{path}: {e}") for e in exc.errors[:MAX_SHOWN]]) from None
+    except SplitLLMError as exc:
+        raise InputError("--policy", f"{path}: {exc}") from None
+    if problems:
+        raise InputErrors([InputError("--policy", f"{path}: does not hold for this instance: {p}") for p in problems[:MAX_SHOWN]])
     x = np.ones((inst.n_requests, inst.n_blocks), bool)
     sent = np.zeros(inst.n_requests, bool)
-    for i, (entry, request) in enumerate(zip(entries, inst.requests)):
-        text = entry.get("placement") if isinstance(entry, dict) else None
-        if isinstance(entry, dict) and entry.get("id", request.id) != request.id:
-            raise InputError("--policy", f"{path}: requests[{i}].id is {entry.get('id')!r}, the instance has {request.id!r}")
-        if text is None:
-            continue
-        if not isinstance(text, str) or len(text) != inst.n_blocks or set(text) - {"C", "S"}:
-            raise InputError("--policy", f"{path}: requests[{i}].placement must be {inst.n_blocks} letters C/S")
-        x[i] = [ch == "S" for ch in text]
-        sent[i] = bool(entry.get("admitted", True))
+    for i, entry in enumerate(data["requests"]):
+        if entry["admitted"] and entry["placement"] is not None:
+            x[i] = [ch == "S" for ch in entry["placement"]]
+            sent[i] = True
     return Placement(policy, x, sent, 0.0, np.zeros(inst.n_requests))
+
+
+#: Problems of a refused solution file shown, one line each.
+MAX_SHOWN = 5

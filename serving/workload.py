@@ -33,6 +33,10 @@ from splitllm.instances.generate import DEFAULT_SLO, apply_slo
 from splitllm.instances.models import get_shape
 
 
+#: Latest arrival a workload may have: the instance format's bound on seconds.
+MAX_ARRIVAL_S = 1e6
+
+
 def instance_arrivals(inst: Instance) -> NDArray[np.float64]:
     """The instance's own arrival times (``arrival_s``, default 0)."""
     return np.array([r.arrival_s for r in inst.requests], dtype=float)
@@ -50,17 +54,26 @@ def retime(times: NDArray[np.float64], rate: float | None, poisson: bool, rng: n
     [0.0, 0.5, 2.0]
     """
     check_rate(rate)
+    start = float(times.min()) if times.size else 0.0
     if rate is None:
         if poisson:
             raise InputError("--poisson", "needs --rate")
-        return times - times[0]
+        return times - start
     if poisson:
         gaps = rng.exponential(1.0 / rate, size=len(times))
-        return np.concatenate([[0.0], np.cumsum(gaps[1:])])
-    span = float(times[-1] - times[0])
+        return np.concatenate([[0.0], np.cumsum(gaps[1:])])[: len(times)]
+    span = float(times.max()) - start if times.size else 0.0  # in any order: the first to the last arrival
     if span <= 0:
-        raise InputError("--rate", "the trace's requests all arrive at once: use --poisson to spread them")
-    return (times - times[0]) * ((len(times) - 1) / span / rate) if len(times) > 1 else times - times[0]
+        raise InputError("--rate", "the requests all arrive at once: use --poisson to spread them")
+    return (times - start) * ((len(times) - 1) / span / rate)
+
+
+def check_span(arrivals: NDArray[np.float64], option: str = "--rate") -> None:
+    """Refuse arrivals past :data:`MAX_ARRIVAL_S` (a rate so low that the workload would span
+    more than the instance format allows; simulated time would lose its precision)."""
+    last = float(arrivals.max(initial=0.0)) if arrivals.size else 0.0
+    if not last <= MAX_ARRIVAL_S:
+        raise InputError(option, f"puts the last arrival at {last:.3g} s, past the {MAX_ARRIVAL_S:g} s a workload may span")
 
 
 def _client_mix(inst: Instance) -> tuple[list[str], NDArray[np.float64]]:
@@ -107,6 +120,6 @@ def trace_workload(
         {"id": f"{trace}-{i}", "client": names[k], "prompt_tokens": int(p), "output_tokens": int(o), "arrival_s": round(float(t), 6)}
         for i, (k, (p, o), t) in enumerate(zip(picks, lengths, times))
     ]
-    apply_slo(data, DEFAULT_SLO if slo is None else slo)
+    apply_slo(data, DEFAULT_SLO if slo is None else slo, option="--slo")
     made = parse_instance(data)
     return made, instance_arrivals(made)

@@ -40,8 +40,10 @@ def solve_brute(data: BatchData) -> SolveResult:
     """The exact F5 optimum by enumeration (see the module docstring)."""
     options = [request_options(data, r) for r in range(data.n_requests)]
     sizes = [len(o) + 1 for o in options]  # the last choice of each request: rejected
-    if math.prod(sizes) > MAX_COMBINATIONS:
-        raise SplitLLMError(f"batch-brute: {math.prod(sizes)} combinations exceed {MAX_COMBINATIONS}; use batch")
+    combinations = math.prod(sizes)
+    if combinations > MAX_COMBINATIONS:
+        shown = f"{combinations:,}" if combinations < 10**12 else f"about 1e{len(str(combinations)) - 1}"  # no float: it may overflow
+        raise SplitLLMError(f"batch-brute: {shown} combinations exceed {MAX_COMBINATIONS:,}; use batch")
     best: tuple[float, float, int] = (-1.0, math.inf, -1)
     for start in range(0, math.prod(sizes), CHUNK):
         codes = np.arange(start, min(start + CHUNK, math.prod(sizes)))

@@ -37,13 +37,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
 
-from splitllm.deadline import TimeLimitReached, deadline_in
+from splitllm.deadline import TimeLimitReached, deadline_in, grace_s, run_forked
 from splitllm.errors import SplitLLMError
 from splitllm.formulations import cpsat as f4
 from splitllm.formulations.column import Columns, expand, picks_from_counts
@@ -68,13 +70,33 @@ MAX_ROW_UNITS = 2.0**53
 @dataclass
 class Run:
     """One CP-SAT solve: its status, objective bound, the placements and admitted flags
-    it found, and its variable values (to hint the next model built the same way)."""
+    it found, and the values of its decision handles, each kind in its handles' order
+    (to hint the next model built the same way)."""
 
     status: int
     bound: float
     x: np.ndarray | None
     a: np.ndarray | None
-    values: dict[tuple[str, Any], int] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the search found (in the child process that runs it, see :func:`solve`): the
+    placements and admitted flags, the bound, whether optimality is proven, extra info,
+    and why it has nothing (``stopped``) or whether it proved infeasibility."""
+
+    x: np.ndarray | None = None
+    a: np.ndarray | None = None
+    bound: float | None = None
+    optimal: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+    stopped: str = ""
+    infeasible: bool = False
+
+
+#: Called with each improving (placements, admitted) of a truly feasible (safe) model.
+OnSolution = Callable[[np.ndarray, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -88,37 +110,65 @@ class Form:
     resolution: int
     scale: float
 
+    #: Every model built, kept until the form goes: freeing a model of millions of
+    #: variables takes seconds, which a solve near its deadline does not have.
+    built: list[Any] = field(default_factory=list)
+
     def build(self, rounding: f4.Rounding, deadline: float | None) -> tuple[cp_model.CpModel, dict[str, Any]]:
         """The model (raises :class:`~splitllm.deadline.TimeLimitReached` past ``deadline``)."""
         if self.compact:
-            return f4.build(self.instance, rounding, self.resolution, self.scale, deadline)
-        return f4.build_columns(self.instance, self.columns, rounding, self.resolution, self.scale, deadline)
+            model = f4.build(self.instance, rounding, self.resolution, self.scale, deadline)
+        else:
+            model = f4.build_columns(self.instance, self.columns, rounding, self.resolution, self.scale, deadline)
+        self.built.append(model)
+        return model
 
     def decision_handles(self) -> tuple[str, ...]:
         return ("x", "a") if self.compact else ("y", "a")
 
-    def placements(self, values: dict[tuple[str, Any], int]) -> tuple[np.ndarray, np.ndarray]:
+    def indices(self, h: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The model's variable index of each decision handle, each kind in its handles' order."""
+        return {kind: np.fromiter((v.index for v in h[kind].values()), dtype=np.int64, count=len(h[kind]))
+                for kind in self.decision_handles()}
+
+    def placements(self, values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         inst = self.instance
-        if self.compact:
-            x = np.array([[values["x", (r, b)] for b in range(inst.n_blocks)] for r in range(inst.n_requests)], dtype=bool)
-            return x.reshape(inst.n_requests, inst.n_blocks), np.array([values["a", r] for r in range(inst.n_requests)], dtype=bool)
-        counts = [np.array([values["y", (t, k)] for k in range(len(c.work))], dtype=np.int64) for t, c in enumerate(self.columns.per_type)]
+        if self.compact:  # x's handles are (r, b) in row-major order, a's r in order
+            return values["x"].reshape(inst.n_requests, inst.n_blocks).astype(bool), values["a"].astype(bool)
+        sizes = [len(c.work) for c in self.columns.per_type]  # y's handles: (t, k), type by type
+        counts = [part.astype(np.int64) for part in np.split(values["y"], np.cumsum(sizes)[:-1])]
         return expand(self.columns, picks_from_counts(self.columns, counts), inst.n_blocks)
 
 
-def _run(form: Form, model: cp_model.CpModel, h: dict[str, Any], deadline: float | None, options: dict[str, Any], hint: Run | None) -> Run:
+class _Incumbents(cp_model.CpSolverSolutionCallback):
+    """Hands each improving solution's placements to ``on_solution`` as CP-SAT finds it."""
+
+    def __init__(self, form: Form, index: dict[str, np.ndarray], on_solution: OnSolution) -> None:
+        super().__init__()
+        self.form, self.index, self.on_solution = form, index, on_solution
+
+    def on_solution_callback(self) -> None:
+        solution = np.asarray(self.response_proto.solution, dtype=np.int64)
+        self.on_solution(*self.form.placements({kind: solution[idx] for kind, idx in self.index.items()}))
+
+
+def _run(form: Form, model: cp_model.CpModel, h: dict[str, Any], deadline: float | None, options: dict[str, Any], hint: Run | None,
+         on_solution: OnSolution | None = None) -> Run:
+    index = form.indices(h)
     if hint is not None and hint.values:
         model.ClearHints()
-        for (kind, key), value in hint.values.items():
-            model.AddHint(h[kind][key], value)
+        for kind, idx in index.items():  # straight into the proto: one AddHint per variable takes seconds
+            model.Proto().solution_hint.vars.extend(idx.tolist())
+            model.Proto().solution_hint.values.extend(hint.values[kind].tolist())
     left = remaining(deadline)
     if left is not None and left <= 0:
         return Run(cp_model.UNKNOWN, float("nan"), None, None)
     solver = _solver(options, left)
-    status = solver.Solve(model)
+    status = solver.Solve(model, _Incumbents(form, index, on_solution) if on_solution is not None else None)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return Run(status, float("nan"), None, None)
-    values = {(kind, key): int(solver.Value(v)) for kind in form.decision_handles() for key, v in h[kind].items()}
+    solution = np.asarray(solver.ResponseProto().solution, dtype=np.int64)
+    values = {kind: solution[idx] for kind, idx in index.items()}
     x, a = form.placements(values)
     return Run(status, solver.BestObjectiveBound(), x, a, values)
 
@@ -149,9 +199,9 @@ def _true_work(instance: Instance, run: Run) -> float:
     return float(np.where(run.x & run.a[:, None], instance.arrays.work, 0).sum())  # type: ignore[operator,index]
 
 
-def _min_work(form: Form, deadline: float | None, options: dict[str, Any]) -> tuple[Run, float | None, bool]:
+def _min_work(form: Form, deadline: float | None, options: dict[str, Any], report: Callable[[Outcome], None]) -> tuple[Run, float | None, bool]:
     safe, hs = form.build("safe", deadline)
-    found = _run(form, safe, hs, deadline, options, None)
+    found = _run(form, safe, hs, deadline, options, None, lambda x, a: report(Outcome(x, a)))
     built = _build(form, "relaxed", deadline) if found.x is not None else None
     if built is None:
         return found, None, False
@@ -161,20 +211,22 @@ def _min_work(form: Form, deadline: float | None, options: dict[str, Any]) -> tu
     return found, bound, found.status == cp_model.OPTIMAL
 
 
-def _max_admitted(form: Form, deadline: float | None, options: dict[str, Any]) -> tuple[Run, float | None, bool, dict[str, Any]]:
+def _max_admitted(form: Form, deadline: float | None, options: dict[str, Any],
+                  report: Callable[[Outcome], None]) -> tuple[Run, float | None, bool, dict[str, Any]]:
     instance = form.instance
     weight = instance.arrays.weight
     safe, hs = form.build("safe", deadline)
-    first = _run(form, safe, hs, deadline, options, None)
+    first = _run(form, safe, hs, deadline, options, None, lambda x, a: report(Outcome(x, a)))
     if first.x is None:
         return first, None, False, {}
     built = _build(form, "relaxed", deadline)
     proof = _run(form, *built, deadline, options, first) if built is not None else Run(cp_model.UNKNOWN, float("nan"), None, None)
     weight_bound = proof.bound * built[1]["weight_quantum"] if built and proof.status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
+    report(Outcome(first.x, first.a, weight_bound))
     achieved = float(weight[first.a].sum())  # type: ignore[index]
     safe.Add(hs["weight"] >= int(round(sum(int(round(w / hs["weight_quantum"])) for w in weight[first.a]))))  # type: ignore[index]
     safe.Minimize(hs["work"])
-    second = _run(form, safe, hs, deadline, options, first)
+    second = _run(form, safe, hs, deadline, options, first, lambda x, a: report(Outcome(x, a, weight_bound)))
     best = second if second.x is not None and float(weight[second.a].sum()) >= achieved else first  # type: ignore[index]
     weight_proven = weight_bound is not None and weight_bound <= achieved * (1 + OPTIMAL_GAP)
     work_proven = False
@@ -280,19 +332,37 @@ def solve(
         reason = explain_infeasible(instance, columns)
         if reason is not None:
             return SolveResult("cpsat", Status.INFEASIBLE, message=reason, bound=float("inf"))
+    forked = run_forked(partial(_search, form, deadline, options), deadline, grace_s(time_limit))
+    outcome: Outcome = forked.value if forked.value is not None else Outcome(stopped="time limit reached")
+    if not forked.finished:  # stopped at the deadline, or killed: its last incumbent, never proven
+        stopped = forked.stopped or f"killed {grace_s(time_limit):.3g} s after the time limit"
+        outcome = replace(outcome, optimal=False, stopped=stopped + ("; its last improving solution kept" if outcome.x is not None else ""))
+    if outcome.infeasible:
+        return SolveResult("cpsat", Status.INFEASIBLE, message=f"{JOINT_INFEASIBLE} ({message})", bound=float("inf"))
+    if outcome.x is None or outcome.a is None:
+        return SolveResult("cpsat", Status.NO_SOLUTION, message=f"{message}: {outcome.stopped}")
+    if outcome.stopped:
+        message = f"{message}; {outcome.stopped}"
+    return finish(instance, "cpsat", outcome.x, outcome.a, outcome.optimal, instance.objective.tightest(outcome.bound, dp), message, outcome.info)
+
+
+def _search(form: Form, deadline: float | None, options: dict[str, Any], report: Callable[[Outcome], None]) -> Outcome:
+    """Both phases (or the one of ``min_server_work``) and the proofs; each improving safe
+    solution is reported as found, so a run killed at the deadline keeps its incumbent."""
+    instance = form.instance
     try:
         if instance.objective.serves_all:
-            found, bound, optimal = _min_work(form, deadline, options)
+            found, bound, optimal = _min_work(form, deadline, options, report)
             info: dict[str, Any] = {}
         else:
-            found, bound, optimal, info = _max_admitted(form, deadline, options)
+            found, bound, optimal, info = _max_admitted(form, deadline, options, report)
     except TimeLimitReached as stop:
-        return SolveResult("cpsat", Status.NO_SOLUTION, message=f"{message}: {stop}")
-    if found.x is None or found.a is None:
-        if found.status == cp_model.INFEASIBLE:
-            built = _build(form, "relaxed", deadline)
-            if built is not None and _run(form, *built, deadline, options, None).status == cp_model.INFEASIBLE:  # a relaxation: proof
-                return SolveResult("cpsat", Status.INFEASIBLE, message=f"{JOINT_INFEASIBLE} ({message})", bound=float("inf"))
-            return SolveResult("cpsat", Status.NO_SOLUTION, message=f"{message}: the safely rounded model is infeasible, the relaxed one is not")
-        return SolveResult("cpsat", Status.NO_SOLUTION, message=f"{message}: no solution within the time limit")
-    return finish(instance, "cpsat", found.x, found.a, optimal, instance.objective.tightest(bound, dp), message, info)
+        return Outcome(stopped=str(stop))
+    if found.x is not None and found.a is not None:
+        return Outcome(found.x, found.a, bound, optimal, info)
+    if found.status == cp_model.INFEASIBLE:
+        built = _build(form, "relaxed", deadline)
+        if built is not None and _run(form, *built, deadline, options, None).status == cp_model.INFEASIBLE:  # a relaxation: proof
+            return Outcome(infeasible=True)
+        return Outcome(stopped="the safely rounded model is infeasible, the relaxed one is not")
+    return Outcome(stopped="no solution within the time limit")

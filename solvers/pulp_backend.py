@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pulp
 
-from splitllm.deadline import TimeLimitReached, check, deadline_in
+from splitllm.deadline import TimeLimitReached, check, deadline_in, grace_s
 from splitllm.errors import SplitLLMError
 from splitllm.result import Status
 from splitllm.solvers import highs_process
@@ -64,10 +64,6 @@ from splitllm.tolerances import FEASIBILITY_TOL, MIP_REL_GAP
 BACKENDS = ("cbc", "highs")
 logger = logging.getLogger("splitllm")
 
-#: Most seconds a backend gets after the deadline to stop and write its incumbent.
-CBC_GRACE_S = 2.0
-#: ... and never more than this fraction of the call's time limit.
-GRACE_FRACTION = 0.05
 #: Rows (then columns) written between two looks at the clock.
 _CHECK_EVERY = 5000
 
@@ -84,11 +80,6 @@ class BackendOutcome:
     objective: float | None
     bound: float | None
     message: str = ""
-
-
-def grace_s(time_limit: float | None) -> float:
-    """Seconds a backend may run past its deadline before it is killed."""
-    return CBC_GRACE_S if time_limit is None else min(CBC_GRACE_S, GRACE_FRACTION * time_limit)
 
 
 def run(problem: pulp.LpProblem, backend: str, time_limit: float | None = None, threads: int | None = None,

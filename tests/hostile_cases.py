@@ -313,3 +313,86 @@ def max_admitted_claims(solution: dict[str, Any]) -> Iterator[Case]:
     data = copy.deepcopy(solution)
     data.update(bound=data["objective"] - 0.5, gap=None)
     yield Case("claim:max_admitted_bound_below", json.dumps(data), "")
+
+
+# -- the serving simulation, the throughput solvers and the data readers ---------------------
+#: Damage to a number given on the command line: the text put in place of a valid value.
+OPTION_DAMAGES: dict[str, str] = {
+    "negative": "-1", "zero": "0", "nan": "nan", "infinity": "inf", "minus_infinity": "-inf",
+    "overflow_1e400": "1e400", "huge_1e308": "1e308", "tiny_1e-308": "1e-308", "huge_int_2_62": str(2**62),
+    "float_for_int": "5.0", "string": "abc", "empty": "",
+}  # fmt: skip
+#: Numeric options of ``splitllm simulate`` (with what else they need to apply).
+SIMULATE_OPTIONS: dict[str, list[str]] = {
+    "--rate": [], "--chunk": [], "--gpu-memory": [], "--jobs": [], "--seed": ["--poisson", "--rate", "1"],
+    "--policy batch-greedy:": [], "--policy batch-greedy:2:": [],
+}  # fmt: skip
+#: Numeric options of ``splitllm generate``.
+GENERATE_OPTIONS = ("--requests", "--seed", "--work-capacity", "--kv-capacity", "--ttft", "--tpot", "--e2e")
+
+
+def option_cases(options: dict[str, list[str]] | tuple[str, ...]) -> Iterator[tuple[str, list[str], str]]:
+    """(case name, arguments, the option an error must name) for every damage of every option;
+    an option ending in ``:`` takes the damage glued on (``--policy batch-greedy:-1``)."""
+    extras = options if isinstance(options, dict) else {o: [] for o in options}
+    for option, extra in extras.items():
+        for kind, raw in OPTION_DAMAGES.items():
+            flag, _, prefix = option.partition(" ")
+            args = [flag, prefix + raw] if prefix else [flag, raw]
+            yield f"{option}:{kind}", args + extra, flag
+
+
+#: Arrival patterns of an instance's requests (``arrival_s`` by request index, n requests).
+ARRIVALS: dict[str, Callable[[int], list[float]]] = {
+    "all_zero": lambda n: [0.0] * n,
+    "all_equal": lambda n: [7.5] * n,
+    "reversed": lambda n: [float(n - i) for i in range(n)],
+    "duplicated": lambda n: [float(i // 2) for i in range(n)],
+    "one_at_the_limit": lambda n: [0.0] * (n - 1) + [1e6],
+    "all_at_the_limit": lambda n: [1e6] * n,
+    "sub_nanosecond": lambda n: [i * 1e-12 for i in range(n)],
+}
+
+
+def with_arrival_pattern(pattern: str, kv_capacity_bytes: float | None = None) -> dict[str, Any]:
+    """``batched_profiled`` with its requests arriving by ``pattern`` (and a KV capacity)."""
+    data = batched_profiled()
+    for request, t in zip(data["requests"], ARRIVALS[pattern](len(data["requests"]))):
+        request["arrival_s"] = t
+    if kv_capacity_bytes is not None:
+        data["server"]["kv_capacity_bytes"] = kv_capacity_bytes
+    return data
+
+
+#: Damage to a decoding snapshot of the throughput-placement solvers.
+SNAPSHOTS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "as_is": lambda d: None,
+    "zero_weights": lambda d: [r.__setitem__("weight", 0) for r in d["requests"]],
+    "kv_of_one_byte": lambda d: d["server"].__setitem__("kv_capacity_bytes", 1),
+    "tpot_1e-9": lambda d: [r["slo"].__setitem__("tpot_s", 1e-9) for r in d["requests"]],
+    "tpot_1e6": lambda d: [r["slo"].__setitem__("tpot_s", 1e6) for r in d["requests"]],
+    "tables_1e6_s": lambda d: _batched_tables(d, 1e6),
+    "tables_zero": lambda d: _batched_tables(d, 0.0),
+    "forty_copies": lambda d: d.__setitem__("requests", [dict(copy.deepcopy(d["requests"][0]), id=f"q{i}") for i in range(40)]),
+}
+
+
+def _batched_tables(data: dict[str, Any], seconds: float) -> None:
+    batched = data["devices"]["gpu"]["batched"]
+    batched["lin"] = {kind: [[1, seconds]] for kind in batched["lin"]}
+    batched["attention"]["floor_s"] = min(seconds, 1.0)
+    batched["engines"]["vllm"].update(overhead_s=seconds, overhead_per_seq_s=min(seconds, 1.0))
+
+
+def csv_cases(valid: str) -> Iterator[tuple[str, bytes]]:
+    """Damage to a whole CSV file: its bytes."""
+    lines = valid.splitlines(keepends=True)
+    cut = valid[: len(lines[0]) + len(lines[1]) // 2]
+    numbers = lines[0] + lines[1].rsplit(",", 1)[0]
+    for name, text in {
+        "empty": "", "header_only": lines[0], "truncated_mid_row": cut, "garbage_text": "x;y\n\x01\x02,\n",
+        "nan_figure": numbers + ",nan\n", "negative_figure": numbers + ",-1\n", "zero_figure": numbers + ",0\n",
+        "infinite_figure": numbers + ",inf\n", "word_figure": numbers + ",fast\n",
+    }.items():  # fmt: skip
+        yield name, text.encode()
+    yield "not_utf8", b"\xff\xfe\x00" + valid.encode()[:20]

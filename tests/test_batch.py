@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from batch_cases import batch_instance, toy_costs
+from sweeps import sweep
 from splitllm.batched import costs as batch_costs
 from splitllm.batched.evaluator import cycle_factor, evaluate_batch, verify_batch
 from splitllm.errors import InputError
@@ -68,25 +69,26 @@ def _agree(inst, ttft=False):
     return ref
 
 
-@settings(max_examples=12, deadline=None)
+@sweep(12, quick=4, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), n_blocks=st.integers(3, 4))
 def test_exact_solvers_agree_with_brute_tpot_binding(seed, n_requests, n_blocks):
     _agree(batch_instance(seed, n_requests, n_blocks, kv=False))
 
 
-@settings(max_examples=12, deadline=None)
+@sweep(12, quick=4, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(2, 3))
 def test_exact_solvers_agree_with_brute_kv_binding(seed, n_requests):
     _agree(batch_instance(seed, n_requests, 4, kv=True))
 
 
-@settings(max_examples=12, deadline=None)
+@sweep(12, quick=4, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), kv=st.booleans())
 @example(seed=1095, n_requests=3, kv=False)  # CBC with probing on called a worse T optimal here
 def test_exact_solvers_agree_with_brute_ttft_held(seed, n_requests, kv):
     _agree(batch_instance(seed, n_requests, 4, kv=kv, ttft=True), ttft=True)
 
 
+@pytest.mark.slow
 def test_ttft_binds_and_is_checked():
     """With TTFT held, some optimum changes (fewer admitted, or another T); the evaluator
     then names a broken batch-1 TTFT of the answer found without it."""

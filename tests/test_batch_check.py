@@ -22,9 +22,10 @@ from click.testing import CliRunner
 
 from batch_cases import batch_data
 from f5_oracle import oracle_costs, with_costs
-from splitllm import batch_costs, solution
+from splitllm import solution
+from splitllm.batched import costs as batch_costs
 from splitllm.cli import main
-from splitllm.batch_evaluator import evaluate_batch
+from splitllm.batched.evaluator import evaluate_batch
 from splitllm.instance import example_path, load_instance
 from splitllm.registry import solve
 from splitllm.solvers.batch_common import verify

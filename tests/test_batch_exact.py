@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from batch_cases import batch_instance, toy_costs
+from sweeps import sweep
 from splitllm.batched.evaluator import verify_batch
 from splitllm.formulations.batch_data import build_data
 from splitllm.result import Status
@@ -32,13 +33,13 @@ def _agree(inst, intervals=64, ttft=False):
     return got
 
 
-@settings(max_examples=15, deadline=None)
+@sweep(15, quick=5, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), n_blocks=st.integers(3, 4))
 def test_batch_agrees_with_brute_tpot_binding(seed, n_requests, n_blocks):
     assert _agree(batch_instance(seed, n_requests, n_blocks, kv=False)).status == Status.OPTIMAL
 
 
-@settings(max_examples=15, deadline=None)
+@sweep(15, quick=5, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(2, 3))
 def test_batch_agrees_with_brute_kv_binding(seed, n_requests):
     assert _agree(batch_instance(seed, n_requests, 4, kv=True)).status == Status.OPTIMAL
@@ -53,13 +54,13 @@ def test_knapsack_bound_and_cover_are_fractional():
     assert _fractional_cover(w, c, 5.0) == float("inf")
 
 
-@settings(max_examples=15, deadline=None)
+@sweep(15, quick=5, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), kv=st.booleans())
 def test_batch_agrees_with_brute_ttft_held(seed, n_requests, kv):
     assert _agree(batch_instance(seed, n_requests, 4, kv=kv, ttft=True), ttft=True).status == Status.OPTIMAL
 
 
-@settings(max_examples=15, deadline=None)
+@sweep(15, quick=5, deadline=None)
 @given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 3), kv=st.booleans(), ttft=st.booleans())
 def test_bounds_alone_are_honest(seed, n_requests, kv, ttft):
     """Without the branch and bound, ``optimal`` still means optimal and bounds hold (the

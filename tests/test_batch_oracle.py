@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from f5_oracle import ENGINES, Optimum, brute_optimum, oracle_costs, oracle_instance, with_costs
-from splitllm import batch_costs
-from splitllm.batch_evaluator import verify_batch
+from splitllm.batched import costs as batch_costs
+from splitllm.batched.evaluator import verify_batch
 from splitllm.formulations.batch_data import build_data
 from splitllm.registry import solve
 from splitllm.result import SolveResult, Status

@@ -33,6 +33,7 @@ def _rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_cli_bench_end_to_end(suite: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["bench", str(example_path("tiny")), str(suite), "--solvers", "dp,greedy", "--time-limit", "20", "--out", str(out), "-j", "2", "--quiet"]
@@ -55,6 +56,7 @@ def test_cli_bench_end_to_end(suite: Path, tmp_path: Path) -> None:
     assert "shift **0.01 s**" in summary and "| dp |" in summary
 
 
+@pytest.mark.slow
 def test_crashing_and_hanging_solvers_lose_only_their_cells(tmp_path: Path) -> None:
     records = run_bench(
         [example_path("tiny")], ["dp", "test-crash", "test-hang"], tmp_path, time_limit=0.5,

@@ -9,9 +9,10 @@ import warnings
 
 import pytest
 from coupled_cases import coupled_instance
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
+from sweeps import sweep
 from splitllm.registry import solve
 from splitllm.result import Status
 
@@ -38,7 +39,7 @@ def _key(result):  # (status, weight, work) for comparison
     return result.status, result.evaluation.admitted_weight, result.evaluation.server_work
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@sweep(40, quick=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10_000),
     n_requests=st.integers(2, 4),
@@ -101,6 +102,7 @@ def test_infeasible_capacity_says_by_how_much() -> None:
         assert "least possible total server work" in got.message and "short by" in got.message
 
 
+@pytest.mark.slow
 def test_time_limit_on_large_instance_is_held_and_never_optimal() -> None:
     inst = coupled_instance(7, 60, 34, "max_admitted")
     limit = 3.0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from factories import random_instance, random_instance_data
+from sweeps import sweep
 from splitllm.instance import parse_instance
 from splitllm.registry import solve
 from splitllm.result import Status
@@ -20,14 +21,14 @@ def assert_same_optimum(a, b) -> None:
         assert a.objective == pytest.approx(b.objective, rel=1e-9, abs=1e-12)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@sweep(300, quick=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=seeds, n_blocks=st.integers(2, 9), tight=st.floats(0.3, 1.5))
 def test_dp_equals_brute(seed: int, n_blocks: int, tight: float) -> None:
     inst = random_instance(seed, n_requests=2, n_blocks=n_blocks, slo_tightness=tight)
     assert_same_optimum(solve(inst, "dp"), solve(inst, "brute"))
 
 
-@settings(max_examples=60, deadline=None)
+@sweep(60, quick=15, deadline=None)
 @given(seed=seeds, n_blocks=st.integers(3, 8))
 def test_dp_equals_brute_under_max_admitted(seed: int, n_blocks: int) -> None:
     inst = random_instance(seed, n_requests=4, n_blocks=n_blocks, objective="max_admitted", slo_tightness=0.7)
@@ -49,7 +50,7 @@ def test_both_cycle_anchors_and_splits_are_exercised() -> None:
     assert seen == {(False, False), (False, True), (True, False), (True, True)}
 
 
-@settings(max_examples=40, deadline=None)
+@sweep(40, quick=10, deadline=None)
 @given(seed=seeds, step=st.sampled_from([0.2, 0.05, 0.01]))
 def test_grid_is_never_better_than_dp(seed: int, step: float) -> None:
     inst = random_instance(seed, n_requests=2, n_blocks=7)
@@ -81,7 +82,7 @@ def test_grid_reaches_dp_as_step_shrinks() -> None:
     assert misses[0] > 0 and misses[-1] == 0
 
 
-@settings(max_examples=40, deadline=None)
+@sweep(40, quick=10, deadline=None)
 @given(seed=seeds)
 def test_greedy_and_all_server_are_feasible_and_never_better(seed: int) -> None:
     inst = random_instance(seed, n_requests=3, n_blocks=8)

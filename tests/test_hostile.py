@@ -5,6 +5,7 @@ traceback, never a NaN in what is written.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -15,12 +16,22 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hostile_cases import (
+    ARRIVALS,
+    GENERATE_OPTIONS,
     NUMERIC_FIELDS,
+    SIMULATE_OPTIONS,
+    SNAPSHOTS,
     TINY,
     Case,
+    batched_profiled,
+    csv_cases,
+    decoding_batch,
     instance_cases,
     max_admitted_claims,
+    option_cases,
+    profiled,
     solution_cases,
+    with_arrival_pattern,
 )
 from splitllm import jsonio
 from splitllm.cli import main
@@ -239,3 +250,276 @@ def test_unprintable_names_are_escaped(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "\\ud800 \\x07" in result.output and "two\\nlines" in result.output
     assert all(line.isprintable() for line in result.output.splitlines())
     assert invoke("check", str(instance), str(out)).exit_code == 0
+
+
+
+# -- splitllm simulate ----------------------------------------------------------------------
+def assert_one_line_refusal(result: Result, names: str) -> None:
+    """Exit 2 with ``error:`` lines only (one per problem), the first naming ``names``."""
+    lines = result.output.splitlines()
+    assert result.exit_code == 2 and lines, result.output
+    assert all(line.startswith("error: ") and line.isprintable() for line in lines), result.output
+    assert names in lines[0], (names, lines[0])
+
+
+def assert_simulated(out: Path, n_requests: int) -> dict[str, Any]:
+    """A finished simulation: every request has its row, nothing is NaN, every request is
+    served, dropped (its KV never fits) or not sent."""
+    summary = strict_json(out / "summary.json")
+    rows = (out / "requests.csv").read_text().splitlines()
+    assert len(rows) == n_requests + 1 and "nan" not in (out / "requests.csv").read_text().lower()
+    assert summary["served"] + summary["dropped_kv"] + (summary["requests"] - summary["sent"]) >= summary["requests"]
+    assert 0.0 <= summary["slo_attainment"] <= 1.0
+    return summary
+
+
+SIMULATE_OPTION_CASES = {name: (args, option) for name, args, option in option_cases(SIMULATE_OPTIONS)}
+
+
+@pytest.mark.parametrize("name", list(SIMULATE_OPTION_CASES))
+def test_damaged_simulate_option(tmp_path: Path, name: str) -> None:
+    """Every damaged number on the command line: simulated, or refused with one line naming
+    the option and no file written."""
+    args, option = SIMULATE_OPTION_CASES[name]
+    data = with_arrival_pattern("reversed")
+    instance = write(tmp_path, "i.json", json.dumps(data))
+    out = tmp_path / "out"
+    result = invoke("simulate", str(instance), *args, "--out", str(out))
+    if result.exit_code == 0:
+        assert_simulated(out, len(data["requests"]))
+    else:
+        assert_one_line_refusal(result, option)
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("engine", ["vllm", pytest.param("tensorrt-llm", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("pattern", list(ARRIVALS))
+def test_arrival_patterns_are_simulated_by_every_kind_of_policy(tmp_path: Path, pattern: str, engine: str) -> None:
+    data = with_arrival_pattern(pattern)
+    instance = write(tmp_path, "i.json", json.dumps(data))
+    policies = ["all-server", "dp", "batch-greedy:2", "batch-online"]
+    result = invoke("simulate", str(instance), "--engine", engine, *(a for p in policies for a in ("--policy", p)), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    for policy in policies:
+        summary = assert_simulated(tmp_path / "o" / policy.replace(":", "_"), len(data["requests"]))
+        assert summary["served"] == len(data["requests"]), (policy, summary)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "tensorrt-llm"])
+@pytest.mark.parametrize("kv", [1.0, 1e-300, 600.0])
+def test_requests_whose_kv_never_fits_are_dropped_and_said(tmp_path: Path, kv: float, engine: str) -> None:
+    """A server with (almost) no KV: every request that cannot fit is dropped, the run ends
+    and its line says how many (never a hang, never a request waiting for ever)."""
+    data = with_arrival_pattern("duplicated", kv_capacity_bytes=kv)
+    instance = write(tmp_path, "i.json", json.dumps(data))
+    result = invoke("simulate", str(instance), "--engine", engine, "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    summary = assert_simulated(tmp_path / "o", len(data["requests"]))
+    assert summary["served"] + summary["dropped_kv"] == summary["requests"]
+    if summary["dropped_kv"]:
+        assert f"{summary['dropped_kv']} dropped" in result.output
+
+
+def test_a_server_without_a_batched_section_is_refused(tmp_path: Path) -> None:
+    instance = write(tmp_path, "i.json", json.dumps(profiled()))
+    assert_one_line_refusal(invoke("simulate", str(instance), "--out", str(tmp_path / "o")), "devices.gpu")
+    assert not (tmp_path / "o").exists()
+
+
+def _batched_solution(tmp_path: Path, solver: str = "dp") -> dict[str, Any]:
+    instance = write(tmp_path, "i.json", json.dumps(decoding_batch(0.1)))
+    out = tmp_path / f"{solver}.json"
+    assert invoke("solve", str(instance), "--solver", solver, "--out", str(out)).exit_code == 0
+    return strict_json(out)
+
+
+@pytest.mark.parametrize("solver", ["dp", "batch"])
+def test_per_request_and_throughput_solutions_are_replayed(tmp_path: Path, solver: str) -> None:
+    _batched_solution(tmp_path, solver)
+    result = invoke("simulate", str(tmp_path / "i.json"), "--policy", f"solution:{tmp_path / f'{solver}.json'}", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert_simulated(tmp_path / "o", len(decoding_batch(0.1)["requests"]))
+
+
+def _replay_cases() -> dict[str, Case]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        solution = _batched_solution(Path(folder))
+    cases = {case.name: case for case in solution_cases(solution)}
+    other = copy.deepcopy(solution)
+    other["requests"][0]["placement"] = "SS"  # another model's block count
+    cases["claim:other_model"] = Case("claim:other_model", json.dumps(other), "")
+    return cases
+
+
+REPLAY_CASES = _replay_cases()
+
+
+@pytest.mark.parametrize("name", list(REPLAY_CASES))
+def test_damaged_solution_replay_is_refused(tmp_path: Path, name: str) -> None:
+    """``--policy solution:FILE`` with any damaged file (another instance, wrong ids or block
+    counts, false claims, broken limits): refused as ``splitllm check`` refuses it, nothing written."""
+    instance = write(tmp_path, "i.json", json.dumps(decoding_batch(0.1)))
+    solution = write(tmp_path, "s.json", REPLAY_CASES[name].text)
+    result = invoke("simulate", str(instance), "--policy", f"solution:{solution}", "--out", str(tmp_path / "o"))
+    assert_one_line_refusal(result, "--policy")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("where", ["a_file", "under_a_file", "proc", "device", "the_instance", "stale_summary", "stale_capacity", "stale_policy_folder"])
+def test_simulate_out_problems_are_found_before_any_work(tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = write(tmp_path, "i.json", json.dumps(batched_profiled()))
+    out = {"a_file": instance, "under_a_file": instance / "o", "proc": Path("/proc/splitllm-out"), "device": Path("/dev/null"),
+           "the_instance": instance}.get(where, tmp_path / "o")  # fmt: skip
+    if where.startswith("stale"):
+        out.mkdir()
+        stale = {"stale_summary": "summary.json", "stale_capacity": "capacity.json", "stale_policy_folder": "dp/summary.json"}[where]
+        (out / stale).parent.mkdir(exist_ok=True)
+        (out / stale).write_text("{}")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+
+    def no_simulation(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("simulated before the output folder was checked")
+
+    monkeypatch.setattr("splitllm.cli.simulate._run_one", no_simulation)
+    policies = ["--policy", "all-server"] if where != "stale_summary" else ["--policy", "all-server", "--policy", "dp"]
+    assert_one_line_refusal(invoke("simulate", str(instance), *policies, "--out", str(out)), "--out")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_ctrl_c_during_a_simulation_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("splitllm.cli.simulate._run_one", interrupted)
+    instance = write(tmp_path, "i.json", json.dumps(batched_profiled()))
+    result = invoke("simulate", str(instance), "--out", str(tmp_path / "o"))
+    assert (result.exit_code, result.output) == (130, "error: interrupted\n")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_rate_a_hundred_times_the_capacity_finishes_and_says_so(tmp_path: Path) -> None:
+    """300 trace requests at 100x what the server sustains: the run ends, every request has
+    its row, and the line says how few met their SLOs."""
+    result = invoke("simulate", str(example_path("llama2-7b")), "--trace", "azure-conv", "--requests", "300", "--rate", "500",
+                    "--out", str(tmp_path / "o"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = assert_simulated(tmp_path / "o", 300)
+    assert summary["slo_attainment"] < 0.5 and f"{summary['slo_attainment']:.1%}" in result.output
+
+
+# -- the throughput-placement (F5) solvers ---------------------------------------------------
+F5_SOLVERS = ("batch", "batch-greedy", "batch-milp", "batch-cpsat", "batch-brute")
+
+
+QUICK_SNAPSHOTS = ("as_is", "kv_of_one_byte", "tpot_1e-9")
+
+
+@pytest.mark.parametrize("damage", [d if d in QUICK_SNAPSHOTS else pytest.param(d, marks=pytest.mark.slow) for d in SNAPSHOTS])
+def test_damaged_snapshots_get_honest_statuses_from_every_f5_solver(tmp_path: Path, damage: str) -> None:
+    """Each solver answers (or refuses in one line); every answer passes ``splitllm check``;
+    the solvers that say ``optimal`` agree on the admitted weight."""
+    data = decoding_batch(0.1)
+    SNAPSHOTS[damage](data)
+    instance = write(tmp_path, "i.json", json.dumps(data))
+    optimal: dict[str, float] = {}
+    for solver in F5_SOLVERS:
+        out = tmp_path / f"{solver}.json"
+        result = invoke("solve", str(instance), "--solver", solver, "--time-limit", "20", "--out", str(out))
+        if result.exit_code == 2:
+            assert_one_line_refusal(result, solver)
+            assert not out.exists()
+            continue
+        solution = strict_json(out)
+        check = invoke("check", str(instance), str(out))
+        assert check.exit_code == (0 if solution["status"] in ("optimal", "feasible") else 1), (solver, solution["status"], check.output)
+        if solution["status"] == "optimal":
+            optimal[solver] = solution["objective"]
+    assert optimal and all(math.isclose(v, next(iter(optimal.values())), rel_tol=1e-6) for v in optimal.values()), optimal
+
+
+@pytest.mark.parametrize("limit", ["0", "1e-9", pytest.param("1e9", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("solver", F5_SOLVERS)
+def test_f5_time_limits_at_the_extremes(tmp_path: Path, solver: str, limit: str) -> None:
+    instance = write(tmp_path, "i.json", json.dumps(decoding_batch(0.1)))
+    out = tmp_path / "s.json"
+    result = invoke("solve", str(instance), "--solver", solver, "--time-limit", limit, "--out", str(out))
+    assert result.exit_code in (0, 1), result.output
+    solution = strict_json(out)
+    assert solution["status"] in ("optimal", "feasible", "no_solution"), solution["status"]
+    if solution["status"] != "no_solution":
+        assert invoke("check", str(instance), str(out)).exit_code == 0
+
+
+# -- generate, export, fidelity, profiles import ---------------------------------------------
+GENERATE_CASES = {name: (args, option) for name, args, option in option_cases(GENERATE_OPTIONS)}
+
+
+@pytest.mark.parametrize("name", list(GENERATE_CASES))
+def test_damaged_generate_option(tmp_path: Path, name: str) -> None:
+    args, option = GENERATE_CASES[name]
+    if args[0] != "--requests":
+        args = [*args, "--requests", "3"]
+    out = tmp_path / "g.json"
+    result = invoke("generate", *args, "--out", str(out))
+    if result.exit_code == 0:
+        assert invoke("validate", str(out)).exit_code == 0
+        strict_json(out)
+    else:
+        assert_one_line_refusal(result, option)
+        assert not out.exists()
+
+
+def test_export_throughput_refuses_bad_outputs_and_instances_without_batched_tables(tmp_path: Path) -> None:
+    batch = write(tmp_path, "b.json", json.dumps(decoding_batch(0.1)))
+    for instance, out, names in ((batch, Path("/proc/m.lp"), "--out"), (batch, batch, "--out"), (write(tmp_path, "t.json", json.dumps(TINY)), tmp_path / "m.lp", "server.device")):
+        assert_one_line_refusal(invoke("export", str(instance), "--formulation", "throughput", "--out", str(out)), names)
+    assert not (tmp_path / "m.lp").exists()
+    assert invoke("export", str(batch), "--formulation", "throughput", "--format", "lp", "--out", str(tmp_path / "m.lp")).exit_code == 0
+
+
+BENCH_CSV = (
+    "Hardware,Num of Hardware,Framework,Model,Input Output Length,Batch Size,Latency,Throughput\n"
+    "Nvidia A100 GPU,1,vLLM,meta-llama/Llama-2-7b-hf,128,1,2.5,51.2\n"
+)
+
+
+@pytest.mark.parametrize(("name", "body"), list(csv_cases(BENCH_CSV)))
+def test_damaged_bench_csv_is_refused_naming_it(tmp_path: Path, name: str, body: bytes) -> None:
+    data = tmp_path / "All_results.csv"
+    data.write_bytes(body)
+    (tmp_path / "vidur").mkdir()
+    result = invoke("fidelity", "--out", str(tmp_path / "o"), "--data", str(data), "--vidur", str(tmp_path / "vidur"))
+    assert_one_line_refusal(result, str(data))
+    assert not (tmp_path / "o").exists()
+
+
+def _mlp_csv() -> str:
+    from splitllm.instances.vidur import LAYER_OPS
+
+    columns = [f"time_stats.{op}.median" for op in LAYER_OPS]
+    rows = [f"1,{n}," + ",".join(f"{0.01 * (1 + n / 512):.6f}" for _ in columns) for n in (1, 16, 256, 4096)]
+    return "\n".join(["num_tensor_parallel_workers,num_tokens," + ",".join(columns), *rows]) + "\n"
+
+
+@pytest.mark.parametrize(("name", "body"), list(csv_cases(_mlp_csv())))
+def test_damaged_vidur_table_is_refused_naming_it(tmp_path: Path, name: str, body: bytes) -> None:
+    table = tmp_path / "vidur" / "profiling" / "compute" / "a100" / "meta-llama" / "Llama-2-7b-hf" / "mlp.csv"
+    table.parent.mkdir(parents=True)
+    table.write_bytes(body)
+    result = invoke("profiles", "import", "vidur", str(tmp_path / "vidur"), "--out-dir", str(tmp_path / "profiles"))
+    assert_one_line_refusal(result, str(table) if name not in ("empty",) else "")
+    assert not any((tmp_path / "profiles").glob("*.json"))
+
+
+@pytest.mark.parametrize(("name", "body"), list(csv_cases("0,0\n250,2\n500,4\n")))
+def test_damaged_helix_table_is_refused_naming_it(tmp_path: Path, name: str, body: bytes) -> None:
+    folder = tmp_path / "helix" / "llama2_70b" / "a100"
+    folder.mkdir(parents=True)
+    (folder / "prompt_bs2time.csv").write_bytes(body)
+    (folder / "decode_bs2time.csv").write_text("0,0\n1,20\n8,22\n")
+    result = invoke("profiles", "import", "helix", str(tmp_path / "helix"), "--out-dir", str(tmp_path / "profiles"))
+    assert_one_line_refusal(result, "prompt_bs2time.csv")
+    assert not any((tmp_path / "profiles").glob("*.json"))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from factories import random_instance
+from sweeps import sweep
 from splitllm.evaluator import feasible_mask, request_metrics
 from splitllm.formulations import chain_graph
 from splitllm.solvers.brute import all_placements
@@ -36,7 +37,7 @@ def _rounded(points: set[tuple[float, float]]) -> set[tuple[float, float]]:
     return {(round(w, 12), round(k, 3)) for w, k in points}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@sweep(60, quick=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), n_blocks=st.integers(2, 8), tight=st.floats(0.3, 1.5), vary=st.sampled_from([0.0, 0.3]))
 def test_batched_pareto_sets_equal_enumeration(seed: int, n_blocks: int, tight: float, vary: float) -> None:
     inst = random_instance(seed, n_requests=4, n_blocks=n_blocks, slo_tightness=tight, vary_layers=vary)
@@ -65,7 +66,7 @@ def test_batched_edge_costs_equal_per_request() -> None:
 values = st.sampled_from([-np.inf, 0.0, 1.0, 2.0, 1e9])
 
 
-@settings(max_examples=300, deadline=None)
+@sweep(300, quick=100, deadline=None)
 @given(data=st.data(), n=st.integers(0, 30), d=st.integers(1, 4))
 def test_pareto_rows_keep_exactly_the_undominated_rows(data: st.DataObject, n: int, d: int) -> None:
     key = data.draw(hnp.arrays(np.float64, (n, d), elements=values))

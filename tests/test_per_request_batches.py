@@ -67,6 +67,7 @@ def test_batched_dp_gives_the_per_request_optimum(make, monkeypatch: pytest.Monk
     assert_dp_matches(inst, solve(inst, "dp"))
 
 
+@pytest.mark.slow
 def test_placing_a_trace_places_as_the_per_request_solvers() -> None:
     inst = _trace()
     for policy, check in (("greedy", assert_greedy_matches), ("dp", assert_dp_matches)):

@@ -98,6 +98,7 @@ def test_capacity_finds_a_rate_per_policy(tmp_path: Path) -> None:
 
 
 
+@pytest.mark.slow
 @pytest.mark.extras
 def test_capacity_on_a_dask_cluster_matches_local(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed", reason='needs dask[distributed]: pip install -e ".[bench]"')
@@ -119,6 +120,7 @@ def test_dask_scheduler_without_dask_names_the_extra(tmp_path: Path, monkeypatch
     assert code == 2 and "dask[distributed]" in text and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.extras
 def test_unreachable_dask_scheduler_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     pytest.importorskip("distributed", reason='needs dask[distributed]: pip install -e ".[bench]"')

@@ -160,6 +160,7 @@ def test_capacity_runs_the_online_policy(tmp_path: Path) -> None:
     assert rows["batch-online"]["policy_wall_s"] > 0 and rows["batch-online"]["tried"]
 
 
+@pytest.mark.slow
 def test_placement_latency_charges_the_placer(workload: Instance) -> None:
     """With the placer charged, each request starts as late as its placing took."""
     import time

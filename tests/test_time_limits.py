@@ -81,6 +81,7 @@ def test_builders_and_writer_stop_at_the_deadline(tmp_path: Any) -> None:
         write_mps(problem, str(tmp_path / "m.mps"), past)
 
 
+@pytest.mark.slow
 def test_backend_limit_holds_on_a_model_it_cannot_close() -> None:
     """A limit that ends inside the backend still gives an honest status (and no hang)."""
     import time
@@ -174,3 +175,49 @@ def test_dp_grid_stops_inside_a_request_at_the_deadline() -> None:
         dp_grid.solve_request(inst.arrays, 0, 0.01, True, deadline_in(-1.0))
     got = solve(inst, "dp-grid", time_limit=0.0)
     assert got.status == Status.NO_SOLUTION and "time limit" in got.message
+
+
+# -- a deadline enforced from outside: a forked child, killed at the deadline -------------
+def _reports_then_hangs(report: Any) -> None:
+    import time
+
+    report("first")
+    report("second")
+    while True:  # never looks at the clock: only a kill stops it
+        time.sleep(0.01)
+
+
+def test_a_forked_child_is_killed_at_the_deadline_and_keeps_its_last_report() -> None:
+    import time
+
+    from splitllm.deadline import run_forked
+
+    started = time.perf_counter()
+    got = run_forked(_reports_then_hangs, deadline_in(0.3), 0.1)
+    assert (got.value, got.finished) == ("second", False)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_forked_child_stops_at_its_first_look_past_the_deadline() -> None:
+    from splitllm.deadline import check, run_forked
+
+    def work(report: Any) -> str:
+        report(1)
+        check(deadline_in(-1.0), "building the model")  # ends the child at once: no unwinding
+        return "not reached"
+
+    got = run_forked(work, deadline_in(5.0), 0.1)
+    assert (got.value, got.finished, got.stopped) == (1, False, "time limit reached while building the model")
+
+
+def test_a_forked_child_returns_and_raises_as_in_process() -> None:
+    from splitllm.deadline import run_forked
+    from splitllm.errors import SplitLLMError
+
+    assert run_forked(lambda report: 42, deadline_in(5.0), 0.1).value == 42
+
+    def fails(report: Any) -> None:
+        raise SplitLLMError("bad input")
+
+    with pytest.raises(SplitLLMError, match="bad input"):
+        run_forked(fails, deadline_in(5.0), 0.1)

@@ -119,6 +119,15 @@ def check_output_path(out: Path, option: str = "--out", inputs: tuple[Path, ...]
     _probe_folder(out, option)
 
 
+def check_output_dir(out: Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder that could not be written: a path that
+    exists and is not a folder, or whose folder (or nearest existing ancestor, which
+    writing creates the rest of) does not accept a new file."""
+    if out.exists() and not out.is_dir():
+        raise InputError(option, f"{out} exists and is not a folder")
+    _probe(Path(os.path.abspath(out)), out, option)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -128,7 +137,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _probe_folder(out: Path, option: str) -> None:
     """Create and remove a temporary file where ``out`` will be written."""
-    folder = Path(os.path.abspath(out)).parent
+    _probe(Path(os.path.abspath(out)).parent, out, option)
+
+
+def _probe(folder: Path, out: Path, option: str) -> None:
+    """Create and remove a temporary file in ``folder`` (or its nearest existing ancestor)."""
     while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():

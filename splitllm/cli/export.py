@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES
-from splitllm.cli.errors import input_errors_exit
+from splitllm.cli.errors import check_output_path, input_errors_exit
 from splitllm.errors import InputError
 from splitllm.jsonio import atomic_path, write_json
 
@@ -75,6 +75,8 @@ def export(instance: Path, formulation: str, engine: str, ttft: bool, fmt: str, 
     LP file, and OUT.json beside it (units, row scales, variable names, request ids, phases)."""
     if ttft and formulation != "throughput":
         raise InputError("--ttft", "applies only with --formulation throughput")
+    check_output_path(out, inputs=(instance,))
+    check_output_path(sidecar_path(out), inputs=(instance,))
     click.echo(export_model(instance, formulation, fmt, out, engine, ttft))
 
 

@@ -13,9 +13,10 @@ import numpy as np
 from splitllm import dask_client
 from splitllm.batched import server_costs
 from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES, engine_help, kv_capacity
-from splitllm.cli.errors import input_errors_exit
+from splitllm.cli.errors import check_output_dir, input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
+from splitllm.instances.generate import check_seed
 from splitllm.jsonio import atomic_path, write_json
 from splitllm.log import progress_enabled
 from splitllm.serving.capacity import capacity
@@ -24,7 +25,7 @@ from splitllm.serving.registry import KINDS, get_policy
 from splitllm.serving.registry import policies as registered_policies
 from splitllm.serving.report import ATTAINMENT_TARGET, plot_cdfs, write_all
 from splitllm.serving.simulator import SimConfig, SimResult
-from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
+from splitllm.serving.workload import check_rate, check_span, instance_arrivals, retime, trace_workload
 
 TRACES = ("azure-conv", "azure-code", "mooncake")
 
@@ -88,8 +89,10 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
         raise InputError("--jobs", f"must be >= 1, got {jobs}")
     for policy in policies:  # an unknown policy is refused before anything is loaded
         get_policy(policy)
+    check_seed(seed)
     if dask_scheduler is not None and not find_capacity:
         raise InputError("--dask-scheduler", "applies only with --capacity")
+    check_output_dir(out)
     dask_client.check_scheduler(dask_scheduler)
     check_rate(rate)
     if gpu_memory is not None and not (np.isfinite(gpu_memory) and gpu_memory > 0):
@@ -103,25 +106,72 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
         if n_requests is not None or slo:
             raise InputError("--requests" if n_requests is not None else "--slo", "applies only with --trace")
         arrivals = retime(instance_arrivals(inst), rate, poisson, np.random.default_rng(seed)) if rate or poisson else instance_arrivals(inst)
+    check_span(arrivals, "--poisson" if poisson else "--rate")
+    if find_capacity and not np.ptp(arrivals) > 0:
+        raise InputError("--capacity", "a rate search needs requests arriving at different times: give them arrival_s, or use --trace, or --poisson --rate")
+    folders = _folders(policies, find_capacity)
+    _refuse_stale(out, set(CAPACITY_FILES) if find_capacity else set(RUN_FILES) if folders == [""] else {*folders, OVERLAY})
     placements = [place(inst, p, engine=engine, kv_capacity_bytes=cfg.kv_capacity_bytes) for p in policies]
-    out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"engine": engine, "overhead_s": costs.overhead_s, "kv_capacity_bytes": cfg.kv_capacity_bytes,
                              "chunk": chunk, "warm": warm, "placement_latency": placement_latency, "trace": trace, "seed": seed}
     if find_capacity:
         _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, dask_scheduler, extra)
         return
-    runs: list[tuple[str, SimResult]] = []
-    for placement in placements:
-        folder = out if len(placements) == 1 else out / _folder(placement.policy)
-        sim, placement = _run_one(inst, placement, cfg, arrivals, placement_latency)
-        data = write_all(folder, inst, sim, placement, arrivals, extra)
-        runs.append((f"{placement.policy} ({data['slo_attainment']:.1%})", sim))
-        click.echo(f"{placement.policy}: SLO attainment {data['slo_attainment']:.1%}, goodput {data['goodput_rps']:.3g} req/s, "
-                   f"P99 TTFT {_num(data['ttft_s']['p99'], '.4g', '-')} s, P99 TPOT {_num(data['tpot_s']['p99'], '.4g', '-')} s, "
-                   f"{data['iterations']} iterations ({data['mean_tokens_per_iteration']:.1f} tokens each), "
-                   f"policy {data['policy_wall_s']:.3g} s -> {folder}")
-    if len(runs) > 1:  # every policy's CDFs on one figure, beside each policy's own
-        plot_cdfs(out / "latency_cdf.png", inst, runs, f"{inst.name}: every policy (SLO attainment)")
+    # Every simulation first, then the files: an interrupted run writes nothing.
+    runs = [_run_one(inst, placement, cfg, arrivals, placement_latency) for placement in placements]
+    curves: list[tuple[str, SimResult]] = []
+    for (sim, placement), folder in zip(runs, folders):
+        data = write_all(out / folder, inst, sim, placement, arrivals, extra)
+        curves.append((f"{placement.policy} ({data['slo_attainment']:.1%})", sim))
+        click.echo(_said(data, out / folder))
+    if len(curves) > 1:  # every policy's CDFs on one figure, beside each policy's own
+        plot_cdfs(out / OVERLAY, inst, curves, f"{inst.name}: every policy (SLO attainment)")
+
+
+#: What a run writes in its folder (per policy), and with --capacity.
+RUN_FILES = ("requests.csv", "summary.json", "latency_cdf.png")
+CAPACITY_FILES = ("capacity.json", "capacity.md", "capacity.png")
+#: Several policies: every policy's latency CDFs on one figure in --out itself.
+OVERLAY = "latency_cdf.png"
+
+
+def _folders(policies: tuple[str, ...], find_capacity: bool) -> list[str]:
+    """The folder of each policy's files under --out ("" = --out itself); refuses two
+    policies that would share one."""
+    if find_capacity or len(policies) == 1:
+        return ["" for _ in policies]
+    seen: dict[str, str] = {}
+    for policy in policies:
+        folder = _folder(policy)
+        if folder in seen:
+            raise InputError("--policy", f"{seen[folder]!r} and {policy!r} would both write to {folder}/; give each policy once")
+        seen[folder] = policy
+    return list(seen)
+
+
+def _refuse_stale(out: Path, ours: set[str]) -> None:
+    """Refuse an --out folder holding another run's outputs that this run (writing
+    ``ours``) would not replace: mixed with this run's, they would be read as its own."""
+    if not out.is_dir():
+        return
+    theirs = {p.name for p in out.iterdir() if p.name in RUN_FILES + CAPACITY_FILES or (p / "summary.json").is_file()}
+    stale = sorted(theirs - ours)
+    if stale:
+        raise InputError("--out", f"{out} holds outputs of another run ({', '.join(stale)}); remove them or choose another folder")
+
+
+def _said(data: dict[str, Any], folder: Path) -> str:
+    """The one-line summary of a simulation, saying which requests were not served and why."""
+    lost = []
+    if data["dropped_kv"]:
+        lost.append(f"{data['dropped_kv']} dropped: their KV never fits the server")
+    if data["requests"] > data["sent"]:
+        lost.append(f"{data['requests'] - data['sent']} not sent by the policy")
+    served = f"{data['served']} of {data['requests']} served" + (f" ({'; '.join(lost)})" if lost else "")
+    return (f"{data['policy']}: {served}, SLO attainment {data['slo_attainment']:.1%}, goodput {data['goodput_rps']:.3g} req/s, "
+            f"P99 TTFT {_num(data['ttft_s']['p99'], '.4g', '-')} s, P99 TPOT {_num(data['tpot_s']['p99'], '.4g', '-')} s, "
+            f"{data['iterations']} iterations ({data['mean_tokens_per_iteration']:.1f} tokens each), "
+            f"{data['preemptions']} preemptions, policy {data['policy_wall_s']:.3g} s -> {folder}")
 
 
 def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimConfig, arrivals: np.ndarray,
@@ -132,6 +182,7 @@ def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimCo
         row["ratio_to_first"] = row["capacity_rps"] / base if base and row["capacity_rps"] is not None else None
         if p.windows:
             row.update(windows=p.windows, fallback_all_server=p.fallback, window_statuses=p.statuses)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "capacity.json", {"requests": inst.n_requests, **extra, "policies": rows})
     lines = ["| policy | capacity (req/s) | x " + placements[0].policy + " | policy wall (s) |", "|---|---|---|---|"]  # online: median per simulation
     lines += [f"| {r['policy']} | {_num(r['capacity_rps'], '.3f', 'unbounded')} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
