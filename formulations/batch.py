@@ -107,7 +107,7 @@ def build(data: BatchData, deadline: float | None = None) -> tuple[pulp.LpProble
 
 def _request(prob: pulp.LpProblem, h: dict[str, Any], data: BatchData, r: int) -> None:
     """Request ``r``'s variables, crossing rows, TPOT and client memory rows."""
-    a, B = data.instance.arrays, data.n_blocks
+    B = data.n_blocks
     h["a"][r] = pulp.LpVariable(f"a_r{r}", cat=pulp.LpBinary)
     x = [pulp.LpVariable(f"x_r{r}_b{b}", cat=pulp.LpBinary) for b in range(B)]
     for b in range(B):

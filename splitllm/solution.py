@@ -16,7 +16,7 @@ from splitllm.result import SolveResult, Status, gap
 from splitllm.schema_check import solution_schema_errors
 from splitllm.batched.evaluator import evaluate_batch, held_figures
 from splitllm.batched import server_costs
-from splitllm.resources import COUPLED, RESOURCES, Objective
+from splitllm.resources import COUPLED, KV, RESOURCES, Objective
 from splitllm.tolerances import FIGURE_RTOL, OPTIMAL_GAP
 
 SOLUTION_FORMAT = "splitllm/solution"
@@ -115,9 +115,10 @@ def _batch_claims(instance: Instance, data: dict[str, Any], placements: np.ndarr
     ttft = bool(data.get("ttft", False))
     evaluation = evaluate_batch(instance, server_costs(instance, data.get("engine", "vllm")), placements, admitted, ttft)
     problems = list(evaluation.violations)
+    held = held_figures(ttft)
     for i, entry in enumerate(data["requests"]):
         if evaluation.admitted[i]:
-            for res in held_figures(ttft):
+            for res in held:
                 problems += _misstated(f"requests[{i}].{res.figure}", entry.get(res.figure), float(evaluation.metrics.of(res)[i]))
             problems += _unpriced(f"requests[{i}]", entry, [res for res in RESOURCES if res not in held])
     totals = data["totals"]

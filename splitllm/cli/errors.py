@@ -55,8 +55,8 @@ def usage_line(exc: click.UsageError) -> str:
     param = getattr(exc, "param", None)
     if isinstance(exc, click.NoSuchOption):
         where = exc.option_name
-    elif isinstance(param, click.Option):
-        where = param.opts[0]
+    elif isinstance(param, click.Option):  # its long name: --jobs, not -j
+        where = max(param.opts, key=lambda opt: (opt.startswith("--"), len(opt)))
     elif param is not None:
         where = param.human_readable_name
     else:
