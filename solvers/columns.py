@@ -39,11 +39,13 @@ PARETO_BATCH = 256
 
 def _pareto_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
     slots = [SLOT[res.key] for res in COUPLED]
-    per_type = []
-    for r, search in zip(rows, pareto_search(instance.arrays, rows)):
+    placements: list[NDArray[np.bool_]] = []
+    counts = []
+    for search in pareto_search(instance.arrays, rows):
         labels = sorted(search.pareto, key=lambda lab: tuple(lab.values[s] for s in slots))
-        per_type.append(TypeColumns.of(instance.arrays, int(r), [lab.placement for lab in labels]))
-    return per_type
+        placements += [lab.placement for lab in labels]
+        counts.append(len(labels))
+    return TypeColumns.of_many(instance.arrays, rows, np.array(placements, dtype=bool), np.array(counts, dtype=np.int64))
 
 
 def _least_work_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:

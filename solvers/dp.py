@@ -112,7 +112,7 @@ def pareto_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
     [[[False, True, False]], [[True, True, False]]]
     """
     cost, sink, limit = request_costs(arrays, np.asarray(rows, dtype=np.int64))
-    return _pareto_batch(np.moveaxis(cost, 1, 0), sink, limit)  # the batch axis after the block axis
+    return _pareto_batch(np.ascontiguousarray(np.moveaxis(cost, 1, 0)), sink, limit)  # the batch axis after the block axis
 
 
 def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[LabelSearch]:
@@ -230,7 +230,7 @@ def least_work_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSear
     [[False, True, False], [True, True, False]]
     """
     cost, sink, limit = request_costs(arrays, np.asarray(rows, dtype=np.int64))
-    cost = np.moveaxis(cost, 1, 0)  # label_pass' layout: the batch axis after the block axis
+    cost = np.ascontiguousarray(np.moveaxis(cost, 1, 0))  # label_pass' layout: the batch axis after the block axis
     batch = (cost, sink, limit, to_sink(cost, sink, np.minimum), to_sink(cost, sink, np.maximum))
     seeds = label_pass(*batch, math.inf, None, [], keep_coupled=False, beam=SEED_BEAM)
     incumbent = np.array([math.inf if s.best is None else s.best.values[WORK] for s in seeds])

@@ -32,9 +32,12 @@ def to_sink(cost: np.ndarray, sink: np.ndarray, pick: np.ufunc) -> np.ndarray:
     out = np.empty((n_blocks,) + sink.shape)
     out[-1] = sink
     for b in range(n_blocks - 2, -1, -1):
-        # through[..., anchor, side, next_side, k] = edge b+1 (side -> next_side) + rest from next_side
-        through = cost[b + 1][..., None, :, :, :] + out[b + 1][..., :, None, :, :]
-        out[b] = pick.reduce(through, axis=-2)
+        # out[..., anchor, side, k] = pick over next_side of edge b+1 (side -> next_side) + rest
+        # from next_side; two binary ops, several times faster than reducing a length-2 axis
+        edge, rest = cost[b + 1], out[b + 1]
+        to_client = edge[..., None, :, 0, :] + rest[..., :, None, 0, :]
+        to_server = edge[..., None, :, 1, :] + rest[..., :, None, 1, :]
+        pick(to_client, to_server, out=out[b])
     return out
 
 

@@ -101,14 +101,23 @@ def steps(cost: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _run_costs(cost: np.ndarray, patterns: NDArray[np.bool_]) -> np.ndarray:
-    """``total[r, from, p, slot]``: what pattern ``p`` over a run of blocks with edge costs
-    ``cost[r, from, to, slot]`` (each block's) adds after a label on side ``from``."""
-    sides = patterns.astype(np.int64)
-    transitions = np.zeros((len(sides), 2, 2))
-    np.add.at(transitions, (np.arange(len(sides))[:, None], sides[:, :-1], sides[:, 1:]), 1.0)
-    inside = np.einsum("pft,rfts->rps", transitions, cost)
-    return cost[:, :, sides[:, 0]] + inside[:, None]
+@functools.lru_cache(maxsize=64)
+def _transitions(m: int) -> NDArray[np.float64]:
+    """``count[p, 2 * from + to]``: how often pattern ``p`` of :func:`run_patterns` goes
+    from side ``from`` to side ``to`` between two blocks of the run."""
+    sides = run_patterns(m).astype(np.int64)
+    count = np.zeros((len(sides), 4))
+    np.add.at(count, (np.arange(len(sides))[:, None], 2 * sides[:, :-1] + sides[:, 1:]), 1.0)
+    count.flags.writeable = False
+    return count
+
+
+def _run_costs(cost: np.ndarray, m: int) -> np.ndarray:
+    """``total[r, from, p, slot]``: what pattern ``p`` of :func:`run_patterns` over a run of
+    ``m`` blocks with edge costs ``cost[r, from, to, slot]`` (each block's) adds after a
+    label on side ``from``."""
+    inside = _transitions(m) @ cost.reshape(len(cost), 4, -1)  # (r, p, slot)
+    return cost[:, :, run_patterns(m)[:, 0].astype(np.int64)] + inside[:, None]
 
 
 def label_pass(
@@ -145,7 +154,7 @@ def label_pass(
     for first, end in steps(cost):
         patterns = run_patterns(end - first)
         request, side = layer.node // 4, layer.node % 2
-        added = _run_costs(cost[first], patterns)[request, side]  # (labels, patterns, slot)
+        added = _run_costs(cost[first], end - first)[request, side]  # (labels, patterns, slot)
         # pattern-major, as one block's (to = 0, then 1) candidates have always been ordered
         values = (layer.values[None] + added.transpose(1, 0, 2)).reshape(-1, SLOTS)
         last = patterns[:, -1].astype(np.int64)
