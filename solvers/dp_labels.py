@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.solvers.dp_bounds import BudgetBound, Lagrangian
+from splitllm.solvers.dp_bounds import BudgetBound, Lagrangian, to_sink
 from splitllm.solvers.dp_costs import COUPLED_SLOTS, LIMITED, SLOTS, TRADED, WORK, Array, feasible
 from splitllm.solvers.pareto import best_per_node, pareto_rows
 from splitllm.tolerances import FEASIBILITY_RTOL, INCUMBENT_RTOL
@@ -118,6 +118,14 @@ def _run_costs(cost: np.ndarray, m: int) -> np.ndarray:
     label on side ``from``."""
     inside = _transitions(m) @ cost.reshape(len(cost), 4, -1)  # (r, p, slot)
     return cost[:, :, run_patterns(m)[:, 0].astype(np.int64)] + inside[:, None]
+
+
+def pass_bounds(cost: np.ndarray, sink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``low`` and ``high`` (:func:`to_sink`) for :func:`label_pass` over ``cost``, only for
+    the blocks it reads (where its steps end: after a long first run, a few)."""
+    step_ends = steps(cost)
+    first = step_ends[0][1] - 1 if step_ends else 0
+    return to_sink(cost, sink, np.minimum, first), to_sink(cost, sink, np.maximum, first)
 
 
 def label_pass(
