@@ -8,6 +8,12 @@ placements' totals; under ``min_server_work`` (where every request must fit) the
 capacity is exactly the least possible total KV and the work capacity the least total work.
 
 Run: ``python -m splitllm.bench.scale --out bench/README-scale.md`` (a few minutes).
+
+``--all-distinct`` times instead ``decomp`` on instances where no two requests are alike
+(:func:`all_distinct_instance`): ``splitllm generate --seed SEED --requests N
+--work-capacity 60% --kv-capacity 60% --objective max_admitted`` with every request's
+prompt and output lengths redrawn, reporting the time to load the file apart from the
+time to solve it.
 """
 
 from __future__ import annotations
@@ -15,13 +21,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from splitllm.solvers.columns import dp_columns
-from splitllm.instance import Instance, parse_instance
-from splitllm.instances.generate import generate_instance
+from splitllm.instance import Instance, load_instance, parse_instance
+from splitllm.instances.models import get_shape
+from splitllm.instances.generate import DEFAULT_SLO, _apply_capacity, apply_slo, draw_lengths, generate_instance, write_instance
 from splitllm.registry import solve
 
 SIZES = (10, 100, 1_000, 10_000, 100_000)
@@ -57,6 +68,39 @@ def scale_instance(n: int, objective: str, distinct: int, share: float, seed: in
     else:
         base["server"].update(work_capacity_s=work * (1 + 1e-9), kv_capacity_bytes=kv_lo * (1 + 1e-9))
     return parse_instance(base)
+
+
+def all_distinct_instance(n: int, seed: int, share: float = 0.6) -> dict[str, Any]:
+    """``splitllm generate --seed SEED --requests N --work-capacity 60% --kv-capacity 60%
+    --objective max_admitted`` (``share`` = 0.6), then every request's prompt and output
+    lengths redrawn independently (prompt from one draw of the trace, output from
+    another) until no two requests have the same client and lengths, so that no two are
+    identical; SLOs (the default policy) and capacities are then recomputed for the new
+    lengths. Reproducible from ``seed``."""
+    data = generate_instance(requests=n, seed=seed, objective="max_admitted")
+    requests = data["requests"]
+    rng = np.random.default_rng([seed, n])
+    model = data["model"]["name"]
+    clients = sorted({r["client"] for r in requests})
+    client = np.array([clients.index(r["client"]) for r in requests])
+    prompt, output = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    redraw = np.arange(n)
+    while redraw.size:
+        prompt[redraw] = draw_lengths(rng, "azure-conv", redraw.size, model)[:, 0]
+        output[redraw] = draw_lengths(rng, "azure-conv", redraw.size, model)[:, 1]
+        prompt = np.minimum(prompt, get_shape(model).max_context - output)
+        key = (client * 10**6 + prompt) * 10**6 + output
+        _, first = np.unique(key, return_index=True)
+        repeated = np.ones(n, bool)
+        repeated[first] = False
+        redraw = np.flatnonzero(repeated)
+    for r, p, o in zip(requests, prompt, output):
+        r.update(prompt_tokens=int(p), output_tokens=int(o))
+        r.pop("slo", None)
+    data["name"] = f"{data['name']}-all-distinct"
+    apply_slo(data, dict(DEFAULT_SLO))
+    _apply_capacity(data, f"{share:%}", f"{share:%}")
+    return data
 
 
 #: Runs shorter than this are repeated (``--repeats``) and their median reported.
@@ -110,6 +154,59 @@ def run(
     return rows
 
 
+def run_all_distinct(sizes: tuple[int, ...], time_limit: float, share: float, seed: int, repeats: int = 1) -> list[dict[str, Any]]:
+    """``decomp`` on :func:`all_distinct_instance` per size: load and solve timed apart
+    (medians over ``repeats`` runs; the instance file is written once, outside the timing).
+    ``solve_cpu_s`` is this process's CPU time in the solve (a child process, such as a
+    HiGHS master, is not counted): on a shared machine it varies less than wall time."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="splitllm-scale-") as folder:
+        for n in sizes:
+            path = Path(folder) / f"all-distinct-{n}.json"
+            write_instance(all_distinct_instance(n, seed, share), path)
+            loads, solves, cpus = [], [], []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                inst = load_instance(path)
+                loads.append(time.perf_counter() - start)
+                _progress(f"all-distinct, {n} requests: loaded in {loads[-1]:.2f} s, solving (limit {time_limit:g} s)")
+                start, cpu = time.perf_counter(), time.process_time()
+                result = solve(inst, "decomp", time_limit=time_limit)
+                solves.append(time.perf_counter() - start)
+                cpus.append(time.process_time() - cpu)
+                _progress(f"all-distinct, {n} requests: {result.status.value} in {solves[-1]:.2f} s")
+            load_s, solve_s = statistics.median(loads), statistics.median(solves)
+            rows.append(
+                {
+                    "requests": n,
+                    "distinct": result.info.get("distinct_requests"),
+                    "columns": result.info.get("columns"),
+                    "status": result.status.value,
+                    "objective_value": result.objective,
+                    "gap": result.gap,
+                    "load_s": load_s,
+                    "solve_s": solve_s,
+                    "solve_cpu_s": statistics.median(cpus),
+                }
+            )
+    return rows
+
+
+def all_distinct_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| requests | distinct | columns | status | objective | gap | load s | solve s | solve CPU s | solve / load |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        value = "-" if r["objective_value"] is None else f"{r['objective_value']:.9g}"
+        g = "-" if r["gap"] is None else f"{r['gap']:.2e}"
+        lines.append(
+            f"| {r['requests']} | {r['distinct']} | {r['columns']} | {r['status']} | {value} | {g} "
+            f"| {r['load_s']:.2f} | {r['solve_s']:.2f} | {r['solve_cpu_s']:.2f} | {r['solve_s'] / r['load_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def _progress(line: str) -> None:
     """Progress on stderr, so that stdout holds only the table."""
     print(f"scale: {line}", file=sys.stderr, flush=True)
@@ -135,8 +232,13 @@ def main() -> None:
     parser.add_argument("--solvers", default="", help='only these, comma-separated, e.g. "decomp,milp (highs)"')
     parser.add_argument("--objectives", default="min_server_work,max_admitted")
     parser.add_argument("--repeats", type=int, default=1, help=f"runs under {REPEAT_BELOW_S:g} s are repeated this often; the median is shown")
+    parser.add_argument("--all-distinct", action="store_true", help="decomp on all-distinct max_admitted instances (load and solve timed apart)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if args.all_distinct:
+        text = all_distinct_table(run_all_distinct(tuple(args.sizes), args.time_limit, args.share, args.seed, args.repeats))
+        print(text)
+        return
     only = tuple(name.strip() for name in args.solvers.split(",") if name.strip())
     objectives = tuple(args.objectives.split(","))
     rows = run(tuple(args.sizes), args.time_limit, args.distinct, args.share, args.seed, only, objectives, args.repeats)

@@ -31,6 +31,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +62,17 @@ class TypeColumns:
         """Request ``r``'s placements as columns, with their use of each coupled resource."""
         x = np.array(placements, dtype=bool).reshape(len(placements), arrays.work.shape[1])
         return cls(x, {res.key: arrays.usage(res)[r] @ x.T for res in COUPLED})
+
+    @classmethod
+    def of_many(cls, arrays: Arrays, rows: NDArray[np.int64], placements: NDArray[np.bool_], counts: NDArray[np.int64]) -> list[TypeColumns]:
+        """:meth:`of` for many requests at once: request ``rows[i]`` gets the next
+        ``counts[i]`` rows of ``placements`` (one vectorised product for all)."""
+        x = np.asarray(placements, dtype=bool).reshape(-1, arrays.work.shape[1])
+        owner = np.repeat(rows, counts)
+        usage = {res.key: np.einsum("rb,rb->r", arrays.usage(res)[owner], x) for res in COUPLED}
+        ends = np.cumsum(counts).tolist()
+        starts = [0] + ends[:-1]
+        return [cls(x[i:j], {key: u[i:j] for key, u in usage.items()}) for i, j in zip(starts, ends)]  # slices: np.split is slower
 
     @property
     def work(self) -> NDArray[np.float64]:
@@ -105,6 +117,24 @@ class Columns:
 
     def of_request(self, r: int) -> TypeColumns:
         return self.per_type[int(self.type_of[r])]
+
+    @functools.cached_property
+    def offset(self) -> NDArray[np.int64]:
+        """Where each type's columns start in the flat tables (:meth:`flat_index`); one
+        more entry, the number of columns of all types."""
+        return np.concatenate([[0], np.cumsum([len(c.work) for c in self.per_type])]).astype(np.int64)
+
+    def flat_index(self, picks: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Per request, its pick's row in the flat tables (meaningful where ``picks >= 0``)."""
+        return self.offset[self.type_of] + picks
+
+    def flat_usage(self, key: str) -> NDArray[np.float64]:
+        """Every type's use of coupled resource ``key``, one after another."""
+        return np.concatenate([np.zeros(0)] + [c.usage[key] for c in self.per_type])
+
+    def flat_placements(self, n_blocks: int) -> NDArray[np.bool_]:
+        """Every type's placements, one after another (columns x blocks)."""
+        return np.concatenate([np.zeros((0, n_blocks), bool)] + [c.placements.reshape(-1, n_blocks) for c in self.per_type])
 
 
 def _coupling_rows(problem: pulp.LpProblem, instance: Instance, terms: dict[str, list[tuple[Any, float]]]) -> None:
@@ -159,11 +189,18 @@ def picks_from_counts(columns: Columns, counts: list[NDArray[np.int64]]) -> NDAr
 
     ``counts[t][k]`` requests of type ``t`` take column ``k``, in instance order.
     """
+    n_types = len(columns.per_type)
+    order = np.argsort(columns.type_of, kind="stable")  # each type's members, in instance order
+    start = np.searchsorted(columns.type_of[order], np.arange(n_types))
+    rank = np.arange(len(order)) - start[columns.type_of[order]]  # place among its type's members
+    chosen = [np.repeat(np.arange(len(per_column)), per_column) for per_column in counts]
+    taken = np.array([len(c) for c in chosen], dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(taken)[:-1]]).astype(np.int64)
+    flat = np.concatenate([np.zeros(0, np.int64)] + chosen).astype(np.int64)
+    member_type = columns.type_of[order]
+    has = rank < taken[member_type]
     picks = np.full(len(columns.type_of), -1, dtype=np.int64)
-    for t, per_column in enumerate(counts):
-        members = np.nonzero(columns.type_of == t)[0]
-        chosen = np.repeat(np.arange(len(per_column)), per_column)
-        picks[members[: len(chosen)]] = chosen
+    picks[order[has]] = flat[first[member_type[has]] + rank[has]]
     return picks
 
 
@@ -171,7 +208,5 @@ def expand(columns: Columns, picks: NDArray[np.int64], n_blocks: int) -> tuple[N
     """Placements (rejected rows all-server, ignored) and admitted flags from ``picks``."""
     placements = np.ones((len(picks), n_blocks), dtype=bool)
     admitted = picks >= 0
-    for t, cols in enumerate(columns.per_type):
-        rows = np.nonzero(admitted & (columns.type_of == t))[0]
-        placements[rows] = cols.placements[picks[rows]]
+    placements[admitted] = columns.flat_placements(n_blocks)[columns.flat_index(picks)[admitted]]
     return placements, admitted

@@ -6,7 +6,8 @@ placements in the coupled resources (server work and KV) from the exact label DP
 one batched pass over up to :data:`PARETO_BATCH` distinct requests
 (:func:`splitllm.solvers.dp.pareto_search`). With no finite capacity but the work
 capacity, only the least-work placement matters (the other coupled resources then
-constrain nothing and work is the objective), so only it is kept. The column sets are
+constrain nothing and work is the objective), so only it is kept, from the batched
+least-work search (:func:`splitllm.solvers.dp.solve_requests`). The column sets are
 complete Pareto sets, so F3 over them is exact.
 
 Examples
@@ -30,25 +31,29 @@ from splitllm.formulations.column import Columns, TypeColumns
 from splitllm.identical import unique_requests
 from splitllm.instance import Instance
 from splitllm.resources import COUPLED, SLOT, WORK
-from splitllm.solvers.dp import pareto_search, solve_request
+from splitllm.solvers.dp import pareto_search, solve_requests
 
-#: Distinct requests per batched Pareto label pass (bounds its memory; the deadline is
-#: checked between batches).
+#: Distinct requests per batched label pass (bounds its memory; the deadline is checked
+#: between batches).
 PARETO_BATCH = 256
 
 
 def _pareto_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
     slots = [SLOT[res.key] for res in COUPLED]
-    per_type = []
-    for r, search in zip(rows, pareto_search(instance.arrays, rows)):
+    placements: list[NDArray[np.bool_]] = []
+    counts = []
+    for search in pareto_search(instance.arrays, rows):
         labels = sorted(search.pareto, key=lambda lab: tuple(lab.values[s] for s in slots))
-        per_type.append(TypeColumns.of(instance.arrays, int(r), [lab.placement for lab in labels]))
-    return per_type
+        placements += [lab.placement for lab in labels]
+        counts.append(len(labels))
+    return TypeColumns.of_many(instance.arrays, rows, np.array(placements, dtype=bool), np.array(counts, dtype=np.int64))
 
 
 def _least_work_columns(instance: Instance, rows: NDArray[np.int64]) -> list[TypeColumns]:
-    outcomes = (solve_request(instance.arrays, int(r)) for r in rows)
-    return [TypeColumns.of(instance.arrays, int(r), [] if o.placement is None else [o.placement]) for r, o in zip(rows, outcomes)]
+    outcomes = solve_requests(instance.arrays, rows)
+    placements = [o.placement for o in outcomes if o.placement is not None]
+    counts = np.array([o.placement is not None for o in outcomes], dtype=np.int64)
+    return TypeColumns.of_many(instance.arrays, rows, np.array(placements, dtype=bool), counts)
 
 
 def needs_pareto(instance: Instance) -> bool:
@@ -62,11 +67,10 @@ def dp_columns(instance: Instance, deadline: float | None = None) -> Columns | N
     (a :func:`time.perf_counter` instant)."""
     first, inverse = unique_requests(instance.arrays)
     pareto = needs_pareto(instance)
-    batch = PARETO_BATCH if pareto else 1
     per_type: list[TypeColumns] = []
     per_row = 0.0  # seconds per distinct request in the last batch: stop before one that cannot end in time
-    for start in range(0, len(first), batch):
-        rows = first[start : start + batch]
+    for start in range(0, len(first), PARETO_BATCH):
+        rows = first[start : start + PARETO_BATCH]
         if deadline is not None and time.perf_counter() + per_row * len(rows) > deadline:
             return None
         began = time.perf_counter()

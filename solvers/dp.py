@@ -61,7 +61,7 @@ from splitllm.registry import register
 from splitllm.result import SolveResult
 from splitllm.solvers.dp_bounds import BudgetBound, Lagrangian, budget_bounds, lagrangian, lagrangian_paths, to_sink
 from splitllm.solvers.dp_costs import COUPLED_SLOTS, SLOTS, WORK, Array, feasible, graph_costs, limit_vector, path_values, request_costs
-from splitllm.solvers.dp_labels import BEAM_WIDTH, Label, LabelSearch, Pruning, label_pass
+from splitllm.solvers.dp_labels import BEAM_WIDTH, Label, LabelSearch, Pruning, label_pass, pass_bounds
 from splitllm.solvers.per_request import RequestOutcome, solve_in_batches
 from splitllm.tolerances import INCUMBENT_RTOL
 
@@ -112,7 +112,7 @@ def pareto_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSearch]:
     [[[False, True, False]], [[True, True, False]]]
     """
     cost, sink, limit = request_costs(arrays, np.asarray(rows, dtype=np.int64))
-    return _pareto_batch(np.moveaxis(cost, 1, 0), sink, limit)  # the batch axis after the block axis
+    return _pareto_batch(np.ascontiguousarray(np.moveaxis(cost, 1, 0)), sink, limit)  # the batch axis after the block axis
 
 
 def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[LabelSearch]:
@@ -126,9 +126,8 @@ def _pareto_batch(cost: np.ndarray, sink: np.ndarray, limit: Array) -> list[Labe
     all_client = cost[:, :, 0, 0].sum(axis=0) + sink[:, 0, 0]  # [r, slot]
     local = feasible(all_client, limit) & np.all(all_client[:, COUPLED_SLOTS] == 0, axis=1)
     rest = np.flatnonzero(~local)
-    low = to_sink(cost[:, rest], sink[rest], np.minimum)
-    high = to_sink(cost[:, rest], sink[rest], np.maximum)
-    searched = iter(label_pass(cost[:, rest], sink[rest], limit[rest], low, high, math.inf, None, [], keep_coupled=True))
+    cost, sink = cost[:, rest], sink[rest]
+    searched = iter(label_pass(cost, sink, limit[rest], *pass_bounds(cost, sink), math.inf, None, [], keep_coupled=True))
     nothing_on_server = np.zeros(cost.shape[0], dtype=bool)
     results = []
     for is_local, values in zip(local, all_client):
@@ -230,8 +229,8 @@ def least_work_search(arrays: Arrays, rows: NDArray[np.int64]) -> list[LabelSear
     [[False, True, False], [True, True, False]]
     """
     cost, sink, limit = request_costs(arrays, np.asarray(rows, dtype=np.int64))
-    cost = np.moveaxis(cost, 1, 0)  # label_pass' layout: the batch axis after the block axis
-    batch = (cost, sink, limit, to_sink(cost, sink, np.minimum), to_sink(cost, sink, np.maximum))
+    cost = np.ascontiguousarray(np.moveaxis(cost, 1, 0))  # label_pass' layout: the batch axis after the block axis
+    batch = (cost, sink, limit, *pass_bounds(cost, sink))
     seeds = label_pass(*batch, math.inf, None, [], keep_coupled=False, beam=SEED_BEAM)
     incumbent = np.array([math.inf if s.best is None else s.best.values[WORK] for s in seeds])
     exact = label_pass(*batch, incumbent, None, [], keep_coupled=False)

@@ -21,20 +21,24 @@ from splitllm.tolerances import FEASIBILITY_RTOL
 LAMBDA_SCAN = 2.0 ** np.arange(-10, 11, 2)
 
 
-def to_sink(cost: np.ndarray, sink: np.ndarray, pick: np.ufunc) -> np.ndarray:
+def to_sink(cost: np.ndarray, sink: np.ndarray, pick: np.ufunc, first: int = 0) -> np.ndarray:
     """``out[b, ..., anchor, side, k]``: least (``np.minimum``) or most (``np.maximum``)
     that the edges after block ``b`` add up to in slot ``k``, over every way to the sink.
 
     ``cost`` is ``[b, ..., from, to, k]`` and ``sink`` ``[..., anchor, side, k]``; the
-    ``...`` axes (a batch of requests) are carried along.
+    ``...`` axes (a batch of requests) are carried along. Only blocks ``b >= first`` are
+    computed (the rest are NaN).
     """
     n_blocks = cost.shape[0]
-    out = np.empty((n_blocks,) + sink.shape)
+    out = np.full((n_blocks,) + sink.shape, np.nan)
     out[-1] = sink
-    for b in range(n_blocks - 2, -1, -1):
-        # through[..., anchor, side, next_side, k] = edge b+1 (side -> next_side) + rest from next_side
-        through = cost[b + 1][..., None, :, :, :] + out[b + 1][..., :, None, :, :]
-        out[b] = pick.reduce(through, axis=-2)
+    for b in range(n_blocks - 2, first - 1, -1):
+        # out[..., anchor, side, k] = pick over next_side of edge b+1 (side -> next_side) + rest
+        # from next_side; two binary ops, several times faster than reducing a length-2 axis
+        edge, rest = cost[b + 1], out[b + 1]
+        to_client = edge[..., None, :, 0, :] + rest[..., :, None, 0, :]
+        to_server = edge[..., None, :, 1, :] + rest[..., :, None, 1, :]
+        pick(to_client, to_server, out=out[b])
     return out
 
 

@@ -3,6 +3,18 @@
 A label is one partial placement's resource vector at a node of F1. The pass runs over a
 batch of requests at once (a label's node is ``4 r + 2 anchor + side``); :class:`Pruning`
 holds the rules that drop labels (see :mod:`splitllm.solvers.dp`).
+
+*Runs*: consecutive blocks whose edge costs are identical for every request of the batch
+(the decoder layers of a model, priced from one profile) are crossed in one step
+(:func:`steps`). Inside such a run a placement's resources depend only on its first and
+last side, how many of its blocks run on the client, and how many times it switches
+sides; every crossing costs >= 0 and adds no work, KV or client memory, so for each
+(first side, last side, client blocks) the placement with the fewest switches is no
+worse in any resource than every other. One step over those :func:`run_patterns`
+(about four per block of the run) therefore loses no optimal or Pareto-optimal
+placement, and its dominance filter runs once per run instead of once per block:
+labels grow with the run's length, so this turns a quadratic number of label
+comparisons per run into about one pass.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.solvers.dp_bounds import BudgetBound, Lagrangian
+from splitllm.solvers.dp_bounds import BudgetBound, Lagrangian, to_sink
 from splitllm.solvers.dp_costs import COUPLED_SLOTS, LIMITED, SLOTS, TRADED, WORK, Array, feasible
 from splitllm.solvers.pareto import best_per_node, pareto_rows
 from splitllm.tolerances import FEASIBILITY_RTOL, INCUMBENT_RTOL
@@ -43,12 +55,77 @@ class LabelSearch:
 
 @dataclass(frozen=True)
 class Layer:
-    """The labels after one block: values (n x 6), node ``2 * anchor + side``, and the
-    row of each label's parent in the previous layer."""
+    """The labels after one step (blocks ``first`` to ``first + len(run) - 1``): values
+    (n x 6), node ``4 r + 2 anchor + side``, the row of each label's parent in the
+    previous layer and the sides the step gave its blocks (``patterns[pattern[i]]``)."""
 
     values: np.ndarray
     node: NDArray[np.int64]
     parent: NDArray[np.int64]
+    first: int
+    patterns: NDArray[np.bool_]
+    pattern: NDArray[np.int64]
+
+
+@functools.lru_cache(maxsize=64)
+def run_patterns(m: int) -> NDArray[np.bool_]:
+    """The placements (True = server) of a run of ``m`` identical blocks that can be
+    needed: for each first side, last side and number of client blocks, the one with
+    the fewest switches (module docstring). ``[[False], [True]]`` for one block.
+
+    >>> ["".join("S" if x else "C" for x in p) for p in run_patterns(3)]
+    ['CCC', 'SSS', 'CSS', 'CCS', 'SSC', 'SCC', 'CSC', 'SCS']
+    """
+    rows = [[0] * m, [1] * m]
+    rows += [[0] * c + [1] * (m - c) for c in range(1, m)]  # C..S: one switch up
+    rows += [[1] * (m - c) + [0] * c for c in range(1, m)]  # S..C: one switch down
+    rows += [[0] + [1] * (m - c) + [0] * (c - 1) for c in range(2, m)]  # C..C around a server stretch
+    rows += [[1] + [0] * c + [1] * (m - c - 1) for c in range(1, m - 1)]  # S..S around a client stretch
+    table = np.array(rows, dtype=bool)
+    table.flags.writeable = False
+    return table
+
+
+def steps(cost: np.ndarray) -> list[tuple[int, int]]:
+    """The steps of the label pass after block 0, as block ranges ``[first, end)``: each
+    a single block or a run of blocks whose costs ``cost[b]`` (every request of the
+    batch, every edge and slot) are identical."""
+    out = []
+    first = 1
+    while first < cost.shape[0]:
+        end = first + 1
+        while end < cost.shape[0] and np.array_equal(cost[end], cost[first]):
+            end += 1
+        out.append((first, end))
+        first = end
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _transitions(m: int) -> NDArray[np.float64]:
+    """``count[p, 2 * from + to]``: how often pattern ``p`` of :func:`run_patterns` goes
+    from side ``from`` to side ``to`` between two blocks of the run."""
+    sides = run_patterns(m).astype(np.int64)
+    count = np.zeros((len(sides), 4))
+    np.add.at(count, (np.arange(len(sides))[:, None], 2 * sides[:, :-1] + sides[:, 1:]), 1.0)
+    count.flags.writeable = False
+    return count
+
+
+def _run_costs(cost: np.ndarray, m: int) -> np.ndarray:
+    """``total[r, from, p, slot]``: what pattern ``p`` of :func:`run_patterns` over a run of
+    ``m`` blocks with edge costs ``cost[r, from, to, slot]`` (each block's) adds after a
+    label on side ``from``."""
+    inside = _transitions(m) @ cost.reshape(len(cost), 4, -1)  # (r, p, slot)
+    return cost[:, :, run_patterns(m)[:, 0].astype(np.int64)] + inside[:, None]
+
+
+def pass_bounds(cost: np.ndarray, sink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``low`` and ``high`` (:func:`to_sink`) for :func:`label_pass` over ``cost``, only for
+    the blocks it reads (where its steps end: after a long first run, a few)."""
+    step_ends = steps(cost)
+    first = step_ends[0][1] - 1 if step_ends else 0
+    return to_sink(cost, sink, np.minimum, first), to_sink(cost, sink, np.maximum, first)
 
 
 def label_pass(
@@ -78,17 +155,24 @@ def label_pass(
     cutoff = _cutoff(np.broadcast_to(np.asarray(incumbent, dtype=np.float64), (n_requests,)))
     prune = Pruning(limit, cutoff, lag, budgets, keep_coupled, beam)
     request, anchor = np.divmod(np.arange(2 * n_requests), 2)
-    layer = Layer(cost[0, request, 0, anchor], 4 * request + 3 * anchor, np.zeros(2 * n_requests, np.int64))
+    single = run_patterns(1)
+    layer = Layer(cost[0, request, 0, anchor], 4 * request + 3 * anchor, np.zeros(2 * n_requests, np.int64), 0, single, anchor)
     layers = [layer]
     created = np.full(n_requests, 2)
-    for b in range(1, n_blocks):
+    for first, end in steps(cost):
+        patterns = run_patterns(end - first)
         request, side = layer.node // 4, layer.node % 2
-        values = np.concatenate([layer.values + cost[b, request, side, to] for to in (0, 1)])
-        node = np.concatenate([layer.node - side + to for to in (0, 1)])
-        parent = np.tile(np.arange(len(layer.node)), 2)
-        created += 2 * np.bincount(request, minlength=n_requests)
+        added = _run_costs(cost[first], end - first)[request, side]  # (labels, patterns, slot)
+        # pattern-major, as one block's (to = 0, then 1) candidates have always been ordered
+        values = (layer.values[None] + added.transpose(1, 0, 2)).reshape(-1, SLOTS)
+        last = patterns[:, -1].astype(np.int64)
+        node = (layer.node - side + last[:, None]).ravel()
+        parent = np.tile(np.arange(len(layer.node)), len(patterns))
+        pattern = np.repeat(np.arange(len(patterns)), len(layer.node))
+        created += len(patterns) * np.bincount(request, minlength=n_requests)
+        b = end - 1
         keep = prune.survivors(b, values, node, low[b].reshape(-1, SLOTS), high[b].reshape(-1, SLOTS))
-        layer = Layer(values[keep], node[keep], parent[keep])
+        layer = Layer(values[keep], node[keep], parent[keep], first, patterns, pattern[keep])
         layers.append(layer)
     final = layer.values + sink.reshape(-1, SLOTS)[layer.node]
     request = layer.node // 4
@@ -168,8 +252,9 @@ class Pruning:
 
 def _backtrack(layers: list[Layer], rows: NDArray[np.int64]) -> NDArray[np.bool_]:
     """The placements (one per row) of the labels at ``rows`` of the last layer."""
-    sides = np.empty((len(rows), len(layers)), dtype=bool)
-    for b in range(len(layers) - 1, -1, -1):
-        sides[:, b] = layers[b].node[rows] % 2 == 1
-        rows = layers[b].parent[rows]
+    n_blocks = layers[-1].first + layers[-1].patterns.shape[1]
+    sides = np.empty((len(rows), n_blocks), dtype=bool)
+    for layer in reversed(layers):
+        sides[:, layer.first : layer.first + layer.patterns.shape[1]] = layer.patterns[layer.pattern[rows]]
+        rows = layer.parent[rows]
     return sides

@@ -51,12 +51,8 @@ def least_work_picks(instance: Instance, columns: Columns) -> np.ndarray:
 
 def _fits(instance: Instance, columns: Columns, picks: np.ndarray) -> bool:
     """Whether the columns ``picks`` chooses keep every coupled resource within its capacity."""
-    totals = dict.fromkeys((res.key for res in COUPLED), 0.0)
-    for t, cols in enumerate(columns.per_type):
-        chosen = picks[(columns.type_of == t) & (picks >= 0)]
-        for key in totals:
-            totals[key] += float(cols.usage[key][chosen].sum())
-    return all(totals[res.key] <= instance.arrays.limit(res) for res in COUPLED)
+    chosen = columns.flat_index(picks)[picks >= 0]
+    return all(float(columns.flat_usage(res.key)[chosen].sum()) <= instance.arrays.limit(res) for res in COUPLED)
 
 
 def solve_with_model(
