@@ -59,7 +59,7 @@ CREDIT = (
 
 
 class OpTable:
-    """Median ms of each op at each ``num_tokens`` of one ``mlp.csv`` (TP = 1).
+    """Median ms of each op at each ``num_tokens`` of one ``mlp.csv`` (TP = 1 unless ``read`` is given another).
 
     Duplicate rows (vidur's file repeats 2048 and 4096 tokens) are averaged.
     """
@@ -69,13 +69,13 @@ class OpTable:
         self.ops = ops
 
     @classmethod
-    def read(cls, path: Path) -> OpTable:
+    def read(cls, path: Path, tensor_parallel: int = 1) -> OpTable:
         if not path.is_file():
             raise InputError(str(path), "no such file (expected vidur's mlp.csv)")
         samples: dict[tuple[str, int], list[float]] = defaultdict(list)
         with path.open(newline="") as handle:
             for row in csv.DictReader(handle):
-                if row["num_tensor_parallel_workers"] != "1":
+                if row["num_tensor_parallel_workers"] != str(tensor_parallel):
                     continue
                 n = int(row["num_tokens"])
                 for key, value in row.items():
