@@ -16,9 +16,10 @@ fitted to the TP-1 GEMMs (its heads split over the GPUs), and two all-reduces of
 GPUs in one node); times 80 layers. Beyond the tables (4096 tokens, 64 MiB messages) the
 GEMMs grow in proportion to ``n`` and an all-reduce at its largest message's bandwidth. Embedding and LM head are left out (under 1%).
 
-One scale and one per-prefill overhead (``measured = scale x predicted + overhead``) are
-fitted per GPU by least squares on the relative error of the TP 8 rows; the TP 2 and 4
-rows are held out. Run: ``python -m splitllm.bench.ttft --splitwise perf_model.csv
+One scale per GPU and one per-prefill overhead per (GPU, TP degree) (``measured = scale x
+predicted + overhead_tp``: engine and communication setup the kernel sums lack) are fitted
+by least squares on the relative error of the rows of :data:`FIT_PROMPTS` tokens; the other
+prompt lengths are held out. Run: ``python -m splitllm.bench.ttft --splitwise perf_model.csv
 --vidur VIDUR_DATA --out DIR``.
 """
 
@@ -37,7 +38,8 @@ from splitllm.jsonio import write_atomic
 
 HARDWARE = {"a100-80gb": ("a100", "a100_dgx"), "h100-80gb": ("h100", "h100_dgx")}
 MODEL = "llama-2-70b"
-FIT_TP = 8
+#: Prompt lengths whose rows fit the scale and overheads; the others are held out.
+FIT_PROMPTS = (512, 2048)
 COLUMNS = ("hardware", "tensor_parallel", "prompt_tokens", "runs", "metric", "measured", "predicted", "ratio", "held_out")
 
 
@@ -79,11 +81,13 @@ def predicted_prefill(vidur: Path, hardware: str, tp: int, n: int) -> float:
     return shape.n_layers * (layer + attention + reduce)
 
 
-def fit(pairs: list[tuple[float, float]]) -> tuple[float, float]:
-    """(scale, overhead) minimising the relative error of ``measured ~ scale x predicted + overhead``."""
-    a = np.array([[p / m, 1.0 / m] for p, m in pairs])
-    (scale, overhead), *_ = np.linalg.lstsq(a, np.ones(len(pairs)), rcond=None)
-    return float(scale), float(overhead)
+def fit(rows: list[tuple[int, float, float]]) -> tuple[float, dict[int, float]]:
+    """(scale, overhead by TP) minimising the relative error of ``measured ~ scale x predicted
+    + overhead[tp]`` over ``rows`` of (tp, predicted, measured)."""
+    tps = sorted({tp for tp, _, _ in rows})
+    a = np.array([[p / m] + [float(tp == t) / m for t in tps] for tp, p, m in rows])
+    coef, *_ = np.linalg.lstsq(a, np.ones(len(rows)), rcond=None)
+    return float(coef[0]), {t: float(c) for t, c in zip(tps, coef[1:])}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,20 +103,23 @@ def main(argv: list[str] | None = None) -> None:
         keys = sorted(k for k in runs if k[0] == hardware)
         pred = {k: predicted_prefill(args.vidur, *k) for k in keys}
         meas = {k: float(np.median(runs[k])) for k in keys}
-        raw = [(pred[k], meas[k]) for k in keys]
-        scale, overhead = fit([(pred[k], meas[k]) for k in keys if k[1] == FIT_TP])
-        fits[hardware] = {"scale": scale, "overhead_s": overhead, "fit_rows": sum(k[1] == FIT_TP for k in keys)}
-        for (p, m), k in zip(raw, keys):
-            for metric, value in (("ttft_kernels_s", p), ("ttft_s", scale * p + overhead)):
+        fitted = [k for k in keys if k[2] in FIT_PROMPTS]
+        scale, overhead = fit([(k[1], pred[k], meas[k]) for k in fitted])
+        fits[hardware] = {"scale": scale, "overhead_s": overhead, "fit_rows": len(fitted)}
+        for k in keys:
+            p, m = pred[k], meas[k]
+            for metric, value in (("ttft_kernels_s", p), ("ttft_s", scale * p + overhead[k[1]])):
                 records.append({"hardware": hardware, "tensor_parallel": k[1], "prompt_tokens": k[2], "runs": len(runs[k]),
                                 "metric": metric, "measured": f"{m:.6g}", "predicted": f"{value:.6g}",
-                                "ratio": f"{value / m:.4g}", "held_out": k[1] != FIT_TP})
+                                "ratio": f"{value / m:.4g}", "held_out": k[2] not in FIT_PROMPTS})
     args.out.mkdir(parents=True, exist_ok=True)
     lines = [",".join(COLUMNS)] + [",".join(str(r[c]) for c in COLUMNS) for r in records]
     write_atomic(args.out / "ttft.csv", "\n".join(lines) + "\n")
     summary = ["# Prefill (TTFT) vs splitwise-sim's measured Llama-2-70B prefill", "", __doc__.split("\n\n", 1)[1].strip(), "",
-               "| hardware | scale | overhead (ms) | fit rows |", "|---|---|---|---|"]
-    summary += [f"| {h} | {f['scale']:.3f} | {f['overhead_s'] * 1e3:.1f} | {f['fit_rows']} |" for h, f in fits.items()]
+               "`ttft_kernels_s`: the kernel tables alone (no fitted parameter); `ttft_s`: with the fit below.", "",
+               "| hardware | scale | overhead by TP (ms) | fit rows |", "|---|---|---|---|"]
+    summary += [f"| {h} | {f['scale']:.3f} | {', '.join(f'TP {t}: {o * 1e3:.1f}' for t, o in f['overhead_s'].items())} "
+                f"| {f['fit_rows']} |" for h, f in fits.items()]
     summary += ["", "| hardware | metric | rows | within 10% | held-out ratios (min..max) | fitted ratios (min..max) |", "|---|---|---|---|---|---|"]
     for hardware in HARDWARE:
         for metric in ("ttft_kernels_s", "ttft_s"):
