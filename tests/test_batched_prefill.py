@@ -99,3 +99,25 @@ def test_a_file_without_prefill_lin_loads_and_round_trips() -> None:
     again = type(helix.batched).from_json(data, "batched")
     assert isinstance(again.prefill_lin["layer"], Curve)
     assert again.to_json() == data
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pricer_agrees_with_iteration_time_on_random_mixed_iterations(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    profile = bundled_profile("t4", "llama-1-30b")
+    assert profile.batched is not None
+    costs = costs_from_tables(profile.batched, "vllm")
+    kinds = all_blocks(60)
+    pricer = IterationPricer(costs, kinds)
+    for _ in range(20):
+        n = int(rng.integers(1, 8))
+        lo = rng.integers(0, len(kinds), n)
+        hi = np.minimum(lo + rng.integers(1, len(kinds) + 1, n), len(kinds))
+        q = np.where(rng.random(n) < 0.4, rng.integers(2, 3000, n), 1)
+        ctx = rng.integers(0, 4000, n)
+        need = np.zeros((n, len(kinds)), bool)
+        for i in range(n):
+            need[i, lo[i]:hi[i]] = True
+        expected = float(iteration_time(costs, kinds, need, q, ctx))
+        items = [(int(a), int(b), int(c), int(d)) for a, b, c, d in zip(lo, hi, q, ctx)]
+        assert pricer(items) == pytest.approx(expected, rel=1e-9)

@@ -229,7 +229,9 @@ class IterationPricer:
         _check_kinds(costs, kinds)
         self.costs = costs
         names = sorted(set(kinds))
-        self._kinds = [(name == "head", name == "layer", name, {}) for name in names]
+        # a kind's prefill count matters only where it has a prefill table (the head never does)
+        self._kinds = [(name == "head" or name not in costs.prefill_lin, name == "layer", name, {}) for name in names]
+        self._heads = [name == "head" for name in names]
         # _counts[k][b]: blocks of kind k among the first b blocks
         self._counts = [np.concatenate([[0], np.cumsum([kind == name for kind in kinds])]).tolist() for name in names]
         self._layers = self._counts[names.index("layer")] if "layer" in names else [0] * (len(kinds) + 1)
@@ -280,11 +282,11 @@ class IterationPricer:
             n_q += tokens[a]
             n_p += prefill.get(a, 0)
             n_s += samples.get(a, 0)
-            for (head, layer, kind, memo), counts in zip(self._kinds, self._counts):
+            for (one_table, layer, kind, memo), head, counts in zip(self._kinds, self._heads, self._counts):
                 blocks = counts[b] - counts[a]
                 n = n_s if head else n_q
                 if blocks and n > 0:
-                    lin += blocks * self._lin(kind, memo, n, 0 if head else n_p)
+                    lin += blocks * self._lin(kind, memo, n, 0 if one_table else n_p)
                     floors += blocks if layer else 0
         c = self.costs
         return c.overhead_s + c.overhead_per_seq_s * scheduled + lin + c.attention.floor_s * floors + attn
