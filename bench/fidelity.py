@@ -39,7 +39,7 @@ from scipy.optimize import nnls
 
 from splitllm.batched import BatchedCosts, all_blocks, iteration_time
 # The engines' defaults (vLLM 0.4-era engine arguments, unchanged by the bench's scripts): the simulator's rows.
-from splitllm.batched.engines import ENGINES, Engine, ServerMemory, by_label
+from splitllm.batched.engines import ENGINES, Engine, ServerMemory, activation_bytes_per_token, by_label
 from splitllm.errors import InputError
 from splitllm.instance import Instance, example_path, parse_instance
 from splitllm.instances.models import get_shape
@@ -143,7 +143,7 @@ def activation_bytes(tokens: int) -> float:
     Llama layer (the residual stream plus the MLP's gate, up and product, ``hidden + 3 * ffn``
     FP16 values per token), which both engines size for their largest token batch."""
     shape = get_shape("llama-2-7b")
-    return float(tokens) * (shape.hidden + 3 * shape.ffn) * 2.0
+    return float(tokens) * activation_bytes_per_token(shape.hidden, shape.ffn)
 
 
 def server_memory(costs: BatchedCosts, gpu: str, batch: int, length: int) -> ServerMemory:

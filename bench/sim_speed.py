@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     base = load_instance(args.instance)
     costs = server_costs(base, args.engine)
-    cfg = SimConfig(costs, args.engine, kv_capacity_bytes=kv_capacity(base, costs.memory_bytes, costs.weight_bytes, None))
+    cfg = SimConfig(costs, args.engine, kv_capacity_bytes=kv_capacity(base, costs, args.engine, None, None))
     if args.trace:
         inst, arrivals = trace_workload(base, args.trace, n=args.requests)
     else:

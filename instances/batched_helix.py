@@ -24,9 +24,12 @@ attention together) for a decode batch of ``n`` sequences, each at Helix's profi
   norm for ``n`` tokens plus the LM-head GEMM and greedy sampling for ``n`` sampling
   tokens, by the same roofline.
 
-A prefill token is charged as a decode token at the profiled context (lin has no other
-token-parallel figure); Helix's ``prompt_bs2time.csv`` says by how much that overstates a
-prompt, and the provenance quotes the ratio.
+* ``layer`` prefill_lin(n) (**measured**, fitted) = the batch-1 profile's layer prefill
+  curve: Helix's ``prompt_bs2time.csv`` (one whole layer, a prompt of ``n`` tokens,
+  its causal attention included) fitted by a non-negative quadratic, never below one
+  decode step. Prefill tokens are priced on it, decode tokens on ``lin`` (a block holding
+  both costs the larger), so one prompt costs what the batch-1 profile says, not ``n``
+  decoding sequences.
 
 The only engine is ``vllm``, with ``overhead_s`` 0 and ``kernel_scale`` 1: Helix's times
 are vLLM measurements, so vLLM's per-iteration cost is already inside them. There is no
@@ -82,7 +85,7 @@ def helix_batched(root: Path, folder: str, gpu: str) -> BatchedCosts:
     shape = get_shape(MODELS[folder])
     base = Path(root) / folder / gpu
     prompt, decode = read_xy(base / "prompt_bs2time.csv"), read_xy(base / "decode_bs2time.csv")
-    _, roof = helix_kinds(shape, prompt, decode)
+    kinds, roof = helix_kinds(shape, prompt, decode)
     batch, step_ms = decode
     smooth_ms = isotonic(step_ms)
     layer = proportional_tail([[float(n), round(float(y) * 1e-3, 12)] for n, y in zip(batch, smooth_ms)])
@@ -107,12 +110,14 @@ def helix_batched(root: Path, folder: str, gpu: str) -> BatchedCosts:
         f"beyond the folded context, by the batch-1 profile's roofline ({roof.describe()}; no per-block floor: lin "
         "holds the kernels); embed lin = the batch-1 profile's embed (roofline gather); head lin = final norm + "
         "LM-head GEMM + greedy sampling for n sampling tokens, same roofline (Helix has no embed or head table). "
-        f"Prefill tokens are charged as decode tokens at the profiled context: at {n_cmp:g} tokens Helix's prompt "
-        f"table gives {prompt_ms:.3g} ms per layer (linear between its points), lin {lin_ms:.3g} ms. Device memory "
-        "nominal. "
+        "Prefill tokens are priced on prefill_lin.layer = the batch-1 profile's layer prefill curve (Helix's prompt "
+        "table, one whole layer with the prompt's attention, fitted by a non-negative quadratic, never below one "
+        f"decode step), decode tokens on lin: at {n_cmp:g} tokens Helix's prompt table gives {prompt_ms:.3g} ms per "
+        f"layer (linear between its points), the decode lin {lin_ms:.3g} ms. Device memory nominal. "
         + CREDIT.format(folder=folder, gpu=gpu)
     )
-    return shape_costs(device, shape, {"embed": embed, "layer": layer, "head": head}, attention, provenance, MEMORY[gpu])
+    costs = shape_costs(device, shape, {"embed": embed, "layer": layer, "head": head}, attention, provenance, MEMORY[gpu])
+    return dataclasses.replace(costs, prefill_lin={"layer": kinds["layer"].prefill})
 
 
 def with_batched(profile: Profile, root: Path) -> Profile:

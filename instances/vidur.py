@@ -60,7 +60,7 @@ CREDIT = (
 
 
 class OpTable:
-    """Median ms of each op at each ``num_tokens`` of one ``mlp.csv`` (TP = 1).
+    """Median ms of each op at each ``num_tokens`` of one ``mlp.csv`` (TP = 1 unless ``read`` is given another).
 
     Duplicate rows (vidur's file repeats 2048 and 4096 tokens) are averaged.
     """
@@ -70,16 +70,16 @@ class OpTable:
         self.ops = ops
 
     @classmethod
-    def read(cls, path: Path) -> OpTable:
+    def read(cls, path: Path, tensor_parallel: int = 1) -> OpTable:
         if not path.is_file():
             raise InputError(str(path), "no such file (expected vidur's mlp.csv)")
         try:
-            samples = _samples(path)
+            samples = _samples(path, tensor_parallel)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InputError(str(path), f"not a readable CSV file ({exc})") from None
         missing = sorted(op for op in GEMMS if not any(name == op for name, _ in samples))  # others may be absent (phi-2)
         if missing:
-            raise InputError(str(path), f"no time_stats.<op>.median for {', '.join(missing)} at 1 tensor-parallel worker")
+            raise InputError(str(path), f"no time_stats.<op>.median for {', '.join(missing)} at {tensor_parallel} tensor-parallel worker(s)")
         tokens = np.array(sorted({n for _, n in samples}), dtype=float)
         names = sorted({op for op, _ in samples})
         ops = {op: np.array([np.mean(samples[(op, int(n))]) for n in tokens]) for op in names}
@@ -99,8 +99,8 @@ class OpTable:
         return sum(self.ms(op, n) for op in GEMMS)
 
 
-def _samples(path: Path) -> dict[tuple[str, int], list[float]]:
-    """Every ``time_stats.<op>.median`` of the rows at 1 tensor-parallel worker, by (op,
+def _samples(path: Path, tensor_parallel: int = 1) -> dict[tuple[str, int], list[float]]:
+    """Every ``time_stats.<op>.median`` of the rows at ``tensor_parallel`` workers, by (op,
     tokens); a row cut short or a time that is not a finite number > 0 is refused, naming
     its line (a zero would divide, a NaN pass every comparison)."""
     samples: dict[tuple[str, int], list[float]] = defaultdict(list)
@@ -113,7 +113,7 @@ def _samples(path: Path) -> dict[tuple[str, int], list[float]]:
             where = f"{path}: line {reader.line_num}"
             if None in row.values():
                 raise InputError(where, "has fewer fields than the header (a truncated file?)")
-            if row["num_tensor_parallel_workers"] != "1":
+            if row["num_tensor_parallel_workers"] != str(tensor_parallel):
                 continue
             try:
                 n = int(row["num_tokens"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,8 @@ class BatchedTables:
     ``lin`` maps block kind to seconds as a function of the tokens one iteration runs at
     that block; ``attention`` holds the per-item attention model's numbers;
     ``engines`` each serving engine's fitted ``overhead_s``, ``overhead_per_seq_s`` and
-    ``kernel_scale``.
+    ``kernel_scale``; ``prefill_lin`` (optional) per kind the seconds of prefill tokens,
+    measured on prompts (see docs/batched-model.md for the pricing rule).
     :func:`splitllm.batched.costs_from_tables` turns it into the model's costs.
     """
 
@@ -175,9 +176,10 @@ class BatchedTables:
     kv_bytes_per_token: float
     source: str = "measured"
     provenance: str = ""
+    prefill_lin: Mapping[str, Curve] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "source": self.source,
             "provenance": self.provenance,
             "lin": {kind: curve.to_points() for kind, curve in self.lin.items()},
@@ -187,6 +189,9 @@ class BatchedTables:
             "weight_bytes": self.weight_bytes,
             "kv_bytes_per_token": self.kv_bytes_per_token,
         }
+        if self.prefill_lin:  # optional: files without it load as before
+            out["prefill_lin"] = {kind: curve.to_points() for kind, curve in self.prefill_lin.items()}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: str) -> BatchedTables:
@@ -194,8 +199,10 @@ class BatchedTables:
         lin = {kind: Curve.from_points(points, f"{path}.lin.{kind}") for kind, points in data["lin"].items()}
         numbers = ("memory_bytes", "weight_bytes", "kv_bytes_per_token")
         engines = {name: dict(fit) for name, fit in data["engines"].items()}
+        prefill = {kind: Curve.from_points(points, f"{path}.prefill_lin.{kind}")
+                   for kind, points in data.get("prefill_lin", {}).items()}
         return cls(lin, dict(data["attention"]), engines, *(float(data[k]) for k in numbers),
-                   source=data.get("source", "measured"), provenance=data.get("provenance", ""))
+                   source=data.get("source", "measured"), provenance=data.get("provenance", ""), prefill_lin=prefill)
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,28 @@ def test_the_capacity_formulas_by_hand() -> None:
     assert trt.kv_capacity_bytes(server) == trt.kv_tokens(server) * 5e5
     assert replace(vllm, block=1).kv_tokens(server) >= vllm.kv_tokens(server)  # whole blocks only lose tokens
     assert vllm.kv_tokens(ServerMemory(1e9, 13e9, 5e5, 1e6)) == 0  # nothing left: no KV, never negative
+
+
+def test_simulator_kv_default_is_vllms_own_formula() -> None:
+    """The A100 80 GB Llama-2-7B example: 0.9 x 79.11 GiB - weights - 0.5 GB context -
+    4096 tokens' activations, in whole 16-token blocks: 7,411 blocks (vidur counts 7,424)."""
+    import dataclasses
+
+    from splitllm.batched import server_costs
+    from splitllm.batched.engines import GIB, activation_bytes_per_token, kv_capacity
+    from splitllm.instance import example_path, load_instance
+
+    inst = load_instance(example_path("llama2-7b"))
+    costs = server_costs(inst, "vllm")
+    act = activation_bytes_per_token(4096, 11008)
+    by_hand = 0.9 * 79.11 * GIB - costs.weight_bytes - 0.5e9 - 4096 * act
+    blocks = int(by_hand // (16 * costs.kv_bytes_per_token))
+    got = kv_capacity(inst, costs, "vllm", None, act)
+    assert got == blocks * 16 * costs.kv_bytes_per_token and blocks == 7411
+    assert got > 0.9 * (80e9 - costs.weight_bytes)  # the old default, 7,137 blocks
+    # the instance's own figure overrides the formula; an unknown shape falls back to 0.9 x free
+    fixed = dataclasses.replace(inst, server=dataclasses.replace(inst.server, kv_capacity_bytes=1e9))
+    assert kv_capacity(fixed, costs, "vllm", None, act) == 1e9
+    assert kv_capacity(inst, costs, "vllm", 40e9, None) == pytest.approx(0.9 * (40e9 - costs.weight_bytes))
+    with pytest.raises(InputError, match="--gpu-memory"):
+        kv_capacity(inst, costs, "vllm", 10e9, act)

@@ -44,9 +44,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from splitllm.errors import InputError
 from splitllm.instance import Instance
+
+if TYPE_CHECKING:
+    from splitllm.batched.iteration import BatchedCosts
 
 #: Memory no engine can give to the KV cache: the CUDA context and library workspaces (bytes).
 CONTEXT_BYTES = 0.5e9
@@ -155,17 +159,52 @@ def engine_help() -> str:
     return "; ".join(f"{engine.name}: {engine.description}" for engine in ENGINES.values())
 
 
-#: Share of the GPU memory left after the weights that the simulator's KV cache gets by
-#: default, whatever the engine (vLLM's default gpu_memory_utilization, 0.9).
+#: Share of the GPU memory left after the weights that the simulator's KV cache gets when
+#: the model's shape (hence its activations) is unknown (vLLM's default gpu_memory_utilization, 0.9).
 KV_FRACTION = 0.9
+GIB = 2**30
+#: Share of a part's nominal memory that CUDA reports as total: a "80 GB" part has 80 GiB of
+#: HBM of which CUDA shows 79.11 GiB (H100 80 GB), a "40 GB" part 39.59 of 40 GiB (A100 40 GB).
+CUDA_VISIBLE_SHARE = 79.11 / 80
 
 
-def kv_capacity(inst: Instance, memory_bytes: float, weight_bytes: float, gpu_memory: float | None) -> float:
-    """The instance's ``server.kv_capacity_bytes`` if set, else 0.9 x (GPU memory - the whole model's weights)."""
+def visible_memory(nominal_bytes: float) -> float:
+    """Bytes CUDA reports on a part sold as ``nominal_bytes`` (decimal GB, as profiles state it):
+    the nominal figure read as GiB, less what the driver keeps.
+
+    >>> round(visible_memory(80e9) / GIB, 2)
+    79.11
+    """
+    return nominal_bytes / 1e9 * GIB * CUDA_VISIBLE_SHARE
+
+
+def activation_bytes_per_token(hidden: int, ffn: int, dtype_bytes: float = 2.0) -> float:
+    """Peak activation bytes per token of a forward pass: the widest live tensors of a Llama
+    layer (the residual stream plus the MLP's gate, up and product, ``hidden + 3 * ffn``
+    values per token), which engines size for their largest token batch."""
+    return float(hidden + 3 * ffn) * dtype_bytes
+
+
+def kv_capacity(
+    inst: Instance, costs: BatchedCosts, engine: str, gpu_memory: float | None, activation_per_token: float | None
+) -> float:
+    """KV bytes of the simulated server.
+
+    The instance's ``server.kv_capacity_bytes`` if set. Else, where the model's activations
+    are known (``activation_per_token``), the ``engine``'s own capacity formula on the GPU
+    (``gpu_memory`` bytes as CUDA reports them, default the profile's nominal memory through
+    :func:`visible_memory`), its weights, KV and activations, the engine built for batch 1 of
+    1 token (TensorRT-LLM's activation buffers, sized by the build's ``max_num_tokens``, are
+    unknown here). Else 0.9 x (GPU memory - the whole model's weights).
+    """
     if inst.server.kv_capacity_bytes is not None:
         return float(inst.server.kv_capacity_bytes)
-    memory = memory_bytes if gpu_memory is None else gpu_memory
-    free = KV_FRACTION * (memory - weight_bytes)
+    memory = visible_memory(costs.memory_bytes) if gpu_memory is None else gpu_memory
+    if activation_per_token is not None:
+        server = ServerMemory(memory, costs.weight_bytes, costs.kv_bytes_per_token, activation_per_token)
+        free = get_engine(engine).kv_capacity_bytes(server)
+    else:
+        free = KV_FRACTION * (memory - costs.weight_bytes)
     if not free > 0:
-        raise InputError("--gpu-memory", f"{memory:g} bytes leave no room for KV after {weight_bytes:g} bytes of weights")
-    return free
+        raise InputError("--gpu-memory", f"{memory:g} bytes leave no room for KV after {costs.weight_bytes:g} bytes of weights")
+    return float(free)

@@ -20,6 +20,19 @@ tokens at ``b``::
 
 A block that no item needs costs nothing: its weights are not read.
 
+Prefill priced on its own: a kind may carry a ``prefill_lin`` curve besides its ``lin``
+(tables measured on prompts, e.g. Helix's per-layer prompt times). At such a kind the
+tokens of prefill items (``q > 1``: a prompt or a prefill chunk; a one-token step is
+priced as decode) are priced on ``prefill_lin`` and the other tokens on ``lin``, and a
+block holding both costs the **larger** of the two (``max(lin(n_decode),
+prefill_lin(n_prefill))``: the two streams share one read of the weights, so neither
+sum nor the mixed count on one table is right; the larger is a lower bound on the mixed
+kernel that is exact for a pure iteration). Since a prefill table measured on whole
+layers already holds each prompt's causal attention over itself, a prefill item at a
+``layer`` kind with a prefill table adds only what its cached context costs beyond that,
+``attn(q, c) - attn(q, 0)``. The head always prices its sampling tokens on ``lin``. A
+kind without ``prefill_lin`` prices all its tokens on ``lin`` (the rule above).
+
 Examples
 --------
 >>> import numpy as np
@@ -91,7 +104,9 @@ class BatchedCosts:
     ``lin`` maps each block kind (``embed``, ``layer``, ``head``) to its token-parallel
     curve; ``attention`` is the per-item attention of a ``layer`` block; ``overhead_s`` is
     the engine's per-iteration cost, ``overhead_per_seq_s`` its added cost per scheduled
-    item (default 0); ``memory_bytes`` the device memory (for KV capacity).
+    item (default 0); ``memory_bytes`` the device memory (for KV capacity);
+    ``prefill_lin`` (optional, per kind) the token-parallel curve of prefill tokens (see
+    the module docstring for how a block mixing prefill and decode tokens is priced).
     """
 
     device: str
@@ -104,6 +119,7 @@ class BatchedCosts:
     weight_bytes: float = 0.0
     kv_bytes_per_token: float = field(default=0.0)
     overhead_per_seq_s: float = 0.0
+    prefill_lin: Mapping[str, Curve] = field(default_factory=dict)
 
     def with_overhead(self, overhead_s: float) -> BatchedCosts:
         """A copy with another per-iteration overhead."""
@@ -141,15 +157,19 @@ def iteration_time(
     need = np.broadcast_to(need, qa.shape + (kind_arr.size,))
     samples = (qa > 0).astype(float)  # the head runs for the tokens that sample: one per item
     is_head = kind_arr == "head"
+    prefill = qa > 1  # items priced on a prefill table where their kind has one
     tokens = np.where(is_head, samples[..., None], qa[..., None]) * need  # (..., items, blocks)
     n_b = tokens.sum(axis=-2)  # (..., blocks)
+    n_pre = (tokens * prefill[..., None]).sum(axis=-2)  # (..., blocks): prefill tokens
     lin = np.zeros_like(n_b)
     for kind in np.unique(kind_arr):  # one vectorised curve evaluation per kind (3 kinds)
         cols = kind_arr == kind
-        lin[..., cols] = costs.lin[str(kind)].value(n_b[..., cols].ravel()).reshape(n_b[..., cols].shape)
+        lin[..., cols] = _lin_value(costs, str(kind), n_b[..., cols], n_pre[..., cols])
     active = n_b > 0
     is_layer = kind_arr == "layer"
     attn_item = costs.attention.item_s(qa, ca)  # (..., items)
+    if "layer" in costs.prefill_lin:  # the prefill table holds a prompt's attention over itself
+        attn_item = np.where(prefill, attn_item - costs.attention.item_s(qa, np.zeros_like(ca)), attn_item)
     attn = (need[..., is_layer] & (qa[..., None] > 0)).astype(float) * attn_item[..., None]
     scheduled = ((qa > 0) & need.any(axis=-1)).sum(axis=-1)  # (...,): items this iteration schedules
     total = (
@@ -160,6 +180,20 @@ def iteration_time(
         + attn.sum(axis=(-2, -1))
     )
     return total
+
+
+def _lin_value(costs: BatchedCosts, kind: str, n: NDArray[np.float64], n_prefill: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Token-parallel seconds of blocks of ``kind`` at ``n`` tokens, ``n_prefill`` of them
+    prefill tokens (element-wise): ``lin(n)``, or with a prefill table the larger of
+    ``lin(n - n_prefill)`` and ``prefill_lin(n_prefill)`` (a count of 0 costs 0)."""
+    curve = costs.lin[kind]
+    table = costs.prefill_lin.get(kind) if kind != "head" else None
+    if table is None:
+        return curve.value(n.ravel()).reshape(n.shape)
+    n_dec = n - n_prefill
+    dec = np.where(n_dec > 0, curve.value(n_dec.ravel()).reshape(n.shape), 0.0)
+    pre = np.where(n_prefill > 0, table.value(n_prefill.ravel()).reshape(n.shape), 0.0)
+    return np.maximum(dec, pre)
 
 
 def _check_kinds(costs: BatchedCosts, kinds: Sequence[str]) -> None:
@@ -195,27 +229,36 @@ class IterationPricer:
         _check_kinds(costs, kinds)
         self.costs = costs
         names = sorted(set(kinds))
-        self._kinds = [(name == "head", name == "layer", costs.lin[name], {}) for name in names]
+        # a kind's prefill count matters only where it has a prefill table (the head never does)
+        self._kinds = [(name == "head" or name not in costs.prefill_lin, name == "layer", name, {}) for name in names]
+        self._heads = [name == "head" for name in names]
         # _counts[k][b]: blocks of kind k among the first b blocks
         self._counts = [np.concatenate([[0], np.cumsum([kind == name for kind in kinds])]).tolist() for name in names]
         self._layers = self._counts[names.index("layer")] if "layer" in names else [0] * (len(kinds) + 1)
         self._attention: dict[tuple[int, int], float] = {}
+        self._prefill_attention = "layer" in costs.prefill_lin
 
-    def _lin(self, curve: Curve, memo: dict[int, float], n: int) -> float:
-        value = memo.get(n)
+    def _lin(self, kind: str, memo: dict[tuple[int, int], float], n: int, n_prefill: int) -> float:
+        value = memo.get((n, n_prefill))
         if value is None:
-            value = memo[n] = float(curve.value(n))
+            arr = lambda x: np.asarray([float(x)])  # noqa: E731
+            value = memo[n, n_prefill] = float(_lin_value(self.costs, kind, arr(n), arr(n_prefill))[0])
         return value
 
     def _attn(self, q: int, context: int) -> float:
         value = self._attention.get((q, context))
         if value is None:
-            value = self._attention[q, context] = float(self.costs.attention.item_s(q, context))
+            item = self.costs.attention.item_s
+            value = float(item(q, context))
+            if self._prefill_attention and q > 1:  # as iteration_time: the prefill table holds self-attention
+                value -= float(item(q, 0))
+            self._attention[q, context] = value
         return value
 
     def __call__(self, items: Sequence[Item]) -> float:
         """Seconds of the iteration that runs ``items`` (``(lo, hi, q, context)`` each)."""
         tokens: dict[int, int] = {}  # change of the token count at a block boundary
+        prefill: dict[int, int] = {}  # the same for prefill tokens (items with q > 1)
         samples: dict[int, int] = {}  # the same for sampling tokens (the head's count)
         attn, scheduled = 0.0, 0
         for lo, hi, q, context in items:
@@ -223,6 +266,9 @@ class IterationPricer:
                 continue
             tokens[lo] = tokens.get(lo, 0) + q
             tokens[hi] = tokens.get(hi, 0) - q
+            if q > 1:
+                prefill[lo] = prefill.get(lo, 0) + q
+                prefill[hi] = prefill.get(hi, 0) - q
             if q > 0:
                 scheduled += 1
                 samples[lo] = samples.get(lo, 0) + 1
@@ -230,16 +276,17 @@ class IterationPricer:
                 layers = self._layers[hi] - self._layers[lo]
                 if layers:
                     attn += layers * self._attn(q, context)
-        lin, floors, n_q, n_s = 0.0, 0, 0, 0
+        lin, floors, n_q, n_p, n_s = 0.0, 0, 0, 0, 0
         bounds = sorted(tokens)
         for a, b in zip(bounds[:-1], bounds[1:]):
             n_q += tokens[a]
+            n_p += prefill.get(a, 0)
             n_s += samples.get(a, 0)
-            for (head, layer, curve, memo), counts in zip(self._kinds, self._counts):
+            for (one_table, layer, kind, memo), head, counts in zip(self._kinds, self._heads, self._counts):
                 blocks = counts[b] - counts[a]
                 n = n_s if head else n_q
                 if blocks and n > 0:
-                    lin += blocks * self._lin(curve, memo, n)
+                    lin += blocks * self._lin(kind, memo, n, 0 if one_table else n_p)
                     floors += blocks if layer else 0
         c = self.costs
         return c.overhead_s + c.overhead_per_seq_s * scheduled + lin + c.attention.floor_s * floors + attn
@@ -282,6 +329,7 @@ def costs_from_tables(tables: BatchedTables, engine: str, device: str = "", mode
         weight_bytes=tables.weight_bytes,
         kv_bytes_per_token=tables.kv_bytes_per_token,
         overhead_per_seq_s=float(fit.get("overhead_per_seq_s", 0.0)),
+        prefill_lin={kind: Curve(curve.xs, curve.ys * k) for kind, curve in tables.prefill_lin.items()},
     )
 
 
@@ -294,7 +342,8 @@ def tables_from_costs(costs: BatchedCosts, engines: Mapping[str, Mapping[str, fl
     if att.folded_context:
         attention["folded_context"] = att.folded_context
     return BatchedTables(dict(costs.lin), attention, {k: dict(v) for k, v in engines.items()}, costs.memory_bytes,
-                         costs.weight_bytes, costs.kv_bytes_per_token, source, costs.provenance)
+                         costs.weight_bytes, costs.kv_bytes_per_token, source, costs.provenance,
+                         prefill_lin=dict(costs.prefill_lin))
 
 
 def server_costs(instance: Instance, engine: str = "vllm") -> BatchedCosts:

@@ -12,7 +12,7 @@ import numpy as np
 
 from splitllm import dask_client
 from splitllm.batched import server_costs
-from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES, engine_help, kv_capacity
+from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES, activation_bytes_per_token, engine_help, kv_capacity
 from splitllm.cli.errors import check_output_dir, input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
@@ -99,7 +99,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
         raise InputError("--gpu-memory", f"must be a finite number of bytes > 0, got {gpu_memory}")
     inst = load_instance(instance)
     costs = server_costs(inst, engine)
-    cfg = SimConfig(costs, engine, chunk, kv_capacity(inst, costs.memory_bytes, costs.weight_bytes, gpu_memory), warm)
+    cfg = SimConfig(costs, engine, chunk, kv_capacity(inst, costs, engine, gpu_memory, _activation_per_token(costs.model)), warm)
     if trace is not None:
         inst, arrivals = trace_workload(inst, trace, n=n_requests, rate=rate, poisson=poisson, seed=seed, slo=_slo(slo))
     else:
@@ -239,3 +239,14 @@ def list_policies() -> None:
 
 
 COMMANDS = [simulate_command, list_policies]
+
+
+def _activation_per_token(model: str) -> float | None:
+    """Activation bytes per token of the server's model, or None where its shape is unknown."""
+    from splitllm.instances.models import get_shape
+
+    try:
+        shape = get_shape(model)
+    except InputError:
+        return None
+    return activation_bytes_per_token(shape.hidden, shape.ffn)
