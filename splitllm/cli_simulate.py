@@ -22,7 +22,7 @@ from splitllm.serving.engines import ENGINES
 from splitllm.serving.policies import Placement, place, run_policy
 from splitllm.serving.report import ATTAINMENT_TARGET, write_all
 from splitllm.serving.simulator import SimConfig, SimResult
-from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_workload
+from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_slo, trace_workload
 
 TRACES = ("azure-conv", "azure-code", "mooncake")
 #: Share of the GPU memory left after the weights that the KV cache gets (vLLM's default
@@ -77,7 +77,7 @@ def _folder(policy: str) -> str:
 @click.option("--rate", type=float, default=None, help="rescale arrivals to this mean rate (requests/s)")
 @click.option("--poisson", is_flag=True, help="Poisson arrivals at --rate instead of the trace's own")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the client draw (and Poisson gaps)")
-@click.option("--slo", "slo", multiple=True, help="SLO of trace requests, KEY=VALUE: seconds or a factor like 3x (default ttft_s=2, tpot_s=0.1)")
+@click.option("--slo", "slo", multiple=True, help="SLO of trace requests, KEY=VALUE: seconds, a factor of the all-server figure like 3x, or none; each replaces its default (ttft_s=2, tpot_s=0.1), the others stay")
 @click.option("--chunk", type=int, default=None, help="chunked prefill: at most this many tokens per iteration")
 @click.option("--gpu-memory", type=float, default=None, help="GPU memory in bytes (default: the server profile's)")
 @click.option("--warm", is_flag=True, help="start every request at its first decode step (prompt done, KV in place)")
@@ -115,7 +115,8 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     placements = [place(inst, p, engine=engine, kv_capacity_bytes=cfg.kv_capacity_bytes) for p in policies]
     out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"engine": engine, "overhead_s": costs.overhead_s, "kv_capacity_bytes": cfg.kv_capacity_bytes,
-                             "chunk": chunk, "warm": warm, "placement_latency": placement_latency, "trace": trace, "seed": seed}
+                             "chunk": chunk, "warm": warm, "placement_latency": placement_latency, "trace": trace, "seed": seed,
+                             "slo": trace_slo(_slo(slo)) if trace is not None else "each request's own"}
     if find_capacity:
         _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, dask_scheduler, extra)
         return
@@ -138,12 +139,21 @@ def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimCo
             row.update(windows=p.windows, fallback_all_server=p.fallback, window_statuses=p.statuses)
     write_json(out / "capacity.json", {"requests": inst.n_requests, **extra, "policies": rows})
     lines = ["| policy | capacity (req/s) | x " + placements[0].policy + " | policy wall (s) |", "|---|---|---|---|"]  # online: median per simulation
-    lines += [f"| {r['policy']} | {_num(r['capacity_rps'], '.3f', 'unbounded')} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
+    lines += [f"| {r['policy']} | {_capacity_cell(r)} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
               for r in rows]
+    lines += [f"\n{r['policy']}: {r['note']}" for r in rows if "note" in r]
+    curve = ["", "Attainment at each rate tried:", "", "| policy | rate (req/s) | SLO attainment |", "|---|---|---|"]
+    curve += [f"| {r['policy']} | {rate:.4g} | {value:.1%} |" for r in rows for rate, value in r["tried"]]
     with atomic_path(out / "capacity.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text("\n".join(lines + curve) + "\n")
     _plot_capacity(out / "capacity.png", rows)
     click.echo("\n".join(lines))
+
+
+def _capacity_cell(row: dict[str, Any]) -> str:
+    if row["finding"] == "unreached":
+        return f"not reached (best {row['best_attainment']:.1%})"
+    return _num(row["capacity_rps"], ".3f", "unbounded")
 
 
 def _num(value: float | None, fmt: str, missing: str) -> str:
@@ -159,7 +169,7 @@ def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for row in rows:
         rates, values = zip(*row["tried"]) if row["tried"] else ((), ())
-        ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {_num(row['capacity_rps'], '.2f', 'unbounded')} req/s")
+        ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {_capacity_cell(row)}" + (" req/s" if row["capacity_rps"] else ""))
     ax.axhline(ATTAINMENT_TARGET, color="grey", ls="--", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("arrival rate (requests/s)")
