@@ -214,3 +214,9 @@ def unreached_note(times: NDArray[np.float64], best: float, target: float) -> st
         note += (f"; the {len(times)} arrivals fall on {len(instants)} instants (up to {counts.max()} at once) and rescaling"
                  " the rate keeps those bursts: try --poisson --rate R")
     return note
+
+
+def attainment(inst: Instance, placement: Placement, cfg: SimConfig, times: NDArray[np.float64], rate: float, *,
+               charge: bool = False) -> float:
+    """SLO attainment of one simulation of ``placement`` with the workload ``times`` rescaled to ``rate``."""
+    return attainment_at(_Job(inst, placement, cfg, np.asarray(times, float), charge), rate).attainment

@@ -18,6 +18,12 @@
   the server, and so do the requests the solver rejects (or all of a window it places
   nothing of): every request is sent. Windows count requests, not seconds, so the
   placements do not depend on the arrival rate (a capacity search places once).
+* ``batch-online``: each arrival placed given the server's current batch (:mod:`.online`).
+* ``plan``: a placement mix planned for capacity by a fluid model of the server, followed
+  under load, all-server below it (:mod:`.planned`, :mod:`.fluid`).
+* ``cut:CLIENT=CUT,...``: a uniform cut per client (``server``, ``client``, ``pN``: the
+  server runs the first ``N`` blocks, ``sN``: the last ``N``; ``*`` for the others,
+  unnamed clients all-server), whatever the load.
 
 The wall time of placing is always measured. Charged in simulated time (``latency``), it
 delays the start of the first request of each group of identical ones by that group's
@@ -55,6 +61,8 @@ from splitllm.registry import solve, solvers
 from splitllm.resources import COUPLED, Objective
 from splitllm.serving.online import POLICY as ONLINE
 from splitllm.serving.online import BatchOnline
+from splitllm.serving.planned import POLICY as PLAN
+from splitllm.serving.planned import PlanOnline, fixed_cuts, planned
 from splitllm.serving.simulator import OnlinePlacer, SimConfig, SimResult, simulate
 from splitllm.solvers.per_request import unique_requests
 
@@ -146,6 +154,17 @@ def place(inst: Instance, policy: str, *, engine: str = "vllm", kv_capacity_byte
     if spec is not None:
         return _windowed(inst, policy, *spec, engine=engine, kv_capacity_bytes=kv_capacity_bytes)
     n, b = inst.n_requests, inst.n_blocks
+    if policy == PLAN:
+        kv = inst.arrays.kv_capacity if kv_capacity_bytes is None else kv_capacity_bytes
+        started = time.perf_counter()
+        plan, all_server_rate = planned(inst, server_costs(inst, engine), kv)
+        wall = time.perf_counter() - started
+        return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), wall, np.zeros(n),
+                         online=partial(PlanOnline, inst, plan, all_server_rate))
+    if policy.startswith("cut:"):
+        fixed_cuts(inst, policy[4:])  # refuse a bad spec before any simulation
+        return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n),
+                         online=partial(fixed_cuts, inst, policy[4:]))
     if policy == ONLINE:
         kv = inst.arrays.kv_capacity if kv_capacity_bytes is None else kv_capacity_bytes
         placer = partial(BatchOnline, inst, server_costs(inst, engine), kv)
@@ -172,7 +191,8 @@ def _check_per_request(policy: str) -> None:
     """Refuse a policy that is neither built in nor a per-request solver, listing the choices."""
     per_request = sorted(name for name in solvers() if name not in WINDOWED)
     if policy not in per_request:
-        choices = ", ".join(["solution:FILE", *(f"{w}[:N[:S]]" for w in WINDOWED), ONLINE, *per_request])
+        choices = ", ".join(["solution:FILE", *(f"{w}[:N[:S]]" for w in WINDOWED), ONLINE, PLAN, "cut:CLIENT=CUT,...",
+                             *per_request])
         raise InputError("--policy", f"unknown policy {policy!r}; choose one of {choices}")
 
 

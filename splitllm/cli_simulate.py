@@ -69,7 +69,7 @@ def _folder(policy: str) -> str:
 @click.command("simulate")
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
-              help="all-server, a solver name (greedy, dp, ...), solution:FILE, batch[:N[:S]] / batch-greedy[:N[:S]] / any batch-* solver (windows of N requests in arrival order, each a throughput-placement snapshot solved in S s; default 32, 10), or batch-online (each arrival placed given the server's current batch); repeat to compare")
+              help="all-server, a solver name (greedy, dp, ...), solution:FILE, batch[:N[:S]] / batch-greedy[:N[:S]] / any batch-* solver (windows of N requests in arrival order, each a throughput-placement snapshot solved in S s; default 32, 10), batch-online (each arrival placed given the server's current batch), plan (a cut mix per client and prompt band planned for capacity by a fluid model, used under load), or cut:CLIENT=CUT,... (a fixed cut per client: server, client, pN = server runs the first N blocks, sN = the last N; * = the other clients); repeat to compare")
 @click.option("--engine", type=click.Choice(list(ENGINES)), default="vllm", show_default=True,
               help="vllm: prefill-first iterations, paged KV with preemption; tensorrt-llm: prefills and decode steps share iterations, KV reserved per request")
 @click.option("--trace", type=click.Choice(TRACES), default=None, help="requests from a real trace (its timestamps and lengths)")
