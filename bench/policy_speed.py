@@ -26,7 +26,8 @@ from splitllm.serving.policies import per_request_problem, place
 from splitllm.serving.workload import trace_workload
 from splitllm.solvers import dp
 from splitllm.solvers.baselines import greedy_request
-from splitllm.solvers.per_request import RequestSolver, solve_independently, unique_requests
+from splitllm.identical import unique_requests
+from splitllm.solvers.per_request import RequestSolver, solve_independently
 
 #: The request-by-request solver each batched policy replaces.
 PER_REQUEST: dict[str, RequestSolver] = {"greedy": greedy_request, "dp": dp.solve_request}

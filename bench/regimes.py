@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.batched import server_costs
-from splitllm.cli_simulate import kv_capacity
+from splitllm.batched.engines import kv_capacity
 from splitllm.instance import Instance, parse_instance
 from splitllm.instances.generate import GIB, MBIT, ClientClass, generate_instance
 from splitllm.serving.capacity import ATTAINMENT_TARGET, attainment, capacity
@@ -46,7 +46,7 @@ from splitllm.serving.planned import FixedMix, class_of, planned
 from splitllm.serving.policies import Placement, place
 from splitllm.serving.simulator import SimConfig, simulate
 from splitllm.serving.workload import retime, trace_workload
-from splitllm.solvers.batch_greedy import candidates
+from splitllm.formulations.batch_candidates import candidates
 
 LAPTOPS = (ClientClass("laptop-m1-max", "apple-m1-max", 8 * GIB, 50 * MBIT, 200 * MBIT, 0.030, 0.6),
            ClientClass("laptop-m1", "apple-m1-q4", 4 * GIB, 50 * MBIT, 200 * MBIT, 0.030, 0.4))
@@ -244,7 +244,7 @@ def run_regime(regime: Regime, requests: int, policies: tuple[str, ...]) -> dict
         placement = place(s.inst, policy, engine=regime.engine, kv_capacity_bytes=s.cfg.kv_capacity_bytes)
         rows[policy] = capacity(s.inst, placement, s.cfg, s.times)
     base = rows["all-server"]["capacity_rps"] or 0.0
-    plan, all_server_estimate = planned(s.inst, s.cfg.costs, s.cfg.kv_capacity_bytes)
+    plan, all_server_estimate = planned(s.inst, s.cfg.costs, s.cfg.kv_capacity_bytes, regime.engine)
     front = frontier(s, base, log) if base > 0 else {"capacity_rps": None}
     time_use = where_time_goes(s, base) if base > 0 else {}
     return {"regime": regime.name, "what": regime.what, "requests": requests, "engine": regime.engine, "chunk": regime.chunk,

@@ -6,13 +6,13 @@ Every measured row of ``bench/results/fidelity/fidelity.csv`` (one A100 40 GB or
 arriving at 0) is run through :func:`splitllm.serving.simulate` with every block on the
 server and no network (links at 1e15 B/s, no RTT: the bench measures the engine alone):
 
-* costs: :func:`splitllm.fidelity.bench_costs` (the shipped profile's tables at the
+* costs: :func:`splitllm.bench.fidelity.bench_costs` (the shipped profile's tables at the
   bench's memory bandwidth, with the engine's fitted overheads and kernel scale);
 * engine ``vllm`` (paged KV, preemption) for vLLM rows, ``tensorrt-llm`` (reservation)
   for TensorRT-LLM rows;
-* KV capacity as the fidelity schedules compute it: :func:`~splitllm.fidelity.vllm_blocks`
-  blocks of 16 tokens for vLLM, :func:`~splitllm.fidelity.trt_tokens` tokens for
-  TensorRT-LLM, on the bench's memory (:data:`~splitllm.fidelity.BENCH_MEMORY`).
+* KV capacity as the fidelity comparison sizes it (:func:`~splitllm.bench.fidelity.kv_capacity`,
+  the engine's capacity formula): whole blocks of 16 tokens for vLLM, tokens for
+  TensorRT-LLM, on the bench's memory (:data:`~splitllm.bench.fidelity.BENCH_MEMORY`).
 
 Latency = the simulated end of the last request; throughput = ``B * 2L / latency``.
 The report gives, per (GPU, engine), the rows within 10% and the worst ratio, then every row.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import time
@@ -32,8 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from splitllm.batched import BatchedCosts
-from splitllm.fidelity import BENCH_MEMORY, ENGINE_KEYS, HARDWARE, SOURCE, VLLM_BLOCK, bench_costs, trt_tokens, vllm_blocks
-from splitllm.instance import Instance, example_path, parse_instance
+from splitllm.bench.fidelity import ENGINE_KEYS, HARDWARE, SOURCE, bench_costs, fixed_batch_instance, kv_capacity
 from splitllm.jsonio import write_atomic
 from splitllm.serving.simulator import SimConfig, SimResult, simulate
 
@@ -42,27 +40,9 @@ FIDELITY_CSV = Path(__file__).resolve().parent / "results" / "fidelity" / "fidel
 TOLERANCE = 0.10
 
 
-def fixed_batch_instance(batch: int, length: int) -> Instance:
-    """``batch`` identical requests of ``length`` in and out on the Llama-2-7B example, links without cost."""
-    data = json.loads(Path(example_path("llama2-7b")).read_text())
-    client = data["requests"][0]["client"]
-    data["requests"] = [{"id": i, "client": client, "prompt_tokens": length, "output_tokens": length} for i in range(batch)]
-    for c in data["clients"].values():
-        c.update(uplink_bytes_per_s=1e15, downlink_bytes_per_s=1e15, rtt_s=0.0)
-    return parse_instance(data)
-
-
 @lru_cache(maxsize=None)
 def row_costs(gpu: str, framework: str) -> BatchedCosts:
     return bench_costs(gpu, framework)
-
-
-def kv_capacity(costs: BatchedCosts, gpu: str, framework: str, batch: int, length: int) -> float:
-    """KV bytes as the fidelity schedule of ``framework`` sizes them on the bench's ``gpu``."""
-    memory = BENCH_MEMORY[gpu]
-    if framework == "vLLM":
-        return vllm_blocks(costs, memory) * VLLM_BLOCK * costs.kv_bytes_per_token
-    return trt_tokens(costs, memory, batch, length) * costs.kv_bytes_per_token
 
 
 def simulate_row(gpu: str, framework: str, batch: int, length: int, record: bool = False) -> SimResult:

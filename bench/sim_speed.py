@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from splitllm.batched import server_costs
-from splitllm.cli_simulate import kv_capacity
+from splitllm.batched.engines import kv_capacity
 from splitllm.instance import Instance, example_path, load_instance
 from splitllm.serving.policies import Placement, place
 from splitllm.serving.simulator import SimConfig, SimResult, simulate

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.batch_evaluator import check_batch_instance, context, cycle_factor, kinds, kv_capacity
+from splitllm.batched.evaluator import check_batch_instance, context, cycle_factor, kinds, kv_capacity
 from splitllm.batched import BatchedCosts
 from splitllm.evaluator import exceeds, request_metrics
 from splitllm.instance import Arrays, Instance

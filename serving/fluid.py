@@ -45,12 +45,12 @@ import numpy as np
 import pulp
 from numpy.typing import NDArray
 
-from splitllm.batch_evaluator import cycle_factor, kinds
+from splitllm.batched.evaluator import cycle_factor, kinds
 from splitllm.batched import BatchedCosts, iteration_time
 from splitllm.evaluator import request_metrics
 from splitllm.instance import Instance
-from splitllm.serving.engines import VLLM_MAX_SEQS
-from splitllm.solvers.batch_greedy import candidates
+from splitllm.batched.engines import get_engine
+from splitllm.formulations.batch_candidates import candidates
 
 Array = NDArray[np.float64]
 #: Share of a class's requests that must keep their limits for a cut to be open to it.
@@ -59,6 +59,8 @@ COVER = 0.9
 TAIL = float(np.log(10.0))
 #: Relative MIP gap and seconds per grid point: the model is an estimate, 1% is plenty.
 MIP_GAP, POINT_TIME_S = 0.01, 2.0
+#: Running requests at which lin's chord is taken when the engine has no sequence cap.
+SEQ_REFERENCE = 256
 #: Every how many blocks a prefix or suffix cut is considered.
 CUT_STEP = 2
 RHO_GRID = (0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85)
@@ -201,14 +203,17 @@ class FluidPlan:
     figures: CutFigures
 
 
-def fluid_plan(inst: Instance, costs: BatchedCosts, kv_capacity_bytes: float, *, groups: Classes | None = None,
-               allowed: NDArray[np.bool_] | None = None, max_seqs: int = VLLM_MAX_SEQS) -> FluidPlan:
+def fluid_plan(inst: Instance, costs: BatchedCosts, kv_capacity_bytes: float, *, engine: str = "vllm",
+               groups: Classes | None = None, allowed: NDArray[np.bool_] | None = None) -> FluidPlan:
     """The highest rate of the fluid model over the ``(T, rho)`` grid, and its mix.
 
     ``allowed[c, k]`` (default: all) restricts the cuts each class may use, e.g. to
     all-server alone for that policy's estimate. A rate of 0 means no cut mix meets the
-    SLOs in the model.
+    SLOs in the model. ``engine`` gives the sequence cap (without one, :data:`SEQ_REFERENCE`
+    is where lin's chord is taken and the cap).
     """
+    limit = get_engine(engine).max_seqs
+    max_seqs = int(limit) if np.isfinite(limit) else SEQ_REFERENCE
     groups = groups or classes(inst)
     fig = cut_figures(inst, costs, groups)
     allowed = np.ones(fig.tpot_room.shape, bool) if allowed is None else np.asarray(allowed, bool)

@@ -51,14 +51,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.batched import BatchedCosts
+from splitllm.batched import BatchedCosts, server_costs
+from splitllm.formulations.batch_candidates import best_candidate, candidates
 from splitllm.formulations.batch_data import BatchState, build_data
 from splitllm.instance import Instance
-from splitllm.solvers.batch_greedy import best_candidate, candidates
+from splitllm.serving.registry import Placement, PolicySpec, Server, register_policy
 
 POLICY = "batch-online"
 
@@ -96,3 +98,12 @@ class BatchOnline:
             batch.add(r, placements[r], self.t_cap[r])
         self.wall_s += time.perf_counter() - started
         return np.ones(len(arriving), dtype=bool)
+
+
+@register_policy(POLICY, "each arrival placed given the server's current batch (F5 kept up to date)", kind="online")
+def batch_online(inst: Instance, policy: str, spec: PolicySpec, server: Server) -> Placement:
+    """The ``batch-online`` policy: a :class:`BatchOnline` placer per simulation, on the simulated server."""
+    n, b = inst.n_requests, inst.n_blocks
+    kv = inst.arrays.kv_capacity if server.kv_capacity_bytes is None else server.kv_capacity_bytes
+    placer = partial(BatchOnline, inst, server_costs(inst, server.engine), kv)
+    return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n), online=placer)

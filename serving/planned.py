@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.batched import BatchedCosts
+from splitllm.batched import BatchedCosts, server_costs
 from splitllm.evaluator import exceeds, request_metrics
 from splitllm.instance import Instance
 from splitllm.errors import InputError
 from splitllm.serving.fluid import Classes, FluidPlan, classes, fluid_plan
-from splitllm.solvers.batch_greedy import candidates
+from splitllm.serving.registry import Placement, PolicySpec, Server, register_policy
+from splitllm.formulations.batch_candidates import candidates
 
 POLICY = "plan"
 #: Arrivals over which the rate is measured.
@@ -112,19 +114,19 @@ class PlanOnline(FixedMix):
         return super().place(now, arriving, in_flight, placements)
 
 
-def planned(inst: Instance, costs: BatchedCosts, kv_capacity_bytes: float) -> tuple[FluidPlan, float]:
+def planned(inst: Instance, costs: BatchedCosts, kv_capacity_bytes: float, engine: str = "vllm") -> tuple[FluidPlan, float]:
     """The fluid plan of ``inst`` and all-server's fluid estimate (the ``plan`` policy's inputs)."""
-    plan = fluid_plan(inst, costs, kv_capacity_bytes)
+    plan = fluid_plan(inst, costs, kv_capacity_bytes, engine=engine)
     only_server = np.zeros(plan.share.shape, bool)
     only_server[:, plan.figures.cuts.all(axis=1)] = True
-    return plan, fluid_plan(inst, costs, kv_capacity_bytes, groups=plan.groups, allowed=only_server).rate
+    return plan, fluid_plan(inst, costs, kv_capacity_bytes, engine=engine, groups=plan.groups, allowed=only_server).rate
 
 
 def cut_index(cuts: NDArray[np.bool_], word: str, option: str = "--policy") -> int:
     """The row of ``cuts`` a word names: ``server``, ``client``, ``pN`` (the server runs the
     first ``N`` blocks, the client the rest) or ``sN`` (the server runs the last ``N``).
 
-    >>> from splitllm.solvers.batch_greedy import candidates
+    >>> from splitllm.formulations.batch_candidates import candidates
     >>> [cut_index(candidates(4), w) for w in ("server", "client", "p1", "s3")]
     [0, 1, 5, 2]
     """
@@ -161,3 +163,28 @@ def fixed_cuts(inst: Instance, spec: str) -> FixedMix:
     for c, name in enumerate(groups.names):
         share[c, chosen.get(name, chosen.get("*", 0))] = 1.0
     return FixedMix(inst, cuts, share, class_of(groups, inst.n_requests))
+
+
+@register_policy(POLICY, "a cut mix per client and prompt band planned for capacity by a fluid model of the server, "
+                 "followed under load (all-server below it)", kind="online")
+def plan_policy(inst: Instance, policy: str, spec: PolicySpec, server: Server) -> Placement:
+    """The ``plan`` policy: the fluid plan solved once (its wall time is the policy's), a
+    :class:`PlanOnline` placer per simulation."""
+    n, b = inst.n_requests, inst.n_blocks
+    kv = inst.arrays.kv_capacity if server.kv_capacity_bytes is None else server.kv_capacity_bytes
+    started = time.perf_counter()
+    plan, all_server_rate = planned(inst, server_costs(inst, server.engine), kv, server.engine)
+    wall = time.perf_counter() - started
+    return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), wall, np.zeros(n),
+                     online=partial(PlanOnline, inst, plan, all_server_rate))
+
+
+@register_policy("cut", "a fixed cut per client, whatever the load: CUT is server, client, pN (the server runs the "
+                 "first N blocks) or sN (the last N); * = every other client; unnamed clients all-server",
+                 syntax="cut:CLIENT=CUT,...", kind="online")
+def cut_policy(inst: Instance, policy: str, spec: PolicySpec, server: Server) -> Placement:
+    """The ``cut:`` policy: a :class:`FixedMix` placer per simulation; a bad spec is refused here."""
+    text = policy.partition(":")[2]
+    fixed_cuts(inst, text)
+    n, b = inst.n_requests, inst.n_blocks
+    return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n), online=partial(fixed_cuts, inst, text))

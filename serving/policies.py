@@ -1,6 +1,11 @@
 """Placement policies: how each request is placed when it arrives.
 
+Every policy is a spec of the policy registry (:mod:`splitllm.serving.registry`;
+``splitllm policies`` lists them):
+
 * ``all-server``: every block on the server.
+* ``batch-online`` (:mod:`.online`): each arriving request placed given the server's
+  current batch.
 * any registered solver (``greedy``, ``dp``, ...): the request placed alone (no server
   capacity: the batch-1 per-request problem), a request it cannot place is not sent;
   identical requests are placed once.
@@ -18,12 +23,6 @@
   the server, and so do the requests the solver rejects (or all of a window it places
   nothing of): every request is sent. Windows count requests, not seconds, so the
   placements do not depend on the arrival rate (a capacity search places once).
-* ``batch-online``: each arrival placed given the server's current batch (:mod:`.online`).
-* ``plan``: a placement mix planned for capacity by a fluid model of the server, followed
-  under load, all-server below it (:mod:`.planned`, :mod:`.fluid`).
-* ``cut:CLIENT=CUT,...``: a uniform cut per client (``server``, ``client``, ``pN``: the
-  server runs the first ``N`` blocks, ``sN``: the last ``N``; ``*`` for the others,
-  unnamed clients all-server), whatever the load.
 
 The wall time of placing is always measured. Charged in simulated time (``latency``), it
 delays the start of the first request of each group of identical ones by that group's
@@ -46,43 +45,24 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.batched import server_costs
-from splitllm.errors import InputError, SplitLLMError
+from splitllm.errors import InputError, OptionError, SplitLLMError
+from splitllm.identical import unique_requests
 from splitllm.instance import Instance, parse_instance
 from splitllm.jsonio import read_json
-from splitllm.registry import solve, solvers
+from splitllm.options import Option
+from splitllm.registry import SolverSpec, solve, solvers
 from splitllm.resources import COUPLED, Objective
-from splitllm.serving.online import POLICY as ONLINE
-from splitllm.serving.online import BatchOnline
-from splitllm.serving.planned import POLICY as PLAN
-from splitllm.serving.planned import PlanOnline, fixed_cuts, planned
-from splitllm.serving.simulator import OnlinePlacer, SimConfig, SimResult, simulate
-from splitllm.solvers.per_request import unique_requests
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Per request: ``placements`` (``True`` = server), ``sent``; ``wall_s`` of placing all;
-    ``latency_s`` charged to each request when placing is simulated."""
-
-    policy: str
-    placements: NDArray[np.bool_]
-    sent: NDArray[np.bool_]
-    wall_s: float
-    latency_s: NDArray[np.float64]
-    #: Requests a windowed policy's solver rejected (sent all on the server), and its windows.
-    fallback: int = 0
-    windows: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
-    #: An online policy: makes the placer of one simulation (``placements`` are then its start).
-    online: Callable[[], OnlinePlacer] | None = None
+# Each module of a policy that registers itself, one line each:
+from splitllm.serving import online  # noqa: F401  (batch-online)
+from splitllm.serving import planned  # noqa: F401  (plan, cut)
+from splitllm.serving.registry import Placement, PolicySpec, Server, get_policy, register_policy, register_solver_policies
+from splitllm.serving.simulator import SimConfig, SimResult, simulate
 
 
 def run_policy(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: NDArray[np.float64], *,
@@ -105,8 +85,16 @@ def run_policy(inst: Instance, placement: Placement, cfg: SimConfig, arrivals: N
 
 #: Requests per window of ``batch`` / ``batch-greedy`` and the solver's seconds per window.
 WINDOW, WINDOW_BUDGET_S = 32, 10.0
-#: The throughput-placement solvers: each is a windowed policy, none a per-request one.
-WINDOWED = ("batch", "batch-greedy", "batch-milp", "batch-cpsat", "batch-brute")
+#: The arguments of a windowed policy ``solver[:N[:S]]``.
+WINDOW_OPTIONS = (
+    Option("N", "integer", WINDOW, "requests a window, in arrival order", low=1),
+    Option("S", "number", WINDOW_BUDGET_S, "the solver's seconds a window", low=0, low_open=True),
+)
+
+
+def is_throughput_solver(solver: SolverSpec) -> bool:
+    """A throughput-placement (F5) solver: it prices ``T`` on a serving engine's tables (an ``engine`` option)."""
+    return any(option.name == "engine" for option in solver.options)
 
 
 def windowed(policy: str) -> tuple[str, int, float] | None:
@@ -116,19 +104,18 @@ def windowed(policy: str) -> tuple[str, int, float] | None:
     (('batch', 32, 10.0), ('batch-greedy', 8, 2.5), None)
     """
     name, sep, rest = policy.partition(":")
-    if name not in WINDOWED:
+    solver = solvers().get(name)
+    if solver is None or not is_throughput_solver(solver):
         return None
     parts = rest.split(":") if sep else []
-    bad = f"{policy!r}: expected {name}[:N[:S]], N requests a window (integer >= 1), S seconds a window (> 0)"
-    if len(parts) > 2:
+    bad = f"{policy!r}: expected {name}[:N[:S]], " + ", ".join(f"{o.name} {o.help} ({o.expected()})" for o in WINDOW_OPTIONS)
+    if len(parts) > len(WINDOW_OPTIONS):
         raise InputError("--policy", bad)
+    given = parts + [option.default for option in WINDOW_OPTIONS[len(parts) :]]
     try:
-        size = int(parts[0]) if parts else WINDOW
-        budget = float(parts[1]) if len(parts) > 1 else WINDOW_BUDGET_S
-    except ValueError:
+        size, budget = (option.coerce(value) for option, value in zip(WINDOW_OPTIONS, given))
+    except OptionError:
         raise InputError("--policy", bad) from None
-    if size < 1 or not (math.isfinite(budget) and budget > 0):
-        raise InputError("--policy", bad)
     return name, size, budget
 
 
@@ -143,35 +130,48 @@ def windows(arrivals: NDArray[np.float64], size: int) -> list[NDArray[np.int64]]
 
 
 def place(inst: Instance, policy: str, *, engine: str = "vllm", kv_capacity_bytes: float | None = None) -> Placement:
-    """Place every request of ``inst`` by ``policy`` (see the module docstring).
+    """Place every request of ``inst`` by ``policy`` (see the module docstring and
+    :mod:`splitllm.serving.registry`).
 
     ``engine`` and ``kv_capacity_bytes`` (default: the instance's) are the simulated
-    server's, used by the windowed policies only.
+    server's, used by the windowed and online policies.
     """
-    if policy.startswith("solution:"):
-        return _replay(inst, policy, Path(policy.split(":", 1)[1]))
-    spec = windowed(policy)
-    if spec is not None:
-        return _windowed(inst, policy, *spec, engine=engine, kv_capacity_bytes=kv_capacity_bytes)
+    return get_policy(policy).place(inst, policy, Server(engine, kv_capacity_bytes))
+
+
+@register_policy("all-server", "every block on the server (the reference without a split)")
+def _all_server(inst: Instance, policy: str, spec: PolicySpec, server: Server) -> Placement:
     n, b = inst.n_requests, inst.n_blocks
-    if policy == PLAN:
-        kv = inst.arrays.kv_capacity if kv_capacity_bytes is None else kv_capacity_bytes
-        started = time.perf_counter()
-        plan, all_server_rate = planned(inst, server_costs(inst, engine), kv)
-        wall = time.perf_counter() - started
-        return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), wall, np.zeros(n),
-                         online=partial(PlanOnline, inst, plan, all_server_rate))
-    if policy.startswith("cut:"):
-        fixed_cuts(inst, policy[4:])  # refuse a bad spec before any simulation
-        return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n),
-                         online=partial(fixed_cuts, inst, policy[4:]))
-    if policy == ONLINE:
-        kv = inst.arrays.kv_capacity if kv_capacity_bytes is None else kv_capacity_bytes
-        placer = partial(BatchOnline, inst, server_costs(inst, engine), kv)
-        return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n), online=placer)
-    if policy == "all-server":
-        return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n))
-    _check_per_request(policy)
+    return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), 0.0, np.zeros(n))
+
+
+@register_policy("solution", "the placements of a solution file for this very instance; rejected requests are not sent",
+                 syntax="solution:FILE")
+def _solution(inst: Instance, policy: str, spec: PolicySpec, server: Server) -> Placement:
+    path = policy.partition(":")[2]
+    if not path:
+        raise InputError("--policy", f"{policy!r}: expected solution:FILE")
+    return _replay(inst, policy, Path(path))
+
+
+@register_solver_policies
+def solver_policy(solver: SolverSpec) -> PolicySpec:
+    """The policy of a registered solver: windowed for a throughput-placement solver, else per request."""
+    if is_throughput_solver(solver):
+        return PolicySpec(solver.name, f"{solver.name}[:N[:S]]", f"windows of N requests, each a throughput-placement "
+                          f"snapshot solved by {solver.name} in S seconds", _windowed_policy, "windowed", WINDOW_OPTIONS, solver.name)
+    return PolicySpec(solver.name, solver.name, f"each request placed alone by {solver.name} (no server capacity); "
+                      "identical requests once", _per_request, "per-request", (), solver.name)
+
+
+def _windowed_policy(inst: Instance, policy: str, spec: PolicySpec, server: Server) -> Placement:
+    spec_args = windowed(policy)
+    assert spec_args is not None
+    return _windowed(inst, policy, *spec_args, engine=server.engine, kv_capacity_bytes=server.kv_capacity_bytes)
+
+
+def _per_request(inst: Instance, policy: str, spec: PolicySpec, server: Server) -> Placement:
+    n = inst.n_requests
     uncoupled = per_request_problem(inst)
     started = time.perf_counter()
     try:
@@ -185,15 +185,6 @@ def place(inst: Instance, policy: str, *, engine: str = "vllm", kv_capacity_byte
     latency = np.zeros(n)
     latency[first] = wall / len(first)
     return Placement(policy, np.asarray(result.placements, bool), np.asarray(result.admitted, bool), wall, latency)
-
-
-def _check_per_request(policy: str) -> None:
-    """Refuse a policy that is neither built in nor a per-request solver, listing the choices."""
-    per_request = sorted(name for name in solvers() if name not in WINDOWED)
-    if policy not in per_request:
-        choices = ", ".join(["solution:FILE", *(f"{w}[:N[:S]]" for w in WINDOWED), ONLINE, PLAN, "cut:CLIENT=CUT,...",
-                             *per_request])
-        raise InputError("--policy", f"unknown policy {policy!r}; choose one of {choices}")
 
 
 def _windowed(inst: Instance, policy: str, solver: str, size: int, budget: float, *, engine: str,

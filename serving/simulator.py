@@ -14,25 +14,31 @@ start an iteration; simultaneous events are handled in the order they were sched
 A request's route (:func:`.route.build_route`: its delays and server items, each item a
 run of blocks ``(lo, hi)``) and its KV are built from its placement when it arrives.
 
-KV (the engine's rule, :mod:`.engines`; a request caches only its server blocks'):
+KV (the engine's rule and constants, its row of :data:`splitllm.batched.engines.ENGINES`; a
+request caches only its server blocks'):
 
 * ``tensorrt-llm``, reservation: a request that has server blocks reserves its whole
   server KV (its server blocks' bytes per token x (prompt + output)) when its first server
   item is ready, in arrival order (first come, first served: the queue's head blocks the
   rest), and frees it when its last token is produced.
-* ``vllm``, paged: blocks of 16 tokens, each costing 16 x the request's own server KV
-  bytes per token. A waiting request is admitted (arrival order: the order in which
+* ``vllm``, paged: blocks of ``block`` (16) tokens, each costing ``block`` x the request's
+  own server KV bytes per token. A waiting request is admitted (arrival order: the order in which
   requests first became ready for the server) when its prompt's blocks (prompt + tokens
-  already generated, after a preemption) fit in the free bytes less a 1% watermark of the
-  capacity, within 4096 prompt tokens per iteration (without ``chunk``; a longer prompt
-  goes alone) and 256 running requests. A decode step that crosses a 16-token boundary
+  already generated, after a preemption) fit in the free bytes less a ``watermark`` (1%) of the
+  capacity, within ``max_batched_tokens`` (4096) prompt tokens per iteration (without
+  ``chunk``; a longer prompt goes alone) and ``max_seqs`` (256) running requests. A decode
+  step that crosses a block boundary
   needs a new block when its first server item is scheduled; when none is free, the
   latest-arrived admitted request not yet scheduled in the iteration is preempted (or the
   request itself, when it is that one): its blocks are freed, it waits again at its
   arrival place, and once re-admitted re-runs its whole prefill phase (client runs and
   crossings included, the prompt's upload excepted) over prompt + generated tokens, which
   yields its next token. Requests are walked in arrival order, as vLLM walks its running
-  queue, so on identical requests the iterations are :func:`splitllm.fidelity.vllm_schedule`'s.
+  queue.
+
+This is the one model of the engines' schedulers: the fidelity comparison
+(:func:`splitllm.bench.fidelity.row_schedule`) runs it on identical requests all on the
+server, and times what it records (``record=True``: each iteration's priced items).
 
 A request whose KV can never fit (paged: its prompt + output - 1 tokens' blocks beyond the
 capacity less the watermark) is dropped.
@@ -97,7 +103,7 @@ from numpy.typing import NDArray
 from splitllm.batched import BatchedCosts, IterationPricer
 from splitllm.errors import InputError
 from splitllm.instance import Instance
-from splitllm.serving.engines import ENGINES, VLLM_BLOCK, VLLM_MAX_BATCHED_TOKENS, VLLM_MAX_SEQS, VLLM_WATERMARK
+from splitllm.batched.engines import Engine, get_engine
 from splitllm.serving.route import Route, build_route
 
 
@@ -106,25 +112,31 @@ class SimConfig:
     """How the server runs.
 
     ``costs``: the server's batched tables (their overhead is the engine's);
-    ``engine``: a key of :data:`~splitllm.serving.engines.ENGINES`; ``chunk``: prefill
+    ``engine``: a key of :data:`~splitllm.batched.engines.ENGINES` (or a row of its own,
+    :class:`~splitllm.batched.engines.Engine`: its rules and constants); ``chunk``: prefill
     token budget per iteration (``None`` = whole prompts); ``kv_capacity_bytes``: KV
     cache size; ``warm``: every request starts at its first decode step (prompt done, KV
     in place).
     """
 
     costs: BatchedCosts
-    engine: str = "vllm"
+    engine: str | Engine = "vllm"
     chunk: int | None = None
     kv_capacity_bytes: float = float("inf")
     warm: bool = False
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise InputError("--engine", f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if not isinstance(self.engine, Engine):
+            get_engine(self.engine)  # an unknown engine is refused here, listing the engines
         if self.chunk is not None and self.chunk < 1:
             raise InputError("--chunk", f"must be an integer >= 1, got {self.chunk}")
         if not self.kv_capacity_bytes > 0:
             raise InputError("kv_capacity_bytes", f"must be > 0, got {self.kv_capacity_bytes}")
+
+    @property
+    def rules(self) -> Engine:
+        """The engine's row: its scheduling and KV rules, and their constants."""
+        return self.engine if isinstance(self.engine, Engine) else get_engine(self.engine)
 
 
 @dataclass
@@ -146,6 +158,8 @@ class SimResult:
     events: int = 0
     wall_s: float = 0.0
     timeline: list[tuple[float, float, list[tuple[int, int, int]]]] = field(default_factory=list)
+    #: With ``record``: each iteration's priced items ``(lo, hi, new tokens, cached tokens)``, as in ``timeline``.
+    priced: list[list[tuple[int, int, int, int]]] = field(default_factory=list)
     placements: NDArray[np.bool_] | None = None
 
 
@@ -196,11 +210,11 @@ class _Req:
                    block, ptok=prompt)  # fmt: skip
 
 
-def _blocks_to_add(q: _Req) -> int:
-    """KV blocks a decode step's first server item must add (paged rule): 0 or 1."""
+def _blocks_to_add(q: _Req, block: int) -> int:
+    """KV blocks of ``block`` tokens a decode step's first server item must add (paged rule): 0 or 1."""
     if q.pre or q.pos != 0:
         return 0
-    return max(0, -(-(q.prompt + q.step) // VLLM_BLOCK) - q.held)
+    return max(0, -(-(q.prompt + q.step) // block) - q.held)
 
 
 class _Server:
@@ -208,7 +222,7 @@ class _Server:
 
     def __init__(self, inst: Instance, placements: NDArray[np.bool_], cfg: SimConfig, record: bool,
                  placer: OnlinePlacer | None, charge_placer: bool = False) -> None:
-        self.cfg, self.rules, self.placer, self.charge_placer = cfg, ENGINES[cfg.engine], placer, charge_placer
+        self.cfg, self.rules, self.placer, self.charge_placer = cfg, cfg.rules, placer, charge_placer
         self.price = IterationPricer(cfg.costs, tuple(b.kind for b in inst.model.blocks))
         self.arrays, self.placements = inst.arrays, placements
         self.prompt, self.output = inst.arrays.prompt_tokens.tolist(), inst.arrays.output_tokens.tolist()
@@ -224,8 +238,8 @@ class _Server:
         self.kv_used = 0.0
         self.paged = self.rules.paged
         self.run_set: list[int] = []  # paged: the admitted requests, by rank
-        self.mark = VLLM_WATERMARK * cfg.kv_capacity_bytes
-        self.token_cap = VLLM_MAX_BATCHED_TOKENS if cfg.chunk is None else float("inf")
+        self.mark = self.rules.watermark * cfg.kv_capacity_bytes
+        self.token_cap = self.rules.max_batched_tokens if cfg.chunk is None else float("inf")
         self.busy = False
         self.running: list[tuple[int, int]] = []  # (request, tokens) of the running iteration
         self.finished = 0  # requests served or dropped
@@ -239,10 +253,10 @@ class _Server:
         x = self.placements[r]
         route = build_route(self.arrays, r, x)
         p, o = self.prompt[r], self.output[r]
-        q = self.reqs[r] = _Req.of(route, p, o, float(self.arrays.kv[r][x].sum()), VLLM_BLOCK * float(self.kv_tok[x].sum()))
+        q = self.reqs[r] = _Req.of(route, p, o, float(self.arrays.kv[r][x].sum()), self.rules.block * float(self.kv_tok[x].sum()))
         cap = self.cfg.kv_capacity_bytes
         if self.paged:  # its largest KV (prompt + output - 1 tokens) must be admissible when alone
-            never = -(-(p + o - 1) // VLLM_BLOCK) * q.block > cap - self.mark
+            never = -(-(p + o - 1) // self.rules.block) * q.block > cap - self.mark
         else:
             never = q.kv > cap
         if q.spans and never:
@@ -349,9 +363,9 @@ class _Server:
             q = reqs[w[0]]
             assert q is not None
             n = q.ptok if q.pre else q.prompt + q.step - 1
-            need = -(-n // VLLM_BLOCK)
+            need = -(-n // self.rules.block)
             cost = need * q.block
-            if (q.pre and tokens and tokens + n > self.token_cap) or len(run) >= VLLM_MAX_SEQS or free - cost < self.mark:
+            if (q.pre and tokens and tokens + n > self.token_cap) or len(run) >= self.rules.max_seqs or free - cost < self.mark:
                 break
             r = w.popleft()
             q.admitted, q.held = True, need
@@ -395,7 +409,7 @@ class _Server:
         iteration, or itself when it is that one. Returns the items that still run.
         """
         reqs = self.reqs
-        needs = {r: _blocks_to_add(reqs[r]) for r, _ in items}  # type: ignore[arg-type]
+        needs = {r: _blocks_to_add(reqs[r], self.rules.block) for r, _ in items}  # type: ignore[arg-type]
         total = sum(needs[r] * reqs[r].block for r in needs)  # type: ignore[union-attr]
         if total == 0.0:
             return items
@@ -486,6 +500,7 @@ class _Server:
         self.stats.tokens += sum(n for _, n in items)
         if self.record:
             self.stats.timeline.append((now, now + t, [(r, reqs[r].pos, n) for r, n in items]))  # type: ignore[union-attr]
+            self.stats.priced.append(work)
         heapq.heappush(self.heap, (now + t, next(self.seq), -1))
 
     def end_iteration(self, now: float) -> None:
@@ -578,7 +593,8 @@ def simulate(
     sent : requests that are sent at all (default: all); the others are not served (nor
         offered to ``placer``).
     progress : called with the number of requests finished since its last call.
-    record : keep every iteration's (start, end, [(request, item, tokens)]) in ``timeline``.
+    record : keep every iteration's (start, end, [(request, item, tokens)]) in ``timeline``,
+        and its priced items (blocks ``lo`` to ``hi - 1``, new tokens, cached tokens) in ``priced``.
     placer : place each request when it arrives (:class:`OnlinePlacer`); it writes the
         rows of a copy of ``placements``, which the result keeps.
     charge_placer : the placer's wall time at each call delays the requests it sends then,

@@ -14,15 +14,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm import batch_costs
-from splitllm.batch_evaluator import verify_batch
+from splitllm.batched import costs as batch_costs
+from splitllm.batched.evaluator import verify_batch
 from splitllm.batched import BatchedCosts
+from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES
 from splitllm.formulations.batch_data import BatchData, build_data
 from splitllm.instance import Instance
 from splitllm.options import Option
 from splitllm.result import SolveResult, Status
 
-ENGINE = Option("engine", "choice", "vllm", "serving engine whose batched tables price T", choices=("vllm", "tensorrt-llm"))
+ENGINE = Option("engine", "choice", DEFAULT_ENGINE, "serving engine whose batched tables price T", choices=tuple(ENGINES))
 TTFT = Option("ttft", "boolean", False, "also hold each admitted request's batch-1 TTFT (a snapshot of arriving requests)")
 #: The options every F5 solver takes.
 COMMON = (ENGINE, TTFT)

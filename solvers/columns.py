@@ -1,7 +1,7 @@
 """DP column generation for F3 (:mod:`splitllm.formulations.column`) and the coupled solvers.
 
 :func:`dp_columns` computes, once per distinct request
-(:func:`splitllm.solvers.per_request.unique_requests`), the Pareto-optimal feasible
+(:func:`splitllm.identical.unique_requests`), the Pareto-optimal feasible
 placements in the coupled resources (server work and KV) from the exact label DP, run as
 one batched pass over up to :data:`PARETO_BATCH` distinct requests
 (:func:`splitllm.solvers.dp.pareto_search`). With no finite capacity but the work
@@ -27,10 +27,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.formulations.column import Columns, TypeColumns
+from splitllm.identical import unique_requests
 from splitllm.instance import Instance
 from splitllm.resources import COUPLED, SLOT, WORK
 from splitllm.solvers.dp import pareto_search, solve_request
-from splitllm.solvers.per_request import unique_requests
 
 #: Distinct requests per batched Pareto label pass (bounds its memory; the deadline is
 #: checked between batches).

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.diagnose import explain_infeasible
+from splitllm.identical import unique_requests
 from splitllm.instance import Arrays, Instance
 from splitllm.result import SolveResult, Status
 
@@ -42,30 +43,6 @@ class RequestOutcome:
 RequestSolver = Callable[[Arrays, int], RequestOutcome]
 #: Solves the requests ``rows`` (an array of indices) together, one outcome per row.
 BatchSolver = Callable[[Arrays, NDArray[np.int64]], list[RequestOutcome]]
-
-
-def unique_requests(arrays: Arrays) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Representatives of the distinct requests and, per request, its representative's slot.
-
-    Two requests are identical when every compiled figure of theirs is equal.
-    """
-    per_request = [
-        value.reshape(len(arrays.prompt_tokens), -1).astype(float)
-        for value in vars(arrays).values()
-        if isinstance(value, np.ndarray)
-    ]
-    table = np.ascontiguousarray(np.hstack(per_request)) + 0.0  # + 0.0 folds -0.0 into 0.0
-    # Group rows by their bytes (a hash per row) rather than np.unique(axis=0), whose
-    # row sort took 5 s for 100,000 requests; slots follow first appearance.
-    slot_of: dict[bytes, int] = {}
-    first: list[int] = []
-    inverse = np.empty(len(table), dtype=np.int64)
-    for i, row in enumerate(table):
-        slot = slot_of.setdefault(row.tobytes(), len(first))
-        if slot == len(first):
-            first.append(i)
-        inverse[i] = slot
-    return np.array(first, dtype=np.int64), inverse
 
 
 def solve_independently(

@@ -46,3 +46,20 @@ class OptionError(InputError):
     >>> str(OptionError("grid_step", "expected a number in (0, 1], got 'abc'"))
     "grid_step: expected a number in (0, 1], got 'abc'"
     """
+
+
+def printable(text: str) -> str:
+    """``text`` safe for any terminal: control characters, lone surrogates and other
+    unprintables escaped as ``\\x..``/``\\u....``, so user-given names can never break a
+    table, fake a line, or crash the output encoder.
+
+    Examples
+    --------
+    >>> printable("chat")
+    'chat'
+    >>> printable("a\\nb\\ud800")
+    'a\\\\nb\\\\ud800'
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

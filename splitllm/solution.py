@@ -14,7 +14,7 @@ from splitllm.instance import Instance
 from splitllm.jsonio import read_json, write_json
 from splitllm.result import SolveResult, Status, gap
 from splitllm.schema_check import solution_schema_errors
-from splitllm.batch_evaluator import evaluate_batch
+from splitllm.batched.evaluator import evaluate_batch
 from splitllm.batched import server_costs
 from splitllm.resources import CLIENT_MEM, COUPLED, KV, RESOURCES, TPOT, TTFT, Objective
 from splitllm.tolerances import FIGURE_RTOL, OPTIMAL_GAP

@@ -1,7 +1,13 @@
-"""The package's arrows point one way: core <- formulations <- solvers <- bench/CLI.
+"""The package's arrows point one way, for every module of every package.
 
-A formulation builds a model from data and never calls a solver; no module dodges an
-import cycle with an import inside a function.
+core <- batched <- formulations <- solvers <- bench <- cli, with instances and serving
+between: :data:`ALLOWED` says, per package, which packages its modules may import, and
+:data:`EXCEPTIONS` names the few modules allowed one arrow more, each with its reason. A
+formulation builds a model from data and never calls a solver; the serving simulation
+uses no solver's internals (it reaches solvers through the registry only); nothing but
+the CLI imports the CLI. Every import statement counts, those inside functions too; where
+:data:`NO_LOCAL_IMPORTS` says so, no module dodges an import cycle with an import inside a
+function.
 """
 
 from __future__ import annotations
@@ -14,7 +20,46 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["resources.py", "tolerances.py", "instance.py", "evaluator.py", "diagnose.py", "result.py", "registry.py", "solution.py"]
+#: The import packages and their folders (``core`` = the modules of ``splitllm/`` itself).
+FOLDERS = {
+    "core": "splitllm", "batched": "splitllm/batched", "cli": "splitllm/cli", "formulations": "formulations",
+    "solvers": "solvers", "instances": "instances", "serving": "serving", "bench": "bench",
+}  # fmt: skip
+#: Package -> the packages its modules may import (besides itself).
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "batched": {"core"},
+    "instances": {"core", "batched"},
+    "formulations": {"core", "batched"},
+    "solvers": {"core", "batched", "formulations"},
+    "serving": {"core", "batched", "formulations", "instances"},
+    "bench": {"core", "batched", "formulations", "solvers", "instances", "serving"},
+    "cli": {"core", "batched", "formulations", "solvers", "instances", "serving", "bench"},
+}
+#: Module -> the modules (prefixes) it may import beyond its package's arrows, and why.
+EXCEPTIONS: dict[str, tuple[str, ...]] = {
+    # the public API offers solve_model lazily (module __getattr__), without loading solvers
+    "splitllm": ("splitllm.solvers.user_model",),
+    # explaining infeasibility walks the F1 layer-chain graph
+    "splitllm.diagnose": ("splitllm.formulations.chain_graph",),
+    # solution files of throughput placements are checked by the batched evaluator
+    "splitllm.solution": ("splitllm.batched",),
+}
+#: Packages whose modules import nothing of splitllm inside a function.
+NO_LOCAL_IMPORTS = ("batched", "formulations", "solvers", "serving")
+
+
+def _module_name(path: Path) -> str:
+    package = {ROOT / folder: ("splitllm" if name == "core" else f"splitllm.{name}") for name, folder in FOLDERS.items()}[path.parent]
+    return package if path.stem == "__init__" else f"{package}.{path.stem}"
+
+
+def _package(module: str) -> str | None:
+    """The package (a key of :data:`FOLDERS`) of a dotted name in splitllm, else ``None``."""
+    parts = module.split(".")
+    if parts[0] != "splitllm":
+        return None
+    return parts[1] if len(parts) > 1 and parts[1] in FOLDERS else "core"
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
@@ -27,7 +72,8 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
             inner = local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, ast.Import):
                 found.extend((alias.name, inner) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module:
+            elif isinstance(child, ast.ImportFrom):
+                assert child.level == 0, f"{path.name}: relative import"
                 found.extend((f"{child.module}.{alias.name}", inner) for alias in child.names)
             visit(child, inner)
 
@@ -35,32 +81,67 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
     return found
 
 
-def _modules(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).glob("*.py"))
+def _all_modules() -> list[Path]:
+    return sorted(p for folder in FOLDERS.values() for p in (ROOT / folder).glob("*.py"))
 
 
-@pytest.mark.parametrize("path", _modules("formulations"), ids=lambda p: p.name)
-def test_formulations_import_no_solver(path: Path) -> None:
-    solver_imports = [name for name, _ in _imports(path) if name.startswith("splitllm.solvers")]
-    assert not solver_imports, f"{path.name} imports {solver_imports}"
+MODULES = _all_modules()
 
 
-@pytest.mark.parametrize("path", [ROOT / "splitllm" / name for name in CORE], ids=lambda p: p.name)
-def test_core_imports_no_formulation_or_solver(path: Path) -> None:
-    upward = [n for n, _ in _imports(path) if n.startswith(("splitllm.solvers", "splitllm.formulations", "splitllm.bench"))]
-    allowed = {"diagnose.py": ("splitllm.formulations.chain_graph",), "registry.py": ()}
-    upward = [n for n in upward if not n.startswith(allowed.get(path.name, ("-",)))]
-    assert not upward, f"{path.name} imports {upward}"
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("path", _modules("formulations") + _modules("solvers"), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_module_is_checked() -> None:
+    assert len(MODULES) > 100 and {_package(_module_name(p)) for p in MODULES} == set(FOLDERS)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_id)
+def test_imports_follow_the_arrows(path: Path) -> None:
+    module = _module_name(path)
+    own = _package(module)
+    assert own is not None
+    allowed = ALLOWED[own] | {own}
+    wrong = [
+        name for name, _ in _imports(path)
+        if (_package(name) or own) not in allowed and not name.startswith(EXCEPTIONS.get(module, ("-",)))
+    ]  # fmt: skip
+    assert not wrong, f"{_id(path)} ({own}) imports {wrong}; {own} may import {sorted(ALLOWED[own])}"
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _package(_module_name(p)) in NO_LOCAL_IMPORTS], ids=_id)
 def test_no_function_local_imports_of_the_package(path: Path) -> None:
     local = [name for name, inner in _imports(path) if inner and name.startswith("splitllm")]
-    assert not local, f"{path.name} imports {local} inside a function"
+    assert not local, f"{_id(path)} imports {local} inside a function"
+
+
+def test_the_arrows_have_no_cycle() -> None:
+    """The allowed arrows themselves point one way (a topological order exists)."""
+    left = {name: set(deps) for name, deps in ALLOWED.items()}
+    while left:
+        free = [name for name, deps in left.items() if not deps & set(left)]
+        assert free, f"cycle among {sorted(left)}"
+        for name in free:
+            del left[name]
+
+
+def test_a_wrong_arrow_is_caught(tmp_path: Path) -> None:
+    """The check fails where it should: a serving module importing a solver's internals."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from splitllm.solvers.batch_greedy import solve_greedy\n\ndef f():\n    from splitllm.cli import main\n")
+    names = [name for name, _ in _imports(bad)]
+    assert [n for n in names if _package(n) not in ALLOWED["serving"] | {"serving"}] == names
 
 
 def test_importing_formulations_loads_no_solver() -> None:
     code = "import sys, splitllm.formulations.column, splitllm.formulations.compact, splitllm.formulations.cpsat, " \
         "splitllm.formulations.chain_graph; print(sorted(m for m in sys.modules if m.startswith('splitllm.solvers')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_library_loads_no_cli() -> None:
+    code = "import sys, splitllm, splitllm.batched.report, splitllm.serving.policies, splitllm.bench.runner, " \
+        "splitllm.bench.fidelity; print(sorted(m for m in sys.modules if m.startswith('splitllm.cli')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "[]"

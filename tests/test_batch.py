@@ -8,8 +8,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from batch_cases import batch_instance, toy_costs
-from splitllm import batch_costs
-from splitllm.batch_evaluator import cycle_factor, evaluate_batch, verify_batch
+from splitllm.batched import costs as batch_costs
+from splitllm.batched.evaluator import cycle_factor, evaluate_batch, verify_batch
 from splitllm.errors import InputError
 from splitllm.formulations.batch_data import build_data
 from splitllm.instance import example_path, load_instance

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batch_cases import batch_instance, toy_costs
-from splitllm.batch_evaluator import verify_batch
+from splitllm.batched.evaluator import verify_batch
 from splitllm.formulations.batch_data import build_data
 from splitllm.result import Status
 from splitllm.solvers.batch_brute import solve_brute
@@ -98,7 +98,7 @@ def test_a_wrapped_server_segment_is_promised_its_extra_iteration() -> None:
     takes one more iteration per step than a plain split, and the promise counts it."""
     import numpy as np
 
-    from splitllm.batch_evaluator import evaluate_batch
+    from splitllm.batched.evaluator import evaluate_batch
     from splitllm.serving.simulator import SimConfig, simulate
 
     inst = batch_instance(1, 1, 4, kv=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from splitllm.batched import AttentionModel, BatchedCosts
-from splitllm.batched_report import decode_iteration_report
+from splitllm.batched.report import decode_iteration_report
 from splitllm.errors import InputError
 from splitllm.profiles import Curve
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from splitllm.batched import server_costs
 from splitllm.cli import main
-from splitllm.cli_simulate import kv_capacity
+from splitllm.batched.engines import kv_capacity
 from splitllm.instance import example_path, load_instance
 from splitllm.serving.capacity import MAX_DOUBLINGS, MAX_HALVINGS, capacity, least_gap, search
 from splitllm.serving.policies import place

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from coupled_cases import coupled_instance
 
-from splitllm.cli_export import export
+from splitllm.cli.export import export
 from splitllm.instance import example_path
 from splitllm.formulations.units import work_unit
 from splitllm.registry import solve

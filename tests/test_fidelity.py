@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from click.testing import CliRunner
 
 from splitllm.cli import main
-from splitllm.fidelity import COLUMNS, fit_engine, trt_schedule, vllm_schedule
+from splitllm.batched.engines import ENGINES
+from splitllm.bench.fidelity import COLUMNS, bench_costs, engine_schedule, fit_engine
+from tests.engine_reference import trt_schedule, vllm_schedule
 from tests.test_batched import write_mlp_csv
 
 HEADER = "Hardware,Num of Hardware,Framework,Model,Input Output Length,Batch Size,Latency,Throughput\n"
@@ -80,18 +85,28 @@ def tokens_processed(schedule: list[tuple[object, object]]) -> int:
     return int(sum(float(q.sum()) for q, _ in schedule))  # type: ignore[attr-defined]
 
 
+# -- the engines' schedules: the simulator's, against the independent reference ------------
+COSTS = bench_costs("a100", "vLLM")
+
+
+def pairs(schedule: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[list[float], list[float]]]:
+    return [(q.tolist(), c.tolist()) for q, c in schedule]
+
+
 def test_trt_waves_cover_the_batch() -> None:
-    its = trt_schedule(64, 8, capacity_tokens=16 * 11)  # 11 requests of 16 tokens fit
+    its = engine_schedule(COSTS, "tensorrt-llm", 64, 8, 16 * 11 * COSTS.kv_bytes_per_token)  # 11 requests of 16 tokens fit
     widths = [len(q) for q, _ in its if q[0] > 1]  # prefill iterations open each wave
     assert widths == [11, 11, 11, 11, 11, 9]
     assert len(its) == 6 * 8  # each wave: 1 prefill + 7 decode iterations
-    assert trt_schedule(1, 8, capacity_tokens=1) and len(trt_schedule(1, 8, capacity_tokens=1)) == 8
+    assert pairs(its) == pairs(trt_schedule(64, 8, 16 * 11))
 
 
 @pytest.mark.parametrize("blocks", [1000, 40, 17, 9])
 def test_vllm_every_request_generates_all_its_tokens(blocks: int) -> None:
     batch, length, block = 6, 12, 4
-    its = vllm_schedule(batch, length, blocks, block=block, watermark=0.0)
+    rules = replace(ENGINES["vllm"], block=block, watermark=0.0)
+    its = engine_schedule(COSTS, rules, batch, length, blocks * block * COSTS.kv_bytes_per_token)
+    assert pairs(its) == pairs(vllm_schedule(batch, length, blocks, block=block, watermark=0.0))
     samples = sum(len(q) for q, _ in its)  # each scheduled item samples one token
     assert samples == batch * length
     for q, c in its:  # KV in use never exceeds the pool
@@ -103,6 +118,8 @@ def test_vllm_every_request_generates_all_its_tokens(blocks: int) -> None:
 
 
 def test_vllm_prefill_respects_the_token_budget() -> None:
-    its = vllm_schedule(10, 100, blocks=10_000, max_tokens=250)
+    rules = replace(ENGINES["vllm"], max_batched_tokens=250)
+    its = engine_schedule(COSTS, rules, 10, 100, 10_000 * 16 * COSTS.kv_bytes_per_token)
     assert max(float(q.sum()) for q, _ in its if q[0] > 1) <= 250
     assert [len(q) for q, _ in its[:5]] == [2, 2, 2, 2, 2]
+    assert pairs(its) == pairs(vllm_schedule(10, 100, blocks=10_000, max_tokens=250))

@@ -10,7 +10,7 @@ import pytest
 from batch_cases import batch_data, toy_costs
 from click.testing import CliRunner
 
-from splitllm import batch_costs
+from splitllm.batched import costs as batch_costs
 from splitllm.cli import main
 from splitllm.errors import InputError
 from splitllm.instance import example_path, parse_instance

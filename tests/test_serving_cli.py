@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from splitllm.cli import main
 from splitllm import dask_client
+from splitllm.batched.engines import by_label
+from splitllm.bench.fidelity import bench_costs, schedule_timing, server_memory
 from splitllm.bench.sim_fidelity import measured_rows, simulate_row
-from splitllm.fidelity import bench_costs, row_schedule, schedule_timing
+from splitllm.cli import main
 from splitllm.instance import example_path
+from tests.engine_reference import trt_schedule, vllm_schedule
 
 EXAMPLE = str(example_path("llama2-7b"))
 
@@ -125,12 +127,16 @@ def test_unreachable_dask_scheduler_is_one_line_and_writes_nothing(tmp_path: Pat
 
 # -- fixed-batch serving: B identical all-server requests at t=0 -------------------------
 def fixed_batch(batch: int, length: int, framework: str = "vLLM") -> tuple[float, float]:
-    """(simulated makespan, the fidelity model's prediction) for ``batch`` requests of ``length`` in and
-    out on the bench's A100 40 GB: vLLM's paged KV against its schedule (``vllm_schedule``),
-    TensorRT-LLM's reservation against its waves (``trt_schedule``)."""
+    """(simulated makespan, the independent reference schedule's timing) for ``batch`` requests of
+    ``length`` in and out on the bench's A100 40 GB: vLLM's paged KV against the closed-form
+    ``vllm_schedule``, TensorRT-LLM's reservation against ``trt_schedule``'s waves, each at the
+    engine's KV capacity formula."""
     sim = simulate_row("a100", framework, batch, length)
     costs = bench_costs("a100", framework)
-    timing = schedule_timing(costs, row_schedule(costs, "a100", framework, batch, length))
+    engine = by_label(framework)
+    tokens = engine.kv_tokens(server_memory(costs, "a100", batch, length))
+    reference = vllm_schedule(batch, length, tokens // engine.block) if engine.paged else trt_schedule(batch, length, tokens)
+    timing = schedule_timing(costs, reference)
     predicted = timing.base_s + costs.overhead_s * timing.iterations + costs.overhead_per_seq_s * timing.items
     return sim.makespan_s, predicted
 

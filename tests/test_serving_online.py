@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from splitllm.batch_evaluator import evaluate_batch
+from splitllm.batched.evaluator import evaluate_batch
 from splitllm.batched import server_costs
 from splitllm.evaluator import exceeds, request_metrics
 from splitllm.cli import main
 from splitllm.instance import Instance, example_path, load_instance, parse_instance
 from splitllm.formulations.batch_data import BatchState
 from splitllm.serving.online import BatchOnline
-from splitllm.solvers.batch_greedy import best_candidate, fit
+from splitllm.formulations.batch_candidates import best_candidate, fit
 from splitllm.serving.simulator import SimConfig, simulate
 from splitllm.serving.workload import trace_workload
 

@@ -1,4 +1,4 @@
-"""vLLM's paged KV in the simulator: the fidelity schedule, the measured rows, hand cases.
+"""vLLM's paged KV in the simulator: the reference schedule, the measured rows and the fidelity report's figures, hand cases.
 
 The hand instance (:mod:`tests.serving_cases`) caches 10 bytes per token in each of its three
 layers: an all-server request's KV block (16 tokens) is 480 bytes, a request with one
@@ -7,17 +7,19 @@ server layer's 160 bytes.
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
 import numpy as np
 import pytest
 
-from splitllm.bench.sim_fidelity import TOLERANCE, measured_rows, row_costs, simulate_row
-from splitllm.fidelity import BENCH_MEMORY, HARDWARE, schedule_timing, vllm_blocks, vllm_schedule
+from splitllm.batched.engines import ENGINES
+from splitllm.bench.fidelity import HARDWARE, schedule_timing, server_memory
+from splitllm.bench.sim_fidelity import FIDELITY_CSV, TOLERANCE, measured_rows, row_costs, simulate_row
 from splitllm.serving import SimConfig, simulate
-from splitllm.serving.engines import VLLM_MAX_BATCHED_TOKENS
 from splitllm.serving.route import build_route
 from tests import serving_cases as hand
+from tests.engine_reference import vllm_schedule
 
 BLOCK = 16 * 3 * 10  # bytes of an all-server block of the hand instance
 
@@ -39,7 +41,7 @@ def iterations(timeline: list[tuple[float, float, list[tuple[int, int, int]]]]) 
     return out
 
 
-# -- (a) fixed batches: the fidelity model's vLLM schedule, iteration by iteration -----------
+# -- (a) fixed batches: the independent reference's vLLM schedule, iteration by iteration -----
 @pytest.mark.parametrize(
     ("gpu", "batch", "length", "preempts"),
     [("a100", 1, 128, False), ("a100", 16, 256, False), ("a100", 64, 128, False), ("a100", 64, 512, True),
@@ -48,7 +50,8 @@ def iterations(timeline: list[tuple[float, float, list[tuple[int, int, int]]]]) 
 def test_fixed_batch_runs_vllm_schedule(gpu: str, batch: int, length: int, preempts: bool) -> None:
     sim = simulate_row(gpu, "vLLM", batch, length, record=True)
     costs = row_costs(gpu, "vLLM")
-    schedule = vllm_schedule(batch, length, vllm_blocks(costs, BENCH_MEMORY[gpu]))
+    vllm = ENGINES["vllm"]
+    schedule = vllm_schedule(batch, length, vllm.kv_tokens(server_memory(costs, gpu, batch, length)) // vllm.block)
     assert iterations(sim.timeline) == [sorted(zip(q.tolist(), c.tolist())) for q, c in schedule]
     assert (sim.preemptions > 0) is preempts
     t = schedule_timing(costs, schedule)
@@ -58,6 +61,9 @@ def test_fixed_batch_runs_vllm_schedule(gpu: str, batch: int, length: int, preem
 
 # -- (b) every measured row through the whole simulator -------------------------------------
 ROWS = measured_rows()
+#: The fidelity report's predicted latency of each row (``bench/results/fidelity/fidelity.csv``, 6 digits).
+PREDICTED = {int(r["source_line"]): float(r["predicted"]) for r in csv.DictReader(FIDELITY_CSV.open(newline=""))
+             if r["metric"] == "latency_s"}  # fmt: skip
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{r['framework']}-{HARDWARE[str(r['hardware'])]}-B{r['batch']}-L{r['length']}-line{r['source_line']}" for r in ROWS])
@@ -67,6 +73,7 @@ def test_measured_row_within_ten_percent(row: dict[str, Any]) -> None:
     throughput = row["batch"] * 2 * row["length"] / latency
     assert abs(latency / row["latency_s"] - 1) <= TOLERANCE
     assert abs(throughput / row["throughput_tok_s"] - 1) <= TOLERANCE
+    assert latency == pytest.approx(PREDICTED[row["source_line"]], rel=1e-5)  # the simulator is the fidelity report's model
 
 
 def test_every_vllm_row_is_there() -> None:
@@ -99,7 +106,7 @@ def test_watermark_delays_an_admission() -> None:
 def test_prompt_token_cap_delays_an_admission() -> None:
     """Two 3000-token prompts exceed 4096 together: b's prefill is admitted one iteration later
     (a's first decode step waits behind it: prefill first). Two 2000-token prompts go together."""
-    assert VLLM_MAX_BATCHED_TOKENS == 4096
+    assert ENGINES["vllm"].max_batched_tokens == 4096
     for prompt, expected in ((3000, [{0}, {1}, {0, 1}]), (2000, [{0, 1}, {0, 1}])):
         reqs = [hand.request("a"), hand.request("b")]
         for r in reqs:

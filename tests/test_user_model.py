@@ -19,7 +19,7 @@ from coupled_cases import coupled_instance
 
 import splitllm
 from splitllm.solvers.columns import dp_columns
-from splitllm.cli_export import export, sidecar_path
+from splitllm.cli.export import export, sidecar_path
 from splitllm.errors import OptionError, SplitLLMError
 from splitllm.evaluator import feasible_mask, request_metrics
 from splitllm.formulations import column, compact, cpsat

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from splitllm.batched.engines import ENGINES as ENGINE_TABLE, get_engine
 from splitllm.errors import InputError
 from splitllm.instance import Instance
 from splitllm.profiles import BatchedTables, Curve
@@ -249,8 +250,8 @@ def all_blocks(n_layers: int) -> tuple[str, ...]:
     return ("embed",) + ("layer",) * n_layers + ("head",)
 
 
-#: The serving engines whose per-iteration overhead profiles carry.
-ENGINES = ("vllm", "tensorrt-llm")
+#: The serving engines whose per-iteration overhead profiles carry: the names of the engine table.
+ENGINES = tuple(ENGINE_TABLE)
 
 
 def costs_from_tables(tables: BatchedTables, engine: str, device: str = "", model: str = "", path: str = "batched") -> BatchedCosts:
@@ -308,8 +309,7 @@ def server_costs(instance: Instance, engine: str = "vllm") -> BatchedCosts:
     >>> costs.device, costs.overhead_s > 0
     ('a100-80gb', True)
     """
-    if engine not in ENGINES:
-        raise InputError("--engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
+    get_engine(engine)
     name = instance.server.device
     profile = instance.profiles.get(name or "")
     if profile is None:

@@ -8,14 +8,16 @@ GPU serving ``B`` requests of ``L`` input and ``L`` output tokens, end-to-end la
 
 Each row is predicted with every block on the server (:func:`splitllm.batched.iteration_time`),
 on vidur's tables rescaled to the bench's memory bandwidth (A100 40 GB SXM4: 1555 / 2039),
-iteration by iteration as the engine schedules them:
+iteration by iteration as the engine schedules them (:func:`row_schedule`: the serving
+simulator's schedule, by the engine's row of :data:`splitllm.batched.engines.ENGINES`, its
+KV capacity by that row's formula on the bench's GPU):
 
-* vLLM (:func:`vllm_schedule`): continuous batching with its defaults; prompts are admitted
-  while KV blocks are free, a request that needs a block when none is free preempts the
-  latest-arrived one, which recomputes later;
-* TensorRT-LLM (:func:`trt_schedule`): ``GUARANTEED_NO_EVICT`` reserves input + output tokens
-  per request at admission, so identical requests run in waves; its KV pool is what the
-  engine's activation buffers (sized for ``B * L`` tokens) leave.
+* vLLM: continuous batching with its defaults; prompts are admitted while KV blocks are
+  free, a request that needs a block when none is free preempts the latest-arrived one,
+  which recomputes later;
+* TensorRT-LLM: ``GUARANTEED_NO_EVICT`` reserves input + output tokens per request at
+  admission, so identical requests run in waves; its KV pool is what the engine's
+  activation buffers (sized for ``B * L`` tokens) leave.
 
 Latency = ``kernel_scale * sum(iteration times) + overhead_s * iterations + overhead_per_seq_s
 * scheduled sequences``; the three parameters are fitted per (hardware, engine) by
@@ -26,6 +28,7 @@ batch 16 and 32 rows are held out.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -34,17 +37,17 @@ from pathlib import Path
 import numpy as np
 
 from splitllm.batched import BatchedCosts, all_blocks, iteration_time
+# The engines' defaults (vLLM 0.4-era engine arguments, unchanged by the bench's scripts): the simulator's rows.
+from splitllm.batched.engines import ENGINES, Engine, ServerMemory, by_label
 from splitllm.errors import InputError
+from splitllm.instance import Instance, example_path, parse_instance
 from splitllm.instances.models import get_shape
 from splitllm.jsonio import atomic_path, write_atomic
-# vLLM's defaults (0.4-era engine arguments, unchanged by the bench's scripts): one definition, the simulator's.
-from splitllm.serving.engines import (  # noqa: F401  (re-exported)
-    VLLM_BLOCK, VLLM_GPU_UTILIZATION, VLLM_MAX_BATCHED_TOKENS, VLLM_MAX_SEQS, VLLM_WATERMARK,
-)
+from splitllm.serving.simulator import SimConfig, simulate
 
 #: The bench's hardware names -> vidur's GPU folders.
 HARDWARE = {"Nvidia A100 GPU": "a100", "Nvidia H100 GPU": "h100"}
-ENGINES = ("vLLM", "TensorRT-LLM")
+FRAMEWORKS = tuple(engine.label for engine in ENGINES.values())
 MODEL = "meta-llama/Llama-2-7b-hf"
 BATCHES = (1, 16, 32, 64)
 LENGTHS = (128, 256, 512, 1024, 2048)
@@ -57,10 +60,7 @@ BENCH_MEMORY = {"a100": 39.59 * GIB, "h100": 79.11 * GIB}
 #: Peak memory bandwidth (GB/s): (vidur's measured GPU, the bench's GPU). vidur's A100 is the
 #: 80 GB SXM4 (HBM2e, 2039 GB/s), Polaris' the 40 GB SXM4 (HBM2, 1555 GB/s); both H100s 80 GB SXM5.
 BANDWIDTH = {"a100": (2039.0, 1555.0), "h100": (3350.0, 3350.0)}
-#: Memory neither engine can give to the KV cache: the CUDA context and library workspaces (bytes).
-CONTEXT_BYTES = 0.5e9
-#: TensorRT-LLM's default kv_cache_free_gpu_mem_fraction.
-TRT_FREE_FRACTION = 0.9
+VLLM, TRT = ENGINES["vllm"], ENGINES["tensorrt-llm"]
 COLUMNS = (
     "source_line", "hardware", "framework", "batch_size", "input_tokens", "output_tokens",
     "metric", "measured", "predicted", "ratio", "held_out",
@@ -102,7 +102,7 @@ def read_bench(path: Path) -> list[BenchRow]:
             get = lambda c: record[col[c]].strip()  # noqa: E731
             try:
                 ok = (
-                    get("Hardware") in HARDWARE and get("Num of Hardware") == "1" and get("Framework") in ENGINES
+                    get("Hardware") in HARDWARE and get("Num of Hardware") == "1" and get("Framework") in FRAMEWORKS
                     and get("Model") == MODEL and int(get("Batch Size")) in BATCHES and int(get("Input Output Length")) in LENGTHS
                 )  # fmt: skip
                 if ok:
@@ -125,139 +125,52 @@ def activation_bytes(tokens: int) -> float:
     return float(tokens) * (shape.hidden + 3 * shape.ffn) * 2.0
 
 
-def vllm_blocks(costs: BatchedCosts, memory_bytes: float) -> int:
-    """vLLM's KV blocks: ``gpu_memory_utilization`` of the memory, less weights, the CUDA context
-    and the peak activations of its profiling pass (``max_num_batched_tokens`` tokens)."""
-    free = VLLM_GPU_UTILIZATION * memory_bytes - costs.weight_bytes - CONTEXT_BYTES - activation_bytes(VLLM_MAX_BATCHED_TOKENS)
-    return max(0, int(free // (VLLM_BLOCK * costs.kv_bytes_per_token)))
+def server_memory(costs: BatchedCosts, gpu: str, batch: int, length: int) -> ServerMemory:
+    """The bench's ``gpu`` for an engine's KV capacity formula: its memory, the model's weights and
+    KV bytes, the activations per token (:func:`activation_bytes`), the row's batch and length (the
+    bench builds one TensorRT-LLM engine per row, ``--max_batch_size B --max_input_len L``)."""
+    return ServerMemory(BENCH_MEMORY[gpu], costs.weight_bytes, costs.kv_bytes_per_token, activation_bytes(1), batch, length)
 
 
-def trt_tokens(costs: BatchedCosts, memory_bytes: float, batch: int, length: int) -> int:
-    """TensorRT-LLM's KV tokens: ``kv_cache_free_gpu_mem_fraction`` of the memory left after the
-    weights, the CUDA context and the engine's activation buffers. The bench builds one engine per
-    row (``--max_batch_size B --max_input_len L``), and ``trtllm-build`` then sizes the buffers for
-    ``max_num_tokens = B * L``."""
-    free = memory_bytes - costs.weight_bytes - CONTEXT_BYTES - activation_bytes(batch * length)
-    return max(0, int(TRT_FREE_FRACTION * free // costs.kv_bytes_per_token))
+def kv_capacity(costs: BatchedCosts, gpu: str, framework: str, batch: int, length: int) -> float:
+    """KV bytes the engine called ``framework`` gives itself on the bench's ``gpu`` (its capacity formula)."""
+    return by_label(framework).kv_capacity_bytes(server_memory(costs, gpu, batch, length))
+
+
+def fixed_batch_instance(batch: int, length: int) -> Instance:
+    """``batch`` identical requests of ``length`` in and out on the Llama-2-7B example, links without cost."""
+    data = json.loads(Path(example_path("llama2-7b")).read_text())
+    client = data["requests"][0]["client"]
+    data["requests"] = [{"id": i, "client": client, "prompt_tokens": length, "output_tokens": length} for i in range(batch)]
+    for c in data["clients"].values():
+        c.update(uplink_bytes_per_s=1e15, downlink_bytes_per_s=1e15, rtt_s=0.0)
+    return parse_instance(data)
 
 
 Iteration = tuple[np.ndarray, np.ndarray]  # (q, context) of the items one iteration schedules
 
 
-def trt_schedule(batch: int, length: int, capacity_tokens: int) -> list[Iteration]:
-    """TensorRT-LLM's default capacity policy (``GUARANTEED_NO_EVICT``) on ``batch`` identical requests.
+def engine_schedule(costs: BatchedCosts, engine: str | Engine, batch: int, length: int, kv_capacity_bytes: float) -> list[Iteration]:
+    """The iterations ``engine`` runs for ``batch`` identical requests of ``length`` in and out.
 
-    A request is admitted only when its whole ``input + output`` tokens can be reserved, so
-    ``w = capacity // (2 * length)`` run at once; identical requests finish together, so they
-    run in waves of ``w``: one prefill iteration, then ``length - 1`` decode iterations.
+    The serving simulator's schedule (:func:`splitllm.serving.simulate`, every block on the
+    server, no network, KV capacity ``kv_capacity_bytes``): the engine's rules have one model.
+    Each iteration lists its items' (new tokens, cached tokens) in request order.
 
     Examples
     --------
-    >>> [len(it[0]) for it in trt_schedule(5, 2, 9)][:4]  # two requests of 4 tokens fit in 9
-    [2, 2, 2, 2]
-    >>> len(trt_schedule(5, 2, 9))  # 3 waves of 2 iterations
-    6
+    >>> costs = bench_costs("a100", "TensorRT-LLM")
+    >>> its = engine_schedule(costs, "tensorrt-llm", 5, 2, 9 * costs.kv_bytes_per_token)  # 2 requests of 4 tokens fit in 9
+    >>> [len(q) for q, _ in its]  # 3 waves of a prefill and a decode iteration
+    [2, 2, 2, 2, 1, 1]
     """
-    width = max(1, min(batch, capacity_tokens // (2 * length)))
+    inst = fixed_batch_instance(batch, length)
+    cfg = SimConfig(costs, engine, kv_capacity_bytes=kv_capacity_bytes)
+    sim = simulate(inst, np.ones((batch, inst.n_blocks), dtype=bool), cfg, record=True)
     out: list[Iteration] = []
-    left = batch
-    while left > 0:
-        m = min(width, left)
-        out.append((np.full(m, float(length)), np.zeros(m)))
-        out += [(np.ones(m), np.full(m, float(length + k))) for k in range(length - 1)]
-        left -= m
-    return out
-
-
-def vllm_schedule(
-    batch: int, length: int, blocks: int, block: int = VLLM_BLOCK, max_tokens: int = VLLM_MAX_BATCHED_TOKENS,
-    max_seqs: int = VLLM_MAX_SEQS, watermark: float = VLLM_WATERMARK,
-) -> list[Iteration]:
-    """vLLM's scheduler (0.4-era defaults, no chunked prefill) on ``batch`` identical requests.
-
-    Each iteration first admits waiting requests in arrival order while their prompt fits in
-    ``max_tokens`` batched tokens, ``max_seqs`` sequences and the free KV blocks less a
-    ``watermark`` share; if any is admitted, the iteration is their prefill alone. Otherwise
-    every running request decodes one token; one that needs a new block when none is free
-    preempts the latest-arrived running request (recompute: its blocks are freed and it waits
-    again, to prefill its prompt and the tokens it had generated).
-
-    Examples
-    --------
-    >>> its = vllm_schedule(2, 4, blocks=100, block=4)
-    >>> [(q.tolist(), c.tolist()) for q, c in its]
-    [([4.0, 4.0], [0.0, 0.0]), ([1.0, 1.0], [4.0, 4.0]), ([1.0, 1.0], [5.0, 5.0]), ([1.0, 1.0], [6.0, 6.0])]
-    >>> its = vllm_schedule(2, 4, blocks=3, block=4, watermark=0.0)  # one request's growth evicts the other
-    >>> [len(q) for q, _ in its]
-    [2, 1, 1, 1, 1, 1, 1]
-    """  # fmt: skip
-    import bisect
-
-    gen = [0] * batch  # tokens generated so far
-    held = [0] * batch  # KV blocks held
-    waiting = list(range(batch))  # arrival order = index
-    running: list[int] = []
-    free = blocks
-    mark = int(watermark * blocks)
-    out: list[Iteration] = []
-    guard = 0
-    while waiting or running:
-        guard += 1
-        if guard > 50 * batch * (2 * length + 2):
-            raise InputError("blocks", f"vLLM schedule does not progress with {blocks} blocks for {2 * length}-token requests")
-        admitted: list[int] = []
-        tokens = 0
-        while waiting:
-            i = waiting[0]
-            n = length + gen[i]
-            need = -(-n // block)
-            if tokens + n > max_tokens or len(running) + len(admitted) >= max_seqs or free - need < mark:
-                break
-            waiting.pop(0)
-            free -= need
-            held[i] = need
-            tokens += n
-            admitted.append(i)
-        if not admitted and not running and waiting:  # a prompt that can never fit
-            raise InputError("blocks", f"{blocks} KV blocks cannot hold one {length + gen[waiting[0]]}-token prompt")
-        if admitted:
-            out.append((np.array([float(length + gen[i]) for i in admitted]), np.zeros(len(admitted))))
-            for i in admitted:
-                gen[i] += 1
-                if gen[i] >= length:
-                    free += held[i]
-                    held[i] = 0
-                else:
-                    bisect.insort(running, i)
-            continue
-        queue = list(running)
-        scheduled: list[int] = []
-        while queue:
-            i = queue.pop(0)
-            need = -(-(length + gen[i]) // block) - held[i]
-            while need > free and queue:
-                victim = queue.pop()
-                free += held[victim]
-                held[victim] = 0
-                running.remove(victim)
-                bisect.insort(waiting, victim)
-            if need > free:  # nobody left to evict: preempt itself
-                free += held[i]
-                held[i] = 0
-                running.remove(i)
-                bisect.insort(waiting, i)
-                continue
-            free -= need
-            held[i] += need
-            scheduled.append(i)
-        if scheduled:
-            out.append((np.ones(len(scheduled)), np.array([float(length + gen[i] - 1) for i in scheduled])))
-        for i in scheduled:
-            gen[i] += 1
-            if gen[i] >= length:
-                free += held[i]
-                held[i] = 0
-                running.remove(i)
+    for (_, _, items), priced in zip(sim.timeline, sim.priced):
+        order = sorted(range(len(items)), key=lambda i: items[i][0])
+        out.append((np.array([float(priced[i][2]) for i in order]), np.array([float(priced[i][3]) for i in order])))
     return out
 
 
@@ -290,17 +203,14 @@ def schedule_timing(costs: BatchedCosts, schedule: list[Iteration]) -> Timing:
 
 
 def row_schedule(costs: BatchedCosts, gpu: str, engine: str, batch: int, length: int) -> list[Iteration]:
-    """The iterations ``engine`` runs for ``batch`` requests of ``length`` in and out on the bench's ``gpu``."""
-    memory = BENCH_MEMORY[gpu]
-    if engine == "vLLM":
-        return vllm_schedule(batch, length, vllm_blocks(costs, memory))
-    return trt_schedule(batch, length, trt_tokens(costs, memory, batch, length))
+    """The iterations ``engine`` (the bench's name) runs for ``batch`` requests of ``length`` in and out on the bench's ``gpu``."""
+    return engine_schedule(costs, by_label(engine), batch, length, kv_capacity(costs, gpu, engine, batch, length))
 
 
 #: The shipped profiles of vidur's GPUs (their batched tables at vidur's bandwidth, each engine's fit).
 PROFILES = {"a100": "a100-80gb", "h100": "h100-80gb"}
-#: The bench's engine names -> :data:`splitllm.batched.ENGINES`.
-ENGINE_KEYS = {"vLLM": "vllm", "TensorRT-LLM": "tensorrt-llm"}
+#: The bench's engine names -> :data:`splitllm.batched.engines.ENGINES`.
+ENGINE_KEYS = {engine.label: name for name, engine in ENGINES.items()}
 
 
 def bench_costs(gpu: str, engine: str) -> BatchedCosts:
@@ -437,11 +347,11 @@ def summary_markdown(fid: Fidelity, command: str) -> str:
         "(memory-bound kernels slow down, compute-bound ones do not). H100: 80 GB (79.11 GiB visible), the same "
         "part as vidur's. Weights 13.5 GB; CUDA context 0.5 GB; activations `hidden + 3 ffn` FP16 values per token "
         "of the engine's largest token batch.",
-        f"* vLLM (defaults: gpu_memory_utilization {VLLM_GPU_UTILIZATION}, block {VLLM_BLOCK}, max_num_batched_tokens "
-        f"{VLLM_MAX_BATCHED_TOKENS}, watermark {VLLM_WATERMARK}): each iteration admits waiting prompts that fit (a "
+        f"* vLLM (defaults: gpu_memory_utilization {VLLM.memory_fraction}, block {VLLM.block}, max_num_batched_tokens "
+        f"{VLLM.max_batched_tokens}, watermark {VLLM.watermark}): each iteration admits waiting prompts that fit (a "
         "prefill-only iteration) or decodes every running request; a request that needs a KV block when none is "
         "free preempts the latest-arrived one, which later recomputes its prompt and generated tokens.",
-        f"* TensorRT-LLM (default GUARANTEED_NO_EVICT, kv_cache_free_gpu_mem_fraction {TRT_FREE_FRACTION}): a request "
+        f"* TensorRT-LLM (default GUARANTEED_NO_EVICT, kv_cache_free_gpu_mem_fraction {TRT.memory_fraction}): a request "
         "is admitted only when input + output tokens can be reserved; the KV pool is what remains after the engine's "
         "activation buffers, sized for max_num_tokens = B x L (the bench builds one engine per row with "
         "--max_batch_size B --max_input_len L). Identical requests so run in waves.",

@@ -1,6 +1,6 @@
 """``splitllm bench`` and ``splitllm bench-paper``: thin click commands over :mod:`splitllm.bench`.
 
-Registered by :func:`splitllm.cli._register_extensions` through :data:`COMMANDS`. Bad input
+Registered by :func:`splitllm.cli.app._register_extensions` through :data:`COMMANDS`. Bad input
 (:class:`splitllm.errors.SplitLLMError`) prints ``error: ...`` on stderr and exits 2.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 
-from splitllm.cli_errors import EXIT_NEGATIVE, input_errors_exit
+from splitllm.cli.errors import EXIT_NEGATIVE, input_errors_exit
 
 
 

@@ -10,35 +10,23 @@ from typing import Any
 import click
 import numpy as np
 
-from splitllm.batched import server_costs
 from splitllm import dask_client
-from splitllm.cli_errors import input_errors_exit
+from splitllm.batched import server_costs
+from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES, engine_help, kv_capacity
+from splitllm.cli.errors import input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
 from splitllm.jsonio import atomic_path, write_json
 from splitllm.log import progress_enabled
 from splitllm.serving.capacity import capacity
-from splitllm.serving.engines import ENGINES
 from splitllm.serving.policies import Placement, place, run_policy
+from splitllm.serving.registry import KINDS, get_policy
+from splitllm.serving.registry import policies as registered_policies
 from splitllm.serving.report import ATTAINMENT_TARGET, write_all
 from splitllm.serving.simulator import SimConfig, SimResult
 from splitllm.serving.workload import check_rate, instance_arrivals, retime, trace_slo, trace_workload
 
 TRACES = ("azure-conv", "azure-code", "mooncake")
-#: Share of the GPU memory left after the weights that the KV cache gets (vLLM's default
-#: gpu_memory_utilization, 0.9).
-KV_FRACTION = 0.9
-
-
-def kv_capacity(inst: Instance, memory_bytes: float, weight_bytes: float, gpu_memory: float | None) -> float:
-    """The instance's ``server.kv_capacity_bytes`` if set, else 0.9 x (GPU memory - the whole model's weights)."""
-    if inst.server.kv_capacity_bytes is not None:
-        return float(inst.server.kv_capacity_bytes)
-    memory = memory_bytes if gpu_memory is None else gpu_memory
-    free = KV_FRACTION * (memory - weight_bytes)
-    if not free > 0:
-        raise InputError("--gpu-memory", f"{memory:g} bytes leave no room for KV after {weight_bytes:g} bytes of weights")
-    return free
 
 
 def _slo(pairs: tuple[str, ...]) -> dict[str, str | float] | None:
@@ -69,9 +57,10 @@ def _folder(policy: str) -> str:
 @click.command("simulate")
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
-              help="all-server, a solver name (greedy, dp, ...), solution:FILE, batch[:N[:S]] / batch-greedy[:N[:S]] / any batch-* solver (windows of N requests in arrival order, each a throughput-placement snapshot solved in S s; default 32, 10), batch-online (each arrival placed given the server's current batch), plan (a cut mix per client and prompt band planned for capacity by a fluid model, used under load), or cut:CLIENT=CUT,... (a fixed cut per client: server, client, pN = server runs the first N blocks, sN = the last N; * = the other clients); repeat to compare")
-@click.option("--engine", type=click.Choice(list(ENGINES)), default="vllm", show_default=True,
-              help="vllm: prefill-first iterations, paged KV with preemption; tensorrt-llm: prefills and decode steps share iterations, KV reserved per request")
+              help="how each request is placed: all-server, batch-online, plan, cut:CLIENT=CUT,..., solution:FILE, a throughput solver's windows "
+                   "(batch-greedy[:N[:S]], ...) or a per-request solver (dp, greedy, ...); `splitllm policies` lists them; "
+                   "repeat to compare")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True, help=engine_help())
 @click.option("--trace", type=click.Choice(TRACES), default=None, help="requests from a real trace (its timestamps and lengths)")
 @click.option("--requests", "n_requests", type=int, default=None, help="the first N requests of the trace")
 @click.option("--rate", type=float, default=None, help="rescale arrivals to this mean rate (requests/s)")
@@ -97,6 +86,8 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     """
     if jobs < 1:
         raise InputError("--jobs", f"must be >= 1, got {jobs}")
+    for policy in policies:  # an unknown policy is refused before anything is loaded
+        get_policy(policy)
     if dask_scheduler is not None and not find_capacity:
         raise InputError("--dask-scheduler", "applies only with --capacity")
     dask_client.check_scheduler(dask_scheduler)
@@ -181,4 +172,13 @@ def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-COMMANDS = [simulate_command]
+@click.command("policies")
+def list_policies() -> None:
+    """List the placement policies of `simulate --policy`, and the arguments (NAME:ARG:ARG) each takes."""
+    for spec in sorted(registered_policies().values(), key=lambda s: (KINDS.index(s.kind), s.name)):
+        click.echo(f"{spec.syntax:<22} {spec.kind:<11} {spec.help}")
+        for option in spec.options:
+            click.echo(f"{'':<22} {option.describe()}")
+
+
+COMMANDS = [simulate_command, list_policies]

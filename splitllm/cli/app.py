@@ -1,4 +1,4 @@
-"""The ``splitllm`` command line: thin click commands that delegate to the library.
+"""The ``splitllm`` root command and the solve commands (validate, solvers, solve, check).
 
 Bad input prints ``error: <json path>: <message>`` on stderr and exits 2, never a traceback.
 """
@@ -15,7 +15,9 @@ from typing import Any
 import click
 import numpy as np
 
-from splitllm.cli_errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit, printable
+from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES
+from splitllm.cli.errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit
+from splitllm.errors import printable
 from splitllm.evaluator import Evaluation
 from splitllm.instance import Arrays, Instance, load_instance
 from splitllm.result import SolveResult, Status
@@ -106,7 +108,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="draw the placement to this PNG file (needs matplotlib)")
 @click.option("--report", type=click.Choice(["batch-1", "batched"]), default="batch-1", show_default=True,
               help="batched: also what the placements cost a batching server (needs a server profile with batched tables)")
-@click.option("--engine", type=click.Choice(["vllm", "tensorrt-llm"]), default="vllm", show_default=True, help="serving engine for --report batched")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True, help="serving engine for --report batched")
 @click.option("--batch", type=click.IntRange(min=1, max=4096), default=16, show_default=True, help="copies of each request decoding together, for --report batched")
 @input_errors_exit
 def solve_command(
@@ -143,7 +145,7 @@ def solve_command(
     else:
         click.echo(format_result(inst, result))
         if report == "batched" and result.evaluation is not None and result.placements is not None:
-            from splitllm.batched_report import batched_lines
+            from splitllm.batched.report import batched_lines
 
             click.echo("\n".join(batched_lines(inst, result.placements, result.evaluation.admitted, engine, batch)))
     if not result.status.has_solution:
@@ -232,7 +234,7 @@ def _register_extensions() -> None:
     """Commands that live in their own modules (data, bench, export)."""
     import importlib
 
-    for module in ("splitllm.cli_data", "splitllm.cli_bench", "splitllm.cli_export", "splitllm.cli_fidelity", "splitllm.cli_simulate"):
+    for module in ("splitllm.cli.data", "splitllm.cli.bench", "splitllm.cli.export", "splitllm.cli.fidelity", "splitllm.cli.simulate"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import click
 
-from splitllm.cli_errors import input_errors_exit
+from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES
+from splitllm.cli.errors import input_errors_exit
 from splitllm.errors import InputError
 from splitllm.jsonio import atomic_path, write_json
 
@@ -64,7 +65,7 @@ def export_model(instance_path: Path, formulation: str, fmt: str, out: Path, eng
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--formulation", type=click.Choice(["compact", "column", "throughput"]), default="compact", show_default=True,
               help="compact (F2), column (F3), or throughput (F5: a decode batch on a batching server)")
-@click.option("--engine", type=click.Choice(["vllm", "tensorrt-llm"]), default="vllm", show_default=True, help="for --formulation throughput")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True, help="for --formulation throughput")
 @click.option("--ttft", is_flag=True, help="for --formulation throughput: each admitted request's batch-1 TTFT is a row too")
 @click.option("--format", "fmt", type=click.Choice(["mps", "lp"]), default="mps", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="file to write (atomically)")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from splitllm.errors import InputError, SplitLLMError
+from splitllm.errors import InputError, SplitLLMError, printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,22 +21,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: solution), 2 bad input or misuse, 130 interrupted (Ctrl-C), as shells report SIGINT.
 EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
-
-def printable(text: str) -> str:
-    """``text`` safe for any terminal: control characters, lone surrogates and other
-    unprintables escaped as ``\\x..``/``\\u....``, so user-given names can never break a
-    table, fake a line, or crash the output encoder.
-
-    Examples
-    --------
-    >>> printable("chat")
-    'chat'
-    >>> printable("a\\nb\\ud800")
-    'a\\\\nb\\\\ud800'
-    """
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def echo_error(line: str) -> None:

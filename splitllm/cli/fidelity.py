@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from splitllm.cli_errors import EXIT_BAD_INPUT, input_errors_exit
+from splitllm.cli.errors import EXIT_BAD_INPUT, input_errors_exit
 
 BENCH_URL = "https://github.com/argonne-lcf/LLM-Inference-Bench (Plots/All_results.csv)"
 VIDUR_URL = "https://github.com/microsoft/vidur (the data/ folder)"
@@ -38,7 +38,7 @@ def _find(given: Path | None, candidates: list[Path], what: str, url: str, is_di
 @input_errors_exit
 def fidelity(out: Path, data: Path | None, vidur_root: Path | None) -> None:
     """Predict LLM-Inference-Bench's Llama-2-7B rows (A100, H100; vLLM, TensorRT-LLM) with the batched model."""
-    from splitllm.fidelity import run_fidelity
+    from splitllm.bench.fidelity import run_fidelity
 
     data = _find(data, _candidates("llm-inference-bench", "All_results.csv"), "All_results.csv", BENCH_URL, False)
     root = _find(vidur_root, _candidates("", "vidur"), "vidur's data folder", VIDUR_URL, True)

@@ -35,8 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from splitllm.batched import BatchedCosts, iteration_time, server_costs
-from splitllm.cli_errors import printable
-from splitllm.errors import InputError
+from splitllm.errors import InputError, printable
 from splitllm.instance import Instance
 
 

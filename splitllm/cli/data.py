@@ -1,7 +1,7 @@
 """CLI commands for data: ``generate``, ``profile``, ``profiles`` and ``traces``.
 
 ``splitllm.cli`` adds every command of :data:`COMMANDS`. Bad input raises
-:class:`~splitllm.errors.SplitLLMError`, which :func:`~splitllm.cli_errors.input_errors_exit` turns into a message and
+:class:`~splitllm.errors.SplitLLMError`, which :func:`~splitllm.cli.errors.input_errors_exit` turns into a message and
 exit code 2 (this module must not import ``splitllm.cli`` at import time).
 """
 
@@ -15,7 +15,7 @@ import click
 
 from splitllm.errors import InputError
 
-from splitllm.cli_errors import input_errors_exit
+from splitllm.cli.errors import input_errors_exit
 
 
 def _ints(text: str, option: str) -> list[int]:
