@@ -8,7 +8,7 @@ prefill or another engine). For each regime it measures, on the serving simulato
   (``--policy``; default all-server, greedy, batch-greedy, batch-online, plan);
 * the **frontier**: the best *fixed* policy found by searching uniform cuts per client
   (every cut that fits the client's memory: all-server, all-client, each server prefix
-  and suffix). With one client class the search is exhaustive; with several it is a
+  and suffix of an even number of blocks). With one client class the search is exhaustive; with several it is a
   coordinate search (each client's cuts in turn, the others held at their best, until a
   round improves nothing), then mixes of each client's two best cuts on a grid of 1/4.
   A cut is simulated in full only when it beats the best so far at that rate (attainment
@@ -41,7 +41,7 @@ from splitllm.batched.engines import kv_capacity
 from splitllm.instance import Instance, parse_instance
 from splitllm.instances.generate import GIB, MBIT, ClientClass, generate_instance
 from splitllm.serving.capacity import ATTAINMENT_TARGET, attainment, capacity
-from splitllm.serving.fluid import classes
+from splitllm.serving.fluid import classes, coarse
 from splitllm.serving.planned import FixedMix, class_of, planned
 from splitllm.serving.policies import Placement, place
 from splitllm.serving.simulator import SimConfig, simulate
@@ -91,6 +91,8 @@ REGIMES = (
 )
 POLICIES = ("all-server", "greedy", "batch-greedy", "batch-online", "plan")
 WEAK_MEMORY = 24e9
+#: The frontier tries every cut whose server block count is a multiple of this (and all-server, all-client).
+FRONTIER_STEP = 2
 
 
 def slowed(profile: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -182,7 +184,7 @@ def frontier(s: Setting, base: float, log: list[str]) -> dict[str, Any]:
     for _ in range(3):
         improved = False
         for c in range(len(groups.names)):
-            for k in np.flatnonzero(fits[c]):
+            for k in np.flatnonzero(fits[c] & coarse(candidates(s.inst.n_blocks), FRONTIER_STEP)):
                 if k == choice[c]:
                     continue
                 trial = choice.copy()

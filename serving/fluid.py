@@ -27,7 +27,8 @@ cut. For arrival rate ``lam`` and ``v[c, k]`` requests/s of class ``c`` at cut `
 
 A cut is open to a class when at least 90% of its requests keep their client memory and
 their TPOT and TTFT limits at the ``T`` and ``rho`` tried (their 10th-percentile room).
-For each ``(T, rho)`` on a grid the model is a small MILP (PuLP, HiGHS): maximise ``lam``.
+For each ``(T, rho)`` on a grid the model is a small MILP (PuLP, HiGHS): maximise ``lam``
+(``inf`` when every class can run all on its clients).
 The best over the grid is the *fluid estimate* of capacity and its mix. It is an
 estimate: averages stand for whole classes, queueing is approximated, and lin is
 linearised; the serving simulation is the measurement.
@@ -59,6 +60,8 @@ COVER = 0.9
 TAIL = float(np.log(10.0))
 #: Relative MIP gap and seconds per grid point: the model is an estimate, 1% is plenty.
 MIP_GAP, POINT_TIME_S = 0.01, 2.0
+#: Requests/s the model stops at: reached only when every class runs without the server (reported as inf).
+RATE_CAP = 1e6
 #: Running requests at which lin's chord is taken when the engine has no sequence cap.
 SEQ_REFERENCE = 256
 #: Every how many blocks a prefix or suffix cut is considered.
@@ -246,7 +249,7 @@ def _solve_point(fig: CutFigures, groups: Classes, costs: BatchedCosts, allowed:
     if _prefill_bound(fig, groups, open_, rho) <= floor_rate:
         return 0.0, np.zeros(open_.shape)
     prob = pulp.LpProblem("fluid", pulp.LpMaximize)
-    lam = pulp.LpVariable("rate", lowBound=0)
+    lam = pulp.LpVariable("rate", lowBound=0, upBound=RATE_CAP)
     pairs = list(zip(*np.nonzero(open_)))
     v = {(c, k): pulp.LpVariable(f"v_{c}_{k}", lowBound=0) for c, k in pairs}
     n_blocks = fig.cuts.shape[1]
@@ -256,22 +259,24 @@ def _solve_point(fig: CutFigures, groups: Classes, costs: BatchedCosts, allowed:
         prob += pulp.lpSum(v[c, k] for k in np.flatnonzero(open_[c])) == float(groups.share[c]) * lam
     prob += pulp.lpSum(float(fig.prefill_s[c, k]) * v[c, k] for c, k in pairs) <= rho
     hold = {(c, k): float(fig.hold_client_s[c, k] + fig.steps[c] * t_eff * fig.factor[k]) for c, k in pairs}
-    running = {key: hold[key] * v[key] for key in pairs}  # N[c, k], requests decoding at once
+    # N[c, k], requests decoding at once on the server (an all-client request is not there)
+    running = {(c, k): hold[c, k] * v[c, k] for c, k in pairs if fig.cuts[k].any()}
     prob += pulp.lpSum(running.values()) <= max_seqs
-    prob += pulp.lpSum(float(fig.kv_bytes[key]) * running[key] for key in pairs) <= kv_capacity
+    prob += pulp.lpSum(float(fig.kv_bytes[key]) * n for key, n in running.items()) <= kv_capacity
     per_block = []
     for b in range(n_blocks):
-        users = [running[c, k] for c, k in pairs if fig.cuts[k, b]]
+        users = [n for (c, k), n in running.items() if fig.cuts[k, b]]
         n_b = pulp.lpSum(users)
         prob += n_b <= max_seqs * z[b]
         per_block.append(float(lin_1[b]) * z[b] + float(slope[b]) * n_b)
-    prob += (costs.overhead_s + pulp.lpSum(per_block) + pulp.lpSum((costs.overhead_per_seq_s + float(fig.attn_s[key])) * running[key]
-                                                                     for key in pairs) <= t)
+    prob += (costs.overhead_s + pulp.lpSum(per_block) + pulp.lpSum((costs.overhead_per_seq_s + float(fig.attn_s[key])) * n
+                                                                     for key, n in running.items()) <= t)
     with _quiet_stdout():  # highspy prints its banner on stdout once per process, whatever its options
         prob.solve(pulp.HiGHS(msg=False, gapRel=MIP_GAP, timeLimit=POINT_TIME_S))
     if pulp.LpStatus[prob.status] != "Optimal" or lam.value() is None or lam.value() <= 0:
         return 0.0, np.zeros(open_.shape)
     rate = float(lam.value())
+    rate = np.inf if rate >= RATE_CAP * (1 - 1e-9) else rate  # every class can run without the server
     share = np.zeros(open_.shape)
     for (c, k), var in v.items():
         share[c, k] = max(float(var.value() or 0.0), 0.0)

@@ -5,9 +5,12 @@ classes (client x prompt-length band): the mix of cuts per class with the highes
 estimated capacity, and the estimate for all-server alone. While requests run it
 measures the arrival rate (the last :data:`WINDOW` arrivals) and
 
-* sends every request all on the server while the rate is below :data:`SWITCH` of
-  all-server's estimated capacity, or when the plan's estimate does not beat all-server's
-  by :data:`MIN_GAIN` (a split only pays where the server is the bottleneck);
+* sends every request all on the server while the server is lightly loaded (the arrival
+  rate below :data:`SWITCH` of all-server's estimated capacity *and* the KV of the requests
+  in flight, at their whole context, below :data:`SWITCH` of the cache: the second signal
+  needs no model, so an overestimated all-server capacity cannot keep the plan off), and
+  always when the plan's estimate does not beat all-server's by :data:`MIN_GAIN` (a split
+  only pays where the server is the bottleneck);
 * otherwise follows the planned mix: each arrival of class ``c`` takes the planned cut
   that is furthest behind its share so far (deficit round robin), among those its own
   limits allow (client memory, batch-1 TTFT); all on the server when none does.
@@ -37,8 +40,8 @@ from splitllm.formulations.batch_candidates import candidates
 POLICY = "plan"
 #: Arrivals over which the rate is measured.
 WINDOW = 64
-#: Below this share of all-server's estimated capacity, every request goes all on the server.
-SWITCH = 0.8
+#: Below this share of all-server's estimated capacity and of the KV cache, every request goes all on the server.
+SWITCH = 0.5
 #: The planned mix is used only when its estimate beats all-server's by this factor.
 MIN_GAIN = 1.02
 
@@ -92,9 +95,10 @@ def class_of(groups: Classes, n_requests: int) -> NDArray[np.int64]:
 class PlanOnline(FixedMix):
     """The ``plan`` placer (module docstring): the fluid plan's mix under load, all-server below it."""
 
-    def __init__(self, inst: Instance, plan: FluidPlan, all_server_rate: float) -> None:
+    def __init__(self, inst: Instance, plan: FluidPlan, all_server_rate: float, kv_capacity_bytes: float) -> None:
         super().__init__(inst, plan.figures.cuts, plan.share, class_of(plan.groups, inst.n_requests))
-        self.plan, self.all_server_rate = plan, all_server_rate
+        self.plan, self.all_server_rate, self.kv_capacity = plan, all_server_rate, kv_capacity_bytes
+        self.loaded = False
         self.splits = plan.rate > MIN_GAIN * all_server_rate
         self.recent: deque[float] = deque(maxlen=WINDOW)
 
@@ -105,12 +109,15 @@ class PlanOnline(FixedMix):
         return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0])
 
     def _cut(self, r: int) -> NDArray[np.bool_]:
-        if not self.splits or self.rate() < SWITCH * self.all_server_rate:
+        if not (self.splits and self.loaded):
             return np.ones(self.cuts.shape[1], bool)
         return super()._cut(r)
 
     def place(self, now: float, arriving: list[int], in_flight: list[int], placements: NDArray[np.bool_]) -> NDArray[np.bool_]:
         self.recent.extend([now] * len(arriving))
+        rows = np.asarray(in_flight, dtype=np.int64)
+        kv = float((self.inst.arrays.kv[rows] * placements[rows]).sum())
+        self.loaded = self.rate() >= SWITCH * self.all_server_rate or kv >= SWITCH * self.kv_capacity
         return super().place(now, arriving, in_flight, placements)
 
 
@@ -176,7 +183,7 @@ def plan_policy(inst: Instance, policy: str, spec: PolicySpec, server: Server) -
     plan, all_server_rate = planned(inst, server_costs(inst, server.engine), kv, server.engine)
     wall = time.perf_counter() - started
     return Placement(policy, np.ones((n, b), bool), np.ones(n, bool), wall, np.zeros(n),
-                     online=partial(PlanOnline, inst, plan, all_server_rate))
+                     online=partial(PlanOnline, inst, plan, all_server_rate, kv))
 
 
 @register_policy("cut", "a fixed cut per client, whatever the load: CUT is server, client, pN (the server runs the "
