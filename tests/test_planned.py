@@ -20,7 +20,7 @@ from splitllm.serving.capacity import capacity
 from splitllm.serving.fluid import classes, cut_figures, fluid_plan
 from splitllm.serving.planned import FixedMix, PlanOnline, class_of, cut_index, fixed_cuts, planned
 from splitllm.serving.policies import place, run_policy
-from splitllm.serving.simulator import SimConfig
+from splitllm.serving.simulator import SimConfig, simulate
 from splitllm.serving.workload import trace_workload
 
 EXAMPLE = str(example_path("llama2-7b"))
@@ -129,3 +129,21 @@ def test_plan_never_loses_to_all_server_on_the_example() -> None:
 def test_policies_lists_plan_and_cut() -> None:
     out = CliRunner().invoke(main, ["policies"]).output
     assert "plan" in out and "cut:CLIENT=CUT" in out
+
+
+@pytest.mark.parametrize("same_client", [True, False])
+def test_shared_clients_queue_the_work_of_one_device(same_client: bool) -> None:
+    inst = load_instance(EXAMPLE)
+    data = copy.deepcopy(inst.source)
+    clients = sorted(data["clients"])
+    data["requests"] = [dict(data["requests"][0], id="a", client=clients[0]),
+                        dict(data["requests"][0], id="b", client=clients[0] if same_client else clients[1])]
+    two = parse_instance(data)
+    costs = server_costs(two, "vllm")
+    x = np.zeros((2, two.n_blocks), bool)  # all on the client: nothing but each client's own work
+    alone = simulate(two, x, SimConfig(costs, "vllm", None, _kv(two), False)).e2e
+    shared = simulate(two, x, SimConfig(costs, "vllm", None, _kv(two), False, shared_clients=True)).e2e
+    if same_client:  # one device does both requests' work, one stretch at a time
+        assert alone[0] == pytest.approx(alone[1]) and max(shared) == pytest.approx(alone[0] + alone[1], rel=1e-9)
+    else:
+        assert shared.tolist() == alone.tolist()

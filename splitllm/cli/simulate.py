@@ -70,6 +70,8 @@ def _folder(policy: str) -> str:
 @click.option("--chunk", type=int, default=None, help="chunked prefill: at most this many tokens per iteration")
 @click.option("--gpu-memory", type=float, default=None, help="GPU memory in bytes (default: the server profile's)")
 @click.option("--warm", is_flag=True, help="start every request at its first decode step (prompt done, KV in place)")
+@click.option("--shared-clients", is_flag=True,
+              help="the requests of one client share its device and link (one queue); default: each request has its own")
 @click.option("--placement-latency", is_flag=True, help="charge the policy's wall time in simulated time")
 @click.option("--capacity", "find_capacity", is_flag=True, help=f"find each policy's highest rate with attainment >= {ATTAINMENT_TARGET:.0%}")
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="parallel simulations in --capacity")
@@ -78,7 +80,7 @@ def _folder(policy: str) -> str:
 @input_errors_exit
 def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, trace: str | None, n_requests: int | None,
                      rate: float | None, poisson: bool, seed: int, slo: tuple[str, ...], chunk: int | None,
-                     gpu_memory: float | None, warm: bool, placement_latency: bool, find_capacity: bool, jobs: int, dask_scheduler: str | None, out: Path) -> None:
+                     gpu_memory: float | None, warm: bool, shared_clients: bool, placement_latency: bool, find_capacity: bool, jobs: int, dask_scheduler: str | None, out: Path) -> None:
     """Simulate one GPU server and its clients over requests arriving in time.
 
     Writes requests.csv, summary.json and latency_cdf.png (one folder per policy when
@@ -96,7 +98,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
         raise InputError("--gpu-memory", f"must be a finite number of bytes > 0, got {gpu_memory}")
     inst = load_instance(instance)
     costs = server_costs(inst, engine)
-    cfg = SimConfig(costs, engine, chunk, kv_capacity(inst, costs.memory_bytes, costs.weight_bytes, gpu_memory), warm)
+    cfg = SimConfig(costs, engine, chunk, kv_capacity(inst, costs.memory_bytes, costs.weight_bytes, gpu_memory), warm, shared_clients)
     if trace is not None:
         inst, arrivals = trace_workload(inst, trace, n=n_requests, rate=rate, poisson=poisson, seed=seed, slo=_slo(slo))
     else:
@@ -106,7 +108,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     placements = [place(inst, p, engine=engine, kv_capacity_bytes=cfg.kv_capacity_bytes) for p in policies]
     out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"engine": engine, "overhead_s": costs.overhead_s, "kv_capacity_bytes": cfg.kv_capacity_bytes,
-                             "chunk": chunk, "warm": warm, "placement_latency": placement_latency, "trace": trace, "seed": seed,
+                             "chunk": chunk, "warm": warm, "shared_clients": shared_clients, "placement_latency": placement_latency, "trace": trace, "seed": seed,
                              "slo": trace_slo(_slo(slo)) if trace is not None else "each request's own"}
     if find_capacity:
         _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, dask_scheduler, extra)
