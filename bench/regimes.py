@@ -8,9 +8,10 @@ prefill or another engine). For each regime it measures, on the serving simulato
   (``--policy``; default all-server, greedy, batch-greedy, batch-online, plan);
 * the **frontier**: the best *fixed* policy found by searching uniform cuts per client
   (every cut that fits the client's memory: all-server, all-client, each server prefix
-  and suffix of an even number of blocks). With one client class the search is exhaustive; with several it is a
-  coordinate search (each client's cuts in turn, the others held at their best, until a
-  round improves nothing), then mixes of each client's two best cuts on a grid of 1/4.
+  and suffix of an even number of blocks). With one client class the search is
+  exhaustive over them; with several it is a coordinate search over every fourth block
+  count (each client's cuts in turn, the others held at their best, two rounds at most),
+  then mixes of each client's two best cuts on a grid of 1/4.
   A cut is simulated in full only when it beats the best so far at that rate (attainment
   is assumed to fall as the rate grows, as the capacity search assumes);
 * the **fluid estimate** of :mod:`splitllm.serving.fluid` (an estimate, not a bound);
@@ -91,7 +92,8 @@ REGIMES = (
 )
 POLICIES = ("all-server", "greedy", "batch-greedy", "batch-online", "plan")
 WEAK_MEMORY = 24e9
-#: The frontier tries every cut whose server block count is a multiple of this (and all-server, all-client).
+#: The frontier tries every cut whose server block count is a multiple of this (and all-server,
+#: all-client); twice this with several client classes.
 FRONTIER_STEP = 2
 
 
@@ -181,10 +183,11 @@ def frontier(s: Setting, base: float, log: list[str]) -> dict[str, Any]:
         sims += len(row["tried"])
         return row["capacity_rps"] or 0.0
 
-    for _ in range(3):
+    step = FRONTIER_STEP if len(groups.names) == 1 else 2 * FRONTIER_STEP
+    for _ in range(2):
         improved = False
         for c in range(len(groups.names)):
-            for k in np.flatnonzero(fits[c] & coarse(candidates(s.inst.n_blocks), FRONTIER_STEP)):
+            for k in np.flatnonzero(fits[c] & coarse(candidates(s.inst.n_blocks), step)):
                 if k == choice[c]:
                     continue
                 trial = choice.copy()
