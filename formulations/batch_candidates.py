@@ -2,18 +2,21 @@
 
 All-server, all-client, every server suffix and every server prefix; a candidate is
 acceptable when the request's own limits hold and, with it added, every admitted request
-still meets its TPOT at the new ``T`` and the server KV fits. ``batch-greedy`` admits
+still meets its TPOT at the new ``T`` and the server KV fits (or, for a batch already past
+a promise or its KV, when it makes neither worse). ``batch-greedy`` admits
 requests one at a time by this rule; the ``batch-online`` serving policy places each
 arriving request by it, the batch in flight taken as admitted.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.evaluator import exceeds
-from splitllm.formulations.batch_data import BatchState
+from splitllm.formulations.batch_data import Array, BatchState
 
 
 def candidates(n_blocks: int) -> NDArray[np.bool_]:
@@ -28,15 +31,44 @@ def candidates(n_blocks: int) -> NDArray[np.bool_]:
     return np.concatenate(rows)
 
 
-def best_candidate(batch: BatchState, r: int, cand: NDArray[np.bool_]) -> tuple[int, float] | None:
-    """The acceptable row of ``cand`` with the least ``T`` when request ``r`` joins ``batch``
-    (ties: fewest server blocks) and its ``T`` cap; ``None`` when no row is acceptable."""
+class Fit(NamedTuple):
+    """How each candidate row fits when request ``r`` joins a batch (see :func:`fit`)."""
+
+    t: Array  # T with the request added at each row
+    cap: Array  # the most T may be for the request's own TPOT at each row (inf: no server segment)
+    own: NDArray[np.bool_]  # client memory (and batch-1 TTFT) hold, and the server KV fits
+    acceptable: NDArray[np.bool_]  # own, its TPOT holds at t, and the batch's promises are not made worse
+
+
+def fit(batch: BatchState, r: int, cand: NDArray[np.bool_]) -> Fit:
+    """Price every row of ``cand`` for request ``r`` joining ``batch``.
+
+    A row breaks nothing that is not already broken: it keeps the batch's promises when
+    ``T`` stays within the tightest one *or* does not grow (a batch already past a promise,
+    as an online batch with unpromised requests can be, still takes a request that adds
+    nothing to ``T``), and it fits the KV when the total fits *or* it adds no server KV.
+    """
     data, a = batch.data, batch.data.instance.arrays
     slack, factor = data.tpot_slack(r, cand)
     t = batch.t_with(r, cand)
-    ok = data.placeable(r, cand) & (t * factor <= slack) & (t <= batch.t_cap)
-    ok &= ~exceeds(batch.kv + (cand * a.kv[r]).sum(axis=1), data.kv_capacity)
+    added_kv = (cand * a.kv[r]).sum(axis=1)
+    own = data.placeable(r, cand) & (~exceeds(batch.kv + added_kv, data.kv_capacity) | (added_kv == 0))
+    keeps_promises = (t <= batch.t_cap) | (t <= batch.t())
+    with np.errstate(divide="ignore"):
+        cap = np.where(factor > 0, slack / np.maximum(factor, 1), np.inf)
+    return Fit(t, cap, own, own & (t * factor <= slack) & keeps_promises)
+
+
+def least_t(t: Array, ok: NDArray[np.bool_], cand: NDArray[np.bool_]) -> int | None:
+    """The row of ``ok`` with the least ``t`` (ties: fewest server blocks), ``None`` when none is ok."""
     if not ok.any():
         return None
-    k = int(np.lexsort((cand.sum(axis=1), np.where(ok, t, np.inf)))[0])
-    return k, float(slack[k] / factor[k]) if factor[k] else float("inf")
+    return int(np.lexsort((cand.sum(axis=1), np.where(ok, t, np.inf)))[0])
+
+
+def best_candidate(batch: BatchState, r: int, cand: NDArray[np.bool_]) -> tuple[int, float] | None:
+    """The acceptable row of ``cand`` with the least ``T`` when request ``r`` joins ``batch``
+    (ties: fewest server blocks) and its ``T`` cap; ``None`` when no row is acceptable."""
+    rows = fit(batch, r, cand)
+    k = least_t(rows.t, rows.acceptable, cand)
+    return None if k is None else (k, float(rows.cap[k]))

@@ -127,6 +127,12 @@ class BatchState:
         return (d.costs.overhead_s + fixed + self.attn_s + d.attn[r] * (x & d.is_layer).sum(axis=1)
                 + d.costs.overhead_per_seq_s * (self.scheduled + x.any(axis=1)))
 
+    def t(self) -> float:
+        """``T`` of the batch as it is."""
+        d = self.data
+        return float(d.costs.overhead_s + d.fixed[np.arange(d.n_blocks), self.counts].sum() + self.attn_s
+                     + d.costs.overhead_per_seq_s * self.scheduled)
+
     def add(self, r: int, row: NDArray[np.bool_], cap: float = np.inf) -> None:
         d = self.data
         self.counts = self.counts + row

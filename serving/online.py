@@ -17,12 +17,16 @@ newcomer added to the batch:
   only, and a placement that moves the head to a slow client can break TTFT;
 * its client memory holds and the server KV of the whole batch fits.
 
+A batch can already be past a promise or the KV capacity (requests sent without a
+promise, below, add to it): a candidate is then still acceptable when it makes
+neither worse, i.e. does not raise ``T`` and adds no server KV, as an all-client
+placement does.
+
 The acceptable candidate with the least ``T`` is kept (ties: the fewest server blocks):
 the server does as little as the batch's promises allow. A newcomer with no acceptable
 candidate is sent all on the server without a promise: it lengthens ``T`` for the
-others and does not constrain later arrivals, so under load the policy becomes
-all-server. So is one with a single output token (it never decodes). Every request is
-sent.
+others and does not constrain later arrivals. So is one with a single output token (it
+never decodes). Every request is sent.
 
 The warm start is the batch itself: each arrival re-solves only the newcomers, so an
 arrival costs one vectorised evaluation of about ``2 B`` candidates over the batch's

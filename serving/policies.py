@@ -62,6 +62,7 @@ from splitllm.resources import COUPLED, Objective
 from splitllm.solution import check_solution
 # Each module of a policy that registers itself, one line each:
 from splitllm.serving import online  # noqa: F401  (batch-online)
+from splitllm.serving import planned  # noqa: F401  (plan, cut)
 from splitllm.serving.registry import Placement, PolicySpec, Server, get_policy, register_policy, register_solver_policies
 from splitllm.serving.simulator import SimConfig, SimResult, simulate
 

@@ -43,8 +43,12 @@ server, and times what it records (``record=True``: each iteration's priced item
 A request whose KV can never fit (paged: its prompt + output - 1 tokens' blocks beyond the
 capacity less the watermark) is dropped.
 
-Clients run only their own request (batch-1 costs); each request has its own link, and
-its transfers never queue behind another request's.
+Clients run only their own request (batch-1 costs); by default each request has its own
+device and link, and its client work and transfers never queue behind another request's.
+With ``SimConfig(shared_clients=True)`` the requests that name one client share it: each
+stretch of a request's own work (client compute and the crossings around it, as
+:mod:`.route` merges them) waits for the client's earlier stretches, first come, first
+served, compute and link as one queue; the first token's trip down is not queued.
 
 Online placement: ``simulate(..., placer=...)`` takes an :class:`OnlinePlacer`, whose
 ``place(now, arriving, in_flight, placements)`` is called once per instant at which
@@ -103,7 +107,8 @@ from numpy.typing import NDArray
 from splitllm.batched import BatchedCosts, IterationPricer
 from splitllm.errors import InputError
 from splitllm.instance import Instance
-from splitllm.batched.engines import Engine, get_engine
+from splitllm.batched.engines import Engine, activation_bytes_per_token, get_engine, kv_capacity
+from splitllm.instances.models import get_shape
 from splitllm.serving.route import Route, build_route
 
 
@@ -116,7 +121,9 @@ class SimConfig:
     :class:`~splitllm.batched.engines.Engine`: its rules and constants); ``chunk``: prefill
     token budget per iteration (``None`` = whole prompts); ``kv_capacity_bytes``: KV
     cache size; ``warm``: every request starts at its first decode step (prompt done, KV
-    in place).
+    in place); ``shared_clients``: the requests of one client share its device and link
+    (one first-come-first-served queue for its compute and its crossings together), else
+    each request has a device and link of its own.
     """
 
     costs: BatchedCosts
@@ -124,6 +131,7 @@ class SimConfig:
     chunk: int | None = None
     kv_capacity_bytes: float = float("inf")
     warm: bool = False
+    shared_clients: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.engine, Engine):
@@ -137,6 +145,18 @@ class SimConfig:
     def rules(self) -> Engine:
         """The engine's row: its scheduling and KV rules, and their constants."""
         return self.engine if isinstance(self.engine, Engine) else get_engine(self.engine)
+
+
+def server_kv_capacity(inst: Instance, costs: BatchedCosts, engine: str, gpu_memory: float | None = None) -> float:
+    """KV bytes of the simulated server (:func:`~splitllm.batched.engines.kv_capacity`),
+    with the activations of the server's model where its shape is known."""
+    try:
+        shape = get_shape(costs.model)
+    except InputError:
+        activation = None
+    else:
+        activation = activation_bytes_per_token(shape.hidden, shape.ffn)
+    return kv_capacity(inst, costs, engine, gpu_memory, activation)
 
 
 @dataclass
@@ -248,6 +268,9 @@ class _Server:
         self.running: list[tuple[int, int]] = []  # (request, tokens) of the running iteration
         self.finished = 0  # requests served or dropped
         self.record = record
+        names = sorted(inst.clients)
+        self.client_of = [names.index(req.client) for req in inst.requests] if cfg.shared_clients else []
+        self.client_free = [0.0] * len(names)  # shared clients: when each is next free
         self.stats = SimResult(*(np.full(inst.n_requests, np.nan) for _ in range(3)),
                                served=np.zeros(inst.n_requests, bool), dropped=np.zeros(inst.n_requests, bool))  # fmt: skip
 
@@ -273,14 +296,25 @@ class _Server:
             if q.output <= 1:
                 self.finish(r, q)
                 return
-        self.wait(r, now, late + (q.prefill[0] if q.pre else q.decode[0]))
+        self.wait(r, now, q.prefill[0] if q.pre else q.decode[0], late)
 
-    def wait(self, r: int, now: float, d: float) -> None:
-        """The request is on its own for ``d`` seconds, then goes on (at once when ``d`` is 0)."""
-        if d > 0:
-            heapq.heappush(self.heap, (now + d, next(self.seq), r))
+    def wait(self, r: int, now: float, d: float, late: float = 0.0) -> None:
+        """From ``now + late`` the request is on its own for ``d`` seconds, then goes on (at
+        once when both are 0)."""
+        if d > 0 or late > 0:
+            heapq.heappush(self.heap, (self.own_work(r, now + late, d), next(self.seq), r))
         else:
             self.go_on(r, now)
+
+    def own_work(self, r: int, start: float, d: float) -> float:
+        """When ``d`` seconds of request ``r``'s own work, ready at ``start``, end: at once on
+        a device of its own, after the client's earlier work on a shared one."""
+        if not self.client_of or d <= 0:
+            return start + d
+        c = self.client_of[r]
+        begin = max(start, self.client_free[c])
+        self.client_free[c] = begin + d
+        return begin + d
 
     def go_on(self, r: int, now: float) -> None:
         """After delay ``pos`` of the phase: the next server item is ready, or the phase ends."""
@@ -312,7 +346,7 @@ class _Server:
             q.step, q.pos = q.step + 1, 0
             d = q.decode[0]
             if d > 0:
-                heapq.heappush(self.heap, (now + d, next(self.seq), r))
+                heapq.heappush(self.heap, (self.own_work(r, now, d), next(self.seq), r))
                 return
 
     def enqueue(self, r: int) -> None:

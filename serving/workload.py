@@ -95,6 +95,18 @@ def _clip(lengths: NDArray[np.int64], model: str) -> NDArray[np.int64]:
     return out
 
 
+def trace_slo(overrides: dict[str, str | float] | None = None) -> dict[str, str | float]:
+    """The SLO of trace requests: the defaults, each replaced by an override; ``none`` drops one.
+
+    >>> trace_slo({"ttft_s": "10"})
+    {'ttft_s': '10', 'tpot_s': '0.1'}
+    >>> trace_slo({"tpot_s": "none", "e2e_s": "3x"})
+    {'ttft_s': '2', 'e2e_s': '3x'}
+    """
+    merged = {**DEFAULT_SLO, **(overrides or {})}
+    return {key: value for key, value in merged.items() if str(value).strip().lower() != "none"}
+
+
 def trace_workload(
     inst: Instance,
     trace: str,
@@ -120,6 +132,6 @@ def trace_workload(
         {"id": f"{trace}-{i}", "client": names[k], "prompt_tokens": int(p), "output_tokens": int(o), "arrival_s": round(float(t), 6)}
         for i, (k, (p, o), t) in enumerate(zip(picks, lengths, times))
     ]
-    apply_slo(data, DEFAULT_SLO if slo is None else slo, option="--slo")
+    apply_slo(data, trace_slo(slo), option="--slo")
     made = parse_instance(data)
     return made, instance_arrivals(made)

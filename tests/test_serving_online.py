@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -17,6 +18,7 @@ from splitllm.cli import main
 from splitllm.instance import Instance, example_path, load_instance, parse_instance
 from splitllm.formulations.batch_data import BatchState
 from splitllm.serving.online import BatchOnline
+from splitllm.formulations.batch_candidates import best_candidate, fit
 from splitllm.serving.simulator import SimConfig, simulate
 from splitllm.serving.workload import trace_workload
 
@@ -180,3 +182,24 @@ def test_placement_latency_charges_the_placer(workload: Instance) -> None:
     assert np.array_equal(free.placements, charged.placements)
     late = charged.ttft - free.ttft
     assert np.all(late >= 0.02) and np.all(late < 1.0)
+
+
+def test_a_batch_past_its_promises_and_kv_still_takes_what_adds_nothing(workload: Instance) -> None:
+    data = copy.deepcopy(workload.source)
+    for client in data["clients"].values():
+        client["memory_bytes"] = 1e12  # the whole model fits every client
+    for request in data["requests"]:
+        request["slo"] = {"ttft_s": 1e3, "tpot_s": 10.0}
+    inst = parse_instance(data)
+    placer = BatchOnline(inst, server_costs(inst, "vllm"), _kv(inst))
+    rows = np.arange(1, 60)
+    x = np.ones((len(rows), inst.n_blocks), bool)
+    t_now = BatchState(placer.data, x, rows).t()
+    batch = BatchState(placer.data, x, rows, np.full(len(rows), t_now / 2))  # every promise already broken
+    batch.kv = 2 * placer.data.kv_capacity  # and more KV reserved than the server has
+    rows_fit = fit(batch, 0, placer.cand)
+    all_client = int(np.flatnonzero(~placer.cand.any(axis=1))[0])
+    all_server = int(np.flatnonzero(placer.cand.all(axis=1))[0])
+    assert rows_fit.t[all_client] == t_now > batch.t_cap
+    assert rows_fit.acceptable[all_client] and not rows_fit.acceptable[all_server]
+    assert best_candidate(batch, 0, placer.cand) == (all_client, np.inf)

@@ -12,7 +12,7 @@ import numpy as np
 
 from splitllm import dask_client
 from splitllm.batched import server_costs
-from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES, activation_bytes_per_token, engine_help, kv_capacity
+from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES, engine_help
 from splitllm.cli.errors import check_output_dir, input_errors_exit
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
@@ -24,8 +24,8 @@ from splitllm.serving.policies import Placement, place, run_policy
 from splitllm.serving.registry import KINDS, get_policy
 from splitllm.serving.registry import policies as registered_policies
 from splitllm.serving.report import ATTAINMENT_TARGET, plot_cdfs, write_all
-from splitllm.serving.simulator import SimConfig, SimResult
-from splitllm.serving.workload import check_rate, check_span, instance_arrivals, retime, trace_workload
+from splitllm.serving.simulator import SimConfig, SimResult, server_kv_capacity
+from splitllm.serving.workload import check_rate, check_span, instance_arrivals, retime, trace_slo, trace_workload
 
 TRACES = ("azure-conv", "azure-code", "mooncake")
 
@@ -58,7 +58,7 @@ def _folder(policy: str) -> str:
 @click.command("simulate")
 @click.argument("instance", type=click.Path(path_type=Path))
 @click.option("--policy", "policies", multiple=True, default=("all-server",), show_default=True,
-              help="how each request is placed: all-server, batch-online, solution:FILE, a throughput solver's windows "
+              help="how each request is placed: all-server, batch-online, plan, cut:CLIENT=CUT,..., solution:FILE, a throughput solver's windows "
                    "(batch-greedy[:N[:S]], ...) or a per-request solver (dp, greedy, ...); `splitllm policies` lists them; "
                    "repeat to compare")
 @click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True, help=engine_help())
@@ -67,10 +67,12 @@ def _folder(policy: str) -> str:
 @click.option("--rate", type=float, default=None, help="rescale arrivals to this mean rate (requests/s)")
 @click.option("--poisson", is_flag=True, help="Poisson arrivals at --rate instead of the trace's own")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the client draw (and Poisson gaps)")
-@click.option("--slo", "slo", multiple=True, help="SLO of trace requests, KEY=VALUE: seconds or a factor like 3x (default ttft_s=2, tpot_s=0.1)")
+@click.option("--slo", "slo", multiple=True, help="SLO of trace requests, KEY=VALUE: seconds, a factor of the all-server figure like 3x, or none; each replaces its default (ttft_s=2, tpot_s=0.1), the others stay")
 @click.option("--chunk", type=int, default=None, help="chunked prefill: at most this many tokens per iteration")
 @click.option("--gpu-memory", type=float, default=None, help="GPU memory in bytes (default: the server profile's)")
 @click.option("--warm", is_flag=True, help="start every request at its first decode step (prompt done, KV in place)")
+@click.option("--shared-clients", is_flag=True,
+              help="the requests of one client share its device and link (one queue); default: each request has its own")
 @click.option("--placement-latency", is_flag=True, help="charge the policy's wall time in simulated time")
 @click.option("--capacity", "find_capacity", is_flag=True, help=f"find each policy's highest rate with attainment >= {ATTAINMENT_TARGET:.0%}")
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="parallel simulations in --capacity")
@@ -79,7 +81,7 @@ def _folder(policy: str) -> str:
 @input_errors_exit
 def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, trace: str | None, n_requests: int | None,
                      rate: float | None, poisson: bool, seed: int, slo: tuple[str, ...], chunk: int | None,
-                     gpu_memory: float | None, warm: bool, placement_latency: bool, find_capacity: bool, jobs: int, dask_scheduler: str | None, out: Path) -> None:
+                     gpu_memory: float | None, warm: bool, shared_clients: bool, placement_latency: bool, find_capacity: bool, jobs: int, dask_scheduler: str | None, out: Path) -> None:
     """Simulate one GPU server and its clients over requests arriving in time.
 
     Writes requests.csv, summary.json and latency_cdf.png (one folder per policy when
@@ -99,7 +101,7 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
         raise InputError("--gpu-memory", f"must be a finite number of bytes > 0, got {gpu_memory}")
     inst = load_instance(instance)
     costs = server_costs(inst, engine)
-    cfg = SimConfig(costs, engine, chunk, kv_capacity(inst, costs, engine, gpu_memory, _activation_per_token(costs.model)), warm)
+    cfg = SimConfig(costs, engine, chunk, server_kv_capacity(inst, costs, engine, gpu_memory), warm, shared_clients)
     if trace is not None:
         inst, arrivals = trace_workload(inst, trace, n=n_requests, rate=rate, poisson=poisson, seed=seed, slo=_slo(slo))
     else:
@@ -113,7 +115,8 @@ def simulate_command(instance: Path, policies: tuple[str, ...], engine: str, tra
     _refuse_stale(out, set(CAPACITY_FILES) if find_capacity else set(RUN_FILES) if folders == [""] else {*folders, OVERLAY})
     placements = [place(inst, p, engine=engine, kv_capacity_bytes=cfg.kv_capacity_bytes) for p in policies]
     extra: dict[str, Any] = {"engine": engine, "overhead_s": costs.overhead_s, "kv_capacity_bytes": cfg.kv_capacity_bytes,
-                             "chunk": chunk, "warm": warm, "placement_latency": placement_latency, "trace": trace, "seed": seed}
+                             "chunk": chunk, "warm": warm, "shared_clients": shared_clients, "placement_latency": placement_latency, "trace": trace, "seed": seed,
+                             "slo": trace_slo(_slo(slo)) if trace is not None else "each request's own"}
     if find_capacity:
         _capacity(out, inst, placements, cfg, arrivals, placement_latency, jobs, dask_scheduler, extra)
         return
@@ -185,10 +188,13 @@ def _capacity(out: Path, inst: Instance, placements: list[Placement], cfg: SimCo
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "capacity.json", {"requests": inst.n_requests, **extra, "policies": rows})
     lines = ["| policy | capacity (req/s) | x " + placements[0].policy + " | policy wall (s) |", "|---|---|---|---|"]  # online: median per simulation
-    lines += [f"| {r['policy']} | {_num(r['capacity_rps'], '.3f', 'unbounded')} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
+    lines += [f"| {r['policy']} | {_capacity_cell(r)} | {_num(r['ratio_to_first'], '.2f', '-')} | {r['policy_wall_s']:.3g} |"
               for r in rows]
+    lines += [f"\n{r['policy']}: {r['note']}" for r in rows if "note" in r]
+    curve = ["", "Attainment at each rate tried:", "", "| policy | rate (req/s) | SLO attainment |", "|---|---|---|"]
+    curve += [f"| {r['policy']} | {rate:.4g} | {value:.1%} |" for r in rows for rate, value in r["tried"]]
     with atomic_path(out / "capacity.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text("\n".join(lines + curve) + "\n")
     _plot_capacity(out / "capacity.png", rows)
     click.echo("\n".join(lines))
 
@@ -207,6 +213,12 @@ def _capacity_of(inst: Instance, placement: Placement, cfg: SimConfig, arrivals:
         return capacity(inst, placement, cfg, arrivals, charge=charge, jobs=jobs, dask_scheduler=dask_scheduler, progress=shown)
 
 
+def _capacity_cell(row: dict[str, Any]) -> str:
+    if row["finding"] == "unreached":
+        return f"not reached (best {row['best_attainment']:.1%})"
+    return _num(row["capacity_rps"], ".3f", "unbounded")
+
+
 def _num(value: float | None, fmt: str, missing: str) -> str:
     return missing if value is None else format(value, fmt)
 
@@ -218,7 +230,7 @@ def _plot_capacity(path: Path, rows: list[dict[str, Any]]) -> None:
     ax = fig.subplots()
     for row in rows:
         rates, values = zip(*row["tried"]) if row["tried"] else ((), ())
-        ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {_num(row['capacity_rps'], '.2f', 'unbounded')} req/s")
+        ax.plot(rates, values, "o-", ms=3, label=f"{row['policy']}: {_capacity_cell(row)}" + (" req/s" if row["capacity_rps"] else ""))
     ax.axhline(ATTAINMENT_TARGET, color="grey", ls="--", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("arrival rate (requests/s)")
@@ -239,14 +251,3 @@ def list_policies() -> None:
 
 
 COMMANDS = [simulate_command, list_policies]
-
-
-def _activation_per_token(model: str) -> float | None:
-    """Activation bytes per token of the server's model, or None where its shape is unknown."""
-    from splitllm.instances.models import get_shape
-
-    try:
-        shape = get_shape(model)
-    except InputError:
-        return None
-    return activation_bytes_per_token(shape.hidden, shape.ffn)
