@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from splitllm.batched import server_costs
 from splitllm.instance import Instance, parse_instance
+from splitllm.jsonio import atomic_path, write_json
 from splitllm.instances.generate import GIB, MBIT, ClientClass, generate_instance
 from splitllm.serving.capacity import ATTAINMENT_TARGET, attainment, capacity
 from splitllm.serving.fluid import classes, coarse
@@ -280,12 +281,13 @@ def table(results: list[dict[str, Any]], policies: tuple[str, ...]) -> str:
 
 
 def heatmap(results: list[dict[str, Any]], policies: tuple[str, ...], path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     columns = [*policies, "frontier"]
     values = np.array([[(r["capacity"].get(p) if p != "frontier" else r["frontier"]["capacity_rps"]) or 0.0 for p in columns]
                        for r in results]) / np.array([[r["capacity"]["all-server"] or np.nan] for r in results])
-    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, 0.45 * len(results) + 1.5))
+    fig = Figure(figsize=(1.1 * len(columns) + 2.5, 0.45 * len(results) + 1.5))
+    ax = fig.subplots()
     im = ax.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=max(2.0, float(np.nanmax(values))))
     ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
     ax.set_yticks(range(len(results)), [r["regime"] for r in results])
@@ -293,8 +295,8 @@ def heatmap(results: list[dict[str, Any]], policies: tuple[str, ...], path: Path
         ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7)
     fig.colorbar(im, ax=ax, label="capacity x all-server")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,9 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         results = [job(r) for r in chosen]
     for r in results:
         print(f"{r['regime']}: {r['wall_s']:.0f} s", file=sys.stderr)
-    (args.out / "regimes.json").write_text(json.dumps({"requests": args.requests, "wall_s": time.perf_counter() - started,
-                                                       "regimes": results}, indent=1))
-    (args.out / "regimes.md").write_text(table(results, policies))
+    write_json(args.out / "regimes.json", {"requests": args.requests, "wall_s": time.perf_counter() - started, "regimes": results})
+    with atomic_path(args.out / "regimes.md") as tmp:
+        tmp.write_text(table(results, policies))
     heatmap(results, policies, args.out / "regimes.png")
     print(table(results, policies))
     return 0
