@@ -10,10 +10,14 @@ measures the arrival rate (the last :data:`WINDOW` arrivals) and
   in flight, at their whole context, below :data:`SWITCH` of the cache: the second signal
   needs no model, so an overestimated all-server capacity cannot keep the plan off), and
   always when the plan's estimate does not beat all-server's by :data:`MIN_GAIN` (a split
-  only pays where the server is the bottleneck);
+  only pays where the server is the bottleneck), except the requests of a class the plan
+  runs entirely on its clients: those take nothing from the server at any load, and where
+  prompts queue in bursts (capacity set by TTFT while the server is mostly idle) neither
+  signal sees the load;
 * otherwise follows the planned mix: each arrival of class ``c`` takes the planned cut
   that is furthest behind its share so far (deficit round robin), among those its own
-  limits allow (client memory, batch-1 TTFT); all on the server when none does.
+  limits allow (every per-request limit at batch-1 figures, which a batching server can
+  only make slower: client memory, TTFT, TPOT, ...); all on the server when none does.
 
 :class:`FixedMix` is the same placer without the load switch: the given mix always
 (the uniform cuts of the frontier search). Both are online placers of
@@ -30,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.batched import BatchedCosts, server_costs
-from splitllm.evaluator import exceeds, request_metrics
+from splitllm.evaluator import feasible_mask, request_metrics
 from splitllm.instance import Instance
 from splitllm.errors import InputError
 from splitllm.serving.fluid import Classes, FluidPlan, classes, fluid_plan
@@ -79,9 +83,8 @@ class FixedMix:
         return self.cuts[k].copy()
 
     def _own_limits_hold(self, r: int, x: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        a = self.inst.arrays
-        metrics = request_metrics(a, np.full(len(x), r), x)
-        return ~exceeds(metrics.client_mem, a.client_mem_limit[r]) & ~exceeds(metrics.ttft, a.ttft_limit[r])
+        rows = np.full(len(x), r)
+        return feasible_mask(self.inst.arrays, rows, request_metrics(self.inst.arrays, rows, x))
 
 
 def class_of(groups: Classes, n_requests: int) -> NDArray[np.int64]:
@@ -101,6 +104,8 @@ class PlanOnline(FixedMix):
         self.loaded = False
         self.splits = plan.rate > MIN_GAIN * all_server_rate
         self.recent: deque[float] = deque(maxlen=WINDOW)
+        all_client = np.flatnonzero(~self.cuts.any(axis=1))
+        self.off_server = self.share[:, all_client].sum(axis=1) >= 1 - 1e-9 if all_client.size else np.zeros(len(self.share), bool)
 
     def rate(self) -> float:
         """Arrivals per second over the last :data:`WINDOW` arrivals (0 before 8)."""
@@ -109,9 +114,9 @@ class PlanOnline(FixedMix):
         return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0])
 
     def _cut(self, r: int) -> NDArray[np.bool_]:
-        if not (self.splits and self.loaded):
-            return np.ones(self.cuts.shape[1], bool)
-        return super()._cut(r)
+        if self.splits and (self.loaded or self.off_server[self.of_request[r]]):
+            return super()._cut(r)
+        return np.ones(self.cuts.shape[1], bool)
 
     def place(self, now: float, arriving: list[int], in_flight: list[int], placements: NDArray[np.bool_]) -> NDArray[np.bool_]:
         self.recent.extend([now] * len(arriving))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -104,16 +105,45 @@ def test_cut_policy_places_what_it_names_and_plan_runs(strong: Instance) -> None
     assert np.isfinite(sim.e2e).all()
 
 
-def test_plan_is_all_server_while_the_server_is_idle(strong: Instance) -> None:
+def _planned_cut(strong: Instance, word: str) -> tuple[PlanOnline, float]:
+    """A ``plan`` placer whose mix sends every class to one cut, with all-server's estimate."""
     plan, all_server = planned(strong, server_costs(strong, "vllm"), _kv(strong))
-    placer = PlanOnline(strong, plan, all_server, _kv(strong))
+    share = np.zeros(plan.share.shape)
+    share[:, cut_index(plan.figures.cuts, word)] = 1.0
+    return PlanOnline(strong, dataclasses.replace(plan, share=share, rate=10 * all_server), all_server, _kv(strong)), all_server
+
+
+def test_plan_splits_only_under_load(strong: Instance) -> None:
+    placer, all_server = _planned_cut(strong, "p20")
     x = np.ones((strong.n_requests, strong.n_blocks), bool)
     for r in range(20):  # one arrival a minute, nothing in flight
         placer.place(60.0 * r, [r], [], x)
     assert x[:20].all()
     for r in range(20, 120):  # far above all-server's estimate
         placer.place(60.0 * 20 + (r - 20) / (10 * all_server), [r], list(range(20, r)), x)
-    assert not x[100:120].all()
+    assert (x[100:120].sum(axis=1) == 20).all()
+
+
+def test_plan_keeps_a_class_planned_off_the_server_off_it_at_any_load(strong: Instance) -> None:
+    placer, _ = _planned_cut(strong, "client")
+    x = np.ones((strong.n_requests, strong.n_blocks), bool)
+    for r in range(20):  # idle: the all-client requests take nothing from the server
+        placer.place(60.0 * r, [r], [], x)
+    assert not x[:20].any()
+
+
+def test_plan_places_only_what_meets_the_requests_own_limits(strong: Instance) -> None:
+    data = copy.deepcopy(strong.source)
+    for request in data["requests"]:
+        request["slo"] = {"tpot_s": 1e-6}  # no placement meets it, not even batch-1 all-client
+    tight = parse_instance(data)
+    plan, all_server = planned(strong, server_costs(strong, "vllm"), _kv(strong))
+    share = np.zeros(plan.share.shape)
+    share[:, cut_index(plan.figures.cuts, "client")] = 1.0
+    placer = PlanOnline(tight, dataclasses.replace(plan, share=share, rate=10 * all_server), all_server, _kv(tight))
+    x = np.zeros((tight.n_requests, tight.n_blocks), bool)
+    placer.place(0.0, list(range(10)), [], x)
+    assert x[:10].all()  # all on the server, the fallback
 
 
 def test_plan_never_loses_to_all_server_on_the_example() -> None:
