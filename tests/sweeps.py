@@ -1,15 +1,18 @@
-"""Randomized sweeps in two sizes: a quick one in the default pass, the full one in the slow pass.
+"""Randomized sweeps and generated case families in two sizes: a quick one in the default
+pass, the full one in the slow pass.
 
 ``@sweep(full=40, quick=8, deadline=None)`` is hypothesis's ``@settings`` with
 ``max_examples`` set per pass: ``quick`` examples in the default run (``python -m pytest
 -q``, which deselects ``slow``), all ``full`` in the slow pass (``python -m pytest -q -m
 slow``), where every sweep is also marked ``slow`` (see ``conftest.py``). The properties
 checked are the same in both passes; only the number of drawn cases differs.
+``thinned(cases, every)`` does the same for a ``parametrize`` family (the hostile-input
+damage classes, the measured rows): every ``every``-th case by default, all in the slow pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import pytest
@@ -37,3 +40,13 @@ def sweep(full: int, quick: int, **options: Any) -> Callable[[F], F]:
         return pytest.mark.sweep(settings(max_examples=full if FULL else quick, **options)(test))  # type: ignore[no-any-return]
 
     return decorate
+
+
+def thinned(cases: Iterable[Any], every: int) -> list[Any]:
+    """A generated family of cases: every ``every``-th in the default pass, the rest marked
+    ``slow`` (so the slow pass runs all of them), for ``pytest.mark.parametrize``.
+
+    >>> [getattr(c, "marks", ()) != () for c in thinned(["a", "b", "c"], 2)]
+    [False, True, False]
+    """
+    return [case if i % every == 0 else pytest.param(case, marks=pytest.mark.slow) for i, case in enumerate(cases)]

@@ -34,6 +34,7 @@ from hostile_cases import (
     with_arrival_pattern,
 )
 from splitllm import jsonio
+from sweeps import thinned
 from splitllm.cli import main
 from splitllm.instance import example_path, load_instance
 from splitllm.registry import solve
@@ -95,7 +96,7 @@ def solve_and_check(tmp_path: Path, instance: Path, solver: str) -> dict[str, An
     return solution
 
 
-@pytest.mark.parametrize("name", list(INSTANCE_CASES))
+@pytest.mark.parametrize("name", thinned(INSTANCE_CASES, 2))
 def test_damaged_instance(tmp_path: Path, name: str) -> None:
     case = INSTANCE_CASES[name]
     instance = write(tmp_path, "instance.json", case.text)
@@ -293,7 +294,7 @@ def test_damaged_simulate_option(tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ["vllm", pytest.param("tensorrt-llm", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("pattern", list(ARRIVALS))
+@pytest.mark.parametrize("pattern", thinned(ARRIVALS, 2))
 def test_arrival_patterns_are_simulated_by_every_kind_of_policy(tmp_path: Path, pattern: str, engine: str) -> None:
     data = with_arrival_pattern(pattern)
     instance = write(tmp_path, "i.json", json.dumps(data))
@@ -457,7 +458,7 @@ def test_f5_time_limits_at_the_extremes(tmp_path: Path, solver: str, limit: str)
 GENERATE_CASES = {name: (args, option) for name, args, option in option_cases(GENERATE_OPTIONS)}
 
 
-@pytest.mark.parametrize("name", list(GENERATE_CASES))
+@pytest.mark.parametrize("name", thinned(GENERATE_CASES, 2))
 def test_damaged_generate_option(tmp_path: Path, name: str) -> None:
     args, option = GENERATE_CASES[name]
     if args[0] != "--requests":
