@@ -40,7 +40,7 @@ from scipy.optimize import nnls
 from splitllm.batched import BatchedCosts, all_blocks, iteration_time
 # The engines' defaults (vLLM 0.4-era engine arguments, unchanged by the bench's scripts): the simulator's rows.
 from splitllm.batched.engines import ENGINES, Engine, ServerMemory, activation_bytes_per_token, by_label
-from splitllm.errors import InputError
+from splitllm.errors import InputError, positive_number
 from splitllm.instance import Instance, example_path, parse_instance
 from splitllm.instances.models import get_shape
 from splitllm.jsonio import atomic_path, write_atomic
@@ -123,19 +123,9 @@ def _bench_rows(path: Path) -> list[BenchRow]:
             except ValueError:
                 continue  # another model's or setup's row, written differently
             if ok:
-                figures = [_positive(path, line, c, get(c)) for c in ("Latency", "Throughput")]
+                figures = [positive_number(f"{path}: line {line}: {c}", get(c)) for c in ("Latency", "Throughput")]
                 rows.append(BenchRow(line, get("Hardware"), get("Framework"), int(get("Batch Size")), int(get("Input Output Length")), *figures))
     return rows
-
-
-def _positive(path: Path, line: int, column: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"{path}: line {line}: {column}", f"must be a finite number > 0, got {text!r}")
-    return value
 
 
 def activation_bytes(tokens: int) -> float:

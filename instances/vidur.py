@@ -27,14 +27,13 @@ Examples
 from __future__ import annotations
 
 import csv
-import math
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from splitllm.errors import InputError
+from splitllm.errors import InputError, positive_number
 from splitllm.instances.models import ModelShape, get_shape
 from splitllm.instances.roofline import Roofline, attention_decode_s, attention_prefill_s, lm_head_s, sampling_s, sig
 from splitllm.profiles import Curve, KindCosts, Profile
@@ -123,18 +122,8 @@ def _samples(path: Path, tensor_parallel: int = 1) -> dict[tuple[str, int], list
                 raise InputError(f"{where}: num_tokens", f"must be an integer >= 1, got {n}")
             for key, value in row.items():
                 if key.startswith("time_stats.") and key.endswith(".median"):
-                    samples[(key.split(".")[1], n)].append(_milliseconds(where, key, value))
+                    samples[(key.split(".")[1], n)].append(positive_number(f"{where}: {key}", value, "ms"))
     return samples
-
-
-def _milliseconds(where: str, key: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"{where}: {key}", f"must be a finite number of ms > 0, got {text!r}")
-    return value
 
 
 def fit_roofline(table: OpTable, shape: ModelShape) -> Roofline:

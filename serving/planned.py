@@ -104,8 +104,8 @@ class PlanOnline(FixedMix):
         self.loaded = False
         self.splits = plan.rate > MIN_GAIN * all_server_rate
         self.recent: deque[float] = deque(maxlen=WINDOW)
-        all_client = np.flatnonzero(~self.cuts.any(axis=1))
-        self.off_server = self.share[:, all_client].sum(axis=1) >= 1 - 1e-9 if all_client.size else np.zeros(len(self.share), bool)
+        # the classes planned entirely on their clients (all-client cuts: no server block)
+        self.off_server = self.share[:, ~self.cuts.any(axis=1)].sum(axis=1) >= 1 - 1e-9
 
     def rate(self) -> float:
         """Arrivals per second over the last :data:`WINDOW` arrivals (0 before 8)."""

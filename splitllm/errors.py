@@ -6,6 +6,8 @@ classes are for input the package cannot work with.
 
 from __future__ import annotations
 
+import math
+
 
 class SplitLLMError(Exception):
     """Root of every error splitllm raises on purpose."""
@@ -46,6 +48,28 @@ class OptionError(InputError):
     >>> str(OptionError("grid_step", "expected a number in (0, 1], got 'abc'"))
     "grid_step: expected a number in (0, 1], got 'abc'"
     """
+
+
+def positive_number(path: str, text: str, unit: str = "") -> float:
+    """``text`` (a field read from a file) as a finite number > 0, else an :class:`InputError`
+    at ``path`` (``unit`` names what it counts in the message).
+
+    Examples
+    --------
+    >>> positive_number("line 3: Latency", "2.5")
+    2.5
+    >>> positive_number("line 3: Latency", "nan", "s")
+    Traceback (most recent call last):
+    ...
+    splitllm.errors.InputError: line 3: Latency: must be a finite number of s > 0, got 'nan'
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(path, f"must be a finite number{f' of {unit}' if unit else ''} > 0, got {text!r}")
+    return value
 
 
 def printable(text: str) -> str:
