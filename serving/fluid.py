@@ -20,7 +20,9 @@ cut. For arrival rate ``lam`` and ``v[c, k]`` requests/s of class ``c`` at cut `
   lin_b(n_b) + attention``, ``n_b`` the requests running block ``b``, with ``lin_b`` taken
   as its value at 1 plus the chord slope up to the engine's sequence cap (a block no class
   runs costs nothing: a binary per block); this must fit in ``T``, the requests in the
-  engine's sequence cap, their KV in the cache;
+  engine's sequence cap, their KV in the cache. KV and attention are each request's own,
+  averaged over the class weighted by its decode steps (a longer output holds more KV for
+  longer; the product of the class's means would miss that);
 * **TTFT**: each request's batch-1 TTFT plus a queueing wait of ``T + 2.3 * rho / (1 -
   rho) * S`` (one iteration, then an M/M/1-like 90th-percentile wait for the prefills
   ahead, ``S`` the workload's mean all-server prefill) must meet its SLO.
@@ -117,8 +119,9 @@ class CutFigures:
     hold_client_s: Array  # mean (o - 1) x client time and crossings per step
     steps: Array  # mean (o - 1), per class
     factor: Array
-    kv_bytes: Array
-    attn_s: Array
+    kv_steps: Array  # mean of (o - 1) x server KV at mid context
+    kv_client_s: Array  # mean of (o - 1) x client time per step x server KV at mid context
+    attn_s: Array  # attention of one decode step over the cut's server layers, weighted by output length
     mean_prefill_s: float
 
 
@@ -153,7 +156,8 @@ def cut_figures(inst: Instance, costs: BatchedCosts, groups: Classes) -> CutFigu
     is_layer = np.array([k == "layer" for k in block_kinds])
     no_server = replace(a, server_decode=np.zeros_like(a.server_decode))
     shape = (len(groups.names), len(cuts))
-    out = {name: np.zeros(shape) for name in ("tpot_room", "ttft_room", "prefill_s", "hold_client_s", "kv_bytes", "attn_s")}
+    out = {name: np.zeros(shape) for name in ("tpot_room", "ttft_room", "prefill_s", "hold_client_s", "kv_steps", "kv_client_s",
+                                              "attn_s")}
     fits, client_ok = np.zeros(shape, bool), np.zeros(shape, bool)
     steps = np.zeros(len(groups.names))
     for c, idx in enumerate(groups.members):
@@ -170,17 +174,24 @@ def cut_figures(inst: Instance, costs: BatchedCosts, groups: Classes) -> CutFigu
         with np.errstate(divide="ignore", invalid="ignore"):
             out["tpot_room"][c] = np.where(factor > 0, np.quantile(tpot_gap, 1 - COVER, axis=0) / np.maximum(factor, 1), np.inf)
         out["ttft_room"][c] = np.quantile(reshape(a.ttft_limit[rows] - full.ttft), 1 - COVER, axis=0)
-        out["hold_client_s"][c] = reshape(o1 * np.where(o1 > 0, client_step, 0.0)).mean(axis=0)
+        client_hold = reshape(o1 * np.where(o1 > 0, client_step, 0.0))
+        out["hold_client_s"][c] = client_hold.mean(axis=0)
         steps[c] = float(o1.reshape(len(idx), len(cuts))[:, 0].mean())
+        own_steps = (a.output_tokens[idx] - 1).astype(float)
         prompt = a.prompt_tokens[idx].astype(float)
         mid = prompt + a.output_tokens[idx] / 2.0
         out["prefill_s"][c] = _prefill_s(costs, block_kinds, cuts, prompt)
         full_context = (a.prompt_tokens[idx] + a.output_tokens[idx]).astype(float)
-        out["kv_bytes"][c] = (a.kv[idx] @ cuts.T.astype(float) * (mid / full_context)[:, None]).mean(axis=0)
-        out["attn_s"][c] = float(costs.attention.item_s(np.ones(len(idx)), mid).mean()) * (cuts & is_layer).sum(axis=1)
+        kv = a.kv[idx] @ cuts.T.astype(float) * (mid / full_context)[:, None]  # per request and cut, at mid context
+        # means of products, not products of means: a longer output holds more KV for longer
+        out["kv_steps"][c] = (kv * own_steps[:, None]).mean(axis=0)
+        out["kv_client_s"][c] = (kv * client_hold).mean(axis=0)
+        attention = costs.attention.item_s(np.ones(len(idx)), mid)
+        per_token = np.average(attention, weights=own_steps) if own_steps.sum() > 0 else attention.mean()
+        out["attn_s"][c] = float(per_token) * (cuts & is_layer).sum(axis=1)
     mean_prefill = float(np.average(out["prefill_s"][:, 0], weights=groups.share))
     return CutFigures(cuts, fits, out["tpot_room"], client_ok, out["ttft_room"], out["prefill_s"], out["hold_client_s"],
-                      steps, factor, out["kv_bytes"], out["attn_s"], mean_prefill)
+                      steps, factor, out["kv_steps"], out["kv_client_s"], out["attn_s"], mean_prefill)
 
 
 def _prefill_s(costs: BatchedCosts, block_kinds: Sequence[str], cuts: NDArray[np.bool_], prompt: Array) -> Array:
@@ -262,7 +273,8 @@ def _solve_point(fig: CutFigures, groups: Classes, costs: BatchedCosts, allowed:
     # N[c, k], requests decoding at once on the server (an all-client request is not there)
     running = {(c, k): hold[c, k] * v[c, k] for c, k in pairs if fig.cuts[k].any()}
     prob += pulp.lpSum(running.values()) <= max_seqs
-    prob += pulp.lpSum(float(fig.kv_bytes[key]) * n for key, n in running.items()) <= kv_capacity
+    prob += pulp.lpSum(float(fig.kv_client_s[c, k] + fig.kv_steps[c, k] * t_eff * fig.factor[k]) * v[c, k]
+                       for c, k in running) <= kv_capacity
     per_block = []
     for b in range(n_blocks):
         users = [n for (c, k), n in running.items() if fig.cuts[k, b]]

@@ -51,12 +51,19 @@ def test_cut_figures_follow_the_cost_model(strong: Instance) -> None:
     groups = classes(strong)
     fig = cut_figures(strong, server_costs(strong, "vllm"), groups)
     all_server, all_client = 0, 1
-    assert np.all(fig.prefill_s[:, all_client] == 0) and np.all(fig.kv_bytes[:, all_client] == 0)
+    assert np.all(fig.prefill_s[:, all_client] == 0) and np.all(fig.kv_steps[:, all_client] == 0)
     assert np.all(fig.prefill_s[:, all_server] > 0) and fig.factor[all_server] == 1 and fig.factor[all_client] == 0
     # the TTFT room of all-server is the 10th percentile of limit - batch-1 TTFT, by the evaluator's formulas
     idx = groups.members[0]
     metrics = request_metrics(strong.arrays, idx, np.ones((len(idx), strong.n_blocks), bool))
     assert fig.ttft_room[0, all_server] == pytest.approx(np.quantile(strong.arrays.ttft_limit[idx] - metrics.ttft, 0.1))
+    # KV held over a request's decode: the mean of each request's (o - 1) x KV at mid context,
+    # not the product of the class's means (long outputs hold more KV for longer)
+    a = strong.arrays
+    p, o = a.prompt_tokens[idx].astype(float), a.output_tokens[idx].astype(float)
+    own = a.kv[idx].sum(axis=1) * (p + o / 2) / (p + o) * (o - 1)
+    assert fig.kv_steps[0, all_server] == pytest.approx(own.mean())
+    assert fig.kv_client_s[0, all_server] == 0.0
     # more server blocks, more server prefill (prefixes)
     prefixes = [cut_index(fig.cuts, f"p{n}") for n in range(2, strong.n_blocks, 4)]
     assert np.all(np.diff(fig.prefill_s[0, prefixes]) >= 0)
