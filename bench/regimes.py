@@ -1,6 +1,7 @@
 """The regime map: where collaborative inference raises a server's capacity, by how much, and why.
 
-A benchmark, not a test: ``python -m splitllm.bench.regimes --out bench/results/regimes -j 2``.
+A benchmark, not a test: ``python -m splitllm.bench.regimes --out bench/results/regimes -j 2``
+(``--dask-scheduler ADDRESS`` runs the regimes as tasks on a Dask cluster instead).
 Each regime is a server, a client population, a trace and SLOs (and optionally chunked
 prefill or another engine). For each regime it measures, on the serving simulator:
 
@@ -28,6 +29,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,6 +40,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from splitllm.batched import server_costs
+from splitllm.dask_client import check_scheduler, dask_client
+from splitllm.errors import SplitLLMError
 from splitllm.instance import Instance, parse_instance
 from splitllm.jsonio import atomic_path, write_json
 from splitllm.instances.generate import GIB, MBIT, ClientClass, generate_instance
@@ -45,6 +49,7 @@ from splitllm.serving.capacity import ATTAINMENT_TARGET, attainment, capacity
 from splitllm.serving.fluid import classes, coarse
 from splitllm.serving.planned import FixedMix, class_of, planned
 from splitllm.serving.policies import Placement, place
+from splitllm.serving.registry import get_policy
 from splitllm.serving.simulator import SimConfig, server_kv_capacity, simulate
 from splitllm.serving.workload import retime, trace_workload
 from splitllm.formulations.batch_candidates import candidates
@@ -299,6 +304,25 @@ def heatmap(results: list[dict[str, Any]], policies: tuple[str, ...], path: Path
         fig.savefig(tmp, dpi=110)
 
 
+def _make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SplitLLMError(f"--out: cannot use {out} as the output folder ({exc.strerror or exc})") from None
+
+
+def run_all(job: Callable[[Regime], dict[str, Any]], regimes: list[Regime], jobs: int,
+            dask_scheduler: str | None = None) -> list[dict[str, Any]]:
+    """``job`` over ``regimes`` in order: on a Dask scheduler when given, else in ``jobs`` processes."""
+    if dask_scheduler is not None:
+        with dask_client(dask_scheduler) as client:
+            return list(client.gather(client.map(job, regimes, pure=False)))
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            return list(pool.map(job, regimes))
+    return [job(r) for r in regimes]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -306,20 +330,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regime", action="append", help="only these regimes (repeat); default all")
     parser.add_argument("--policy", action="append", help="policies besides all-server (repeat); default " + ", ".join(POLICIES[1:]))
     parser.add_argument("-j", "--jobs", type=int, default=1, help="regimes run in parallel processes")
+    parser.add_argument("--dask-scheduler", metavar="ADDRESS", help="run the regimes as tasks on this Dask scheduler instead")
     args = parser.parse_args(argv)
     chosen = [r for r in REGIMES if not args.regime or r.name in args.regime]
     unknown = set(args.regime or []) - {r.name for r in REGIMES}
     if unknown:
         parser.error(f"unknown regime(s) {', '.join(sorted(unknown))}; known: {', '.join(r.name for r in REGIMES)}")
     policies = ("all-server", *(args.policy or POLICIES[1:]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    job = partial(run_regime, requests=args.requests, policies=policies)
-    started = time.perf_counter()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(job, chosen))
-    else:
-        results = [job(r) for r in chosen]
+    if args.requests < 1 or args.jobs < 1:
+        parser.error("--requests and --jobs must be at least 1")
+    try:
+        for policy in policies:
+            get_policy(policy)
+        check_scheduler(args.dask_scheduler)  # before anything is written
+        _make_folder(args.out)
+        job = partial(run_regime, requests=args.requests, policies=policies)
+        started = time.perf_counter()
+        results = run_all(job, chosen, args.jobs, args.dask_scheduler)
+    except SplitLLMError as exc:
+        parser.exit(2, f"error: {exc}\n")
     for r in results:
         print(f"{r['regime']}: {r['wall_s']:.0f} s", file=sys.stderr)
     write_json(args.out / "regimes.json", {"requests": args.requests, "wall_s": time.perf_counter() - started, "regimes": results})
