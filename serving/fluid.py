@@ -176,8 +176,8 @@ def cut_figures(inst: Instance, costs: BatchedCosts, groups: Classes) -> CutFigu
         out["ttft_room"][c] = np.quantile(reshape(a.ttft_limit[rows] - full.ttft), 1 - COVER, axis=0)
         client_hold = reshape(o1 * np.where(o1 > 0, client_step, 0.0))
         out["hold_client_s"][c] = client_hold.mean(axis=0)
-        steps[c] = float(o1.reshape(len(idx), len(cuts))[:, 0].mean())
         own_steps = (a.output_tokens[idx] - 1).astype(float)
+        steps[c] = float(own_steps.mean())
         prompt = a.prompt_tokens[idx].astype(float)
         mid = prompt + a.output_tokens[idx] / 2.0
         out["prefill_s"][c] = _prefill_s(costs, block_kinds, cuts, prompt)
