@@ -27,8 +27,9 @@ request caches only its server blocks'):
   already generated, after a preemption) fit in the free bytes less a ``watermark`` (1%) of the
   capacity, within ``max_batched_tokens`` (4096) prompt tokens per iteration (without
   ``chunk``; a longer prompt goes alone) and ``max_seqs`` (256) running requests. A decode
-  step that crosses a block boundary
-  needs a new block when its first server item is scheduled; when none is free, the
+  step runs (its first server item is scheduled) only while at least one block of its
+  request's size is free, whether or not it needs one (vLLM 0.4's ``can_append_slot``),
+  and takes a new block when its token crosses a block boundary; when none is free, the
   latest-arrived admitted request not yet scheduled in the iteration is preempted (or the
   request itself, when it is that one): its blocks are freed, it waits again at its
   arrival place, and once re-admitted re-runs its whole prefill phase (client runs and
@@ -40,8 +41,10 @@ This is the one model of the engines' schedulers: the fidelity comparison
 (:func:`splitllm.bench.fidelity.row_schedule`) runs it on identical requests all on the
 server, and times what it records (``record=True``: each iteration's priced items).
 
-A request whose KV can never fit (paged: its prompt + output - 1 tokens' blocks beyond the
-capacity less the watermark) is dropped.
+A request whose KV can never fit is dropped: reserved, its whole KV beyond the capacity;
+paged, its prompt + output - 1 tokens' blocks beyond the capacity less the watermark, or
+the blocks of its prompt + output - 2 tokens and one more (its last decode step's free
+block) beyond the capacity.
 
 Clients run only their own request (batch-1 costs); by default each request has its own
 device and link, and its client work and transfers never queue behind another request's.
@@ -234,9 +237,14 @@ class _Req:
                    block, ptok=prompt)  # fmt: skip
 
 
+def _starts_step(q: _Req) -> bool:
+    """Whether the request's next item is a decode step's first server item (paged rule's checks)."""
+    return not q.pre and q.pos == 0
+
+
 def _blocks_to_add(q: _Req, block: int) -> int:
     """KV blocks of ``block`` tokens a decode step's first server item must add (paged rule): 0 or 1."""
-    if q.pre or q.pos != 0:
+    if not _starts_step(q):
         return 0
     return max(0, -(-(q.prompt + q.step) // block) - q.held)
 
@@ -263,6 +271,7 @@ class _Server:
         self.paged = self.rules.paged
         self.run_set: list[int] = []  # paged: the admitted requests, by rank
         self.mark = self.rules.watermark * cfg.kv_capacity_bytes
+        self.largest_block = 0.0  # of any request so far: while that much is free beside the growth, every step runs
         self.token_cap = self.rules.max_batched_tokens if cfg.chunk is None else float("inf")
         self.busy = False
         self.running: list[tuple[int, int]] = []  # (request, tokens) of the running iteration
@@ -281,9 +290,13 @@ class _Server:
         route = build_route(self.arrays, r, x)
         p, o = self.prompt[r], self.output[r]
         q = self.reqs[r] = _Req.of(route, p, o, float(self.arrays.kv[r][x].sum()), self.rules.block * float(self.kv_tok[x].sum()))
+        self.largest_block = max(self.largest_block, q.block)
         cap = self.cfg.kv_capacity_bytes
-        if self.paged:  # its largest KV (prompt + output - 1 tokens) must be admissible when alone
-            never = -(-(p + o - 1) // self.rules.block) * q.block > cap - self.mark
+        if self.paged:  # alone: its largest recompute (prompt + output - 1 tokens) admissible, and a
+            # block free beside what it holds before its last decode step (prompt + output - 2 tokens)
+            block = self.rules.block
+            never = (-(-(p + o - 1) // block) * q.block > cap - self.mark
+                     or (o > 1 and (-(-(p + o - 2) // block) + 1) * q.block > cap))  # fmt: skip
         else:
             never = q.kv > cap
         if q.spans and never:
@@ -444,22 +457,22 @@ class _Server:
     def grow(self, items: list[tuple[int, int]], now: float) -> list[tuple[int, int]]:
         """Grant the blocks the decode steps of ``items`` need (paged rule); preempt where none is free.
 
-        In rank order, as vLLM walks its running queue: a request that needs a block when
-        none is free preempts the latest-arrived admitted request not scheduled yet in this
-        iteration, or itself when it is that one. Returns the items that still run.
+        In rank order, as vLLM 0.4 walks its running queue (``can_append_slot``): a decode
+        step runs only while at least one block of its request's size is free, whether or
+        not it needs one; where none is, the latest-arrived admitted request not scheduled
+        yet in this iteration is preempted, or the request itself when it is that one. A
+        step that crosses a block boundary then takes the block. Returns the items that
+        still run.
         """
         reqs = self.reqs
-        needs = {r: _blocks_to_add(reqs[r], self.rules.block) for r, _ in items}  # type: ignore[arg-type]
-        total = sum(needs[r] * reqs[r].block for r in needs)  # type: ignore[union-attr]
-        if total == 0.0:
+        steps = {r: _blocks_to_add(reqs[r], self.rules.block) for r, _ in items if _starts_step(reqs[r])}  # type: ignore[arg-type]
+        if not steps:
             return items
+        total = sum(need * reqs[r].block for r, need in steps.items())  # type: ignore[union-attr]
         cap = self.cfg.kv_capacity_bytes
-        if total <= cap - self.kv_used:  # enough for all
-            for r, need in needs.items():
-                q = reqs[r]
-                assert q is not None
-                q.held += need
-                self.kv_used += need * q.block
+        if cap - self.kv_used - total >= self.largest_block:
+            for r, need in steps.items():  # every step sees a free block at its turn
+                self._take(r, need)
         else:
             rank, run = self.rank, self.run_set
             scheduled: set[int] = set()
@@ -468,24 +481,27 @@ class _Server:
                 assert q is not None
                 if not q.admitted:  # preempted above
                     continue
-                need = needs[r]
-                if need:
-                    cost = need * q.block
-                    while cost > cap - self.kv_used:
+                if r in steps:
+                    while q.block > cap - self.kv_used:
                         victim = next((v for v in reversed(run) if v != r and v not in scheduled), None)
                         if victim is None or rank[victim] < rank[r]:
                             break
                         self.preempt(victim, now)
-                    if cost > cap - self.kv_used:
+                    if q.block > cap - self.kv_used:
                         self.preempt(r, now)
                         continue
-                    q.held += need
-                    self.kv_used += cost
+                    self._take(r, steps[r])
                 scheduled.add(r)
             items = [it for it in items if it[0] in scheduled]
         if self.kv_used > self.stats.peak_kv_bytes:
             self.stats.peak_kv_bytes = self.kv_used
         return items
+
+    def _take(self, r: int, blocks: int) -> None:
+        q = self.reqs[r]
+        assert q is not None
+        q.held += blocks
+        self.kv_used += blocks * q.block
 
     def choose(self) -> list[tuple[int, int]]:
         """(request, tokens) of the items of the next iteration, by the engine's rules."""

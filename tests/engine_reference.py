@@ -49,9 +49,11 @@ def vllm_schedule(
     Each iteration first admits waiting requests in arrival order while their prompt fits in
     ``max_tokens`` batched tokens, ``max_seqs`` sequences and the free KV blocks less a
     ``watermark`` share; if any is admitted, the iteration is their prefill alone. Otherwise
-    every running request decodes one token; one that needs a new block when none is free
-    preempts the latest-arrived running request (recompute: its blocks are freed and it waits
-    again, to prefill its prompt and the tokens it had generated).
+    every running request decodes one token, in arrival order, while a block is free
+    (``can_append_slot``, whether or not it needs one); when none is, it preempts the
+    latest-arrived running request (recompute: its blocks are freed and it waits again, to
+    prefill its prompt and the tokens it had generated), or itself when it is the last;
+    a token that crosses a block boundary takes the free block.
 
     Examples
     --------
@@ -104,13 +106,13 @@ def vllm_schedule(
         while queue:
             i = queue.pop(0)
             need = -(-(length + gen[i]) // block) - held[i]
-            while need > free and queue:
+            while free < 1 and queue:  # can_append_slot: one free block per running sequence
                 victim = queue.pop()
                 free += held[victim]
                 held[victim] = 0
                 running.remove(victim)
                 bisect.insort(waiting, victim)
-            if need > free:  # nobody left to evict: preempt itself
+            if free < 1:  # nobody left to evict: preempt itself
                 free += held[i]
                 held[i] = 0
                 running.remove(i)

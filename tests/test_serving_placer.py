@@ -60,10 +60,11 @@ def test_split_placer_on_a_trace_gives_the_static_run() -> None:
 
 
 def test_placer_sees_the_requests_in_flight() -> None:
-    """a at 0; b at 0.01 waits for KV behind a; c after a's end, while b runs."""
+    """a at 0; b at 0.01 waits for KV behind a; c after a's end, while b runs. 960 bytes are two
+    480-byte blocks (16 tokens x 3 server layers x 10 B): a's, and the free one its decode steps
+    need; b's block would leave none above the watermark."""
     two = hand.instance([hand.request("a"), hand.request("b")])
-    one_kv = float(two.arrays.kv[0].sum())
-    cfg = SimConfig(hand.costs(), kv_capacity_bytes=1.5 * one_kv)
+    cfg = SimConfig(hand.costs(), kv_capacity_bytes=960.0)
     rows = np.array([hand.placement("SSSSS"), hand.placement("CSSSC"), hand.placement("SSSSS")])
     first = simulate(two, rows[:2], cfg, arrivals=np.array([0.0, 0.01]))
     c_at = float(first.e2e[0]) + 0.001

@@ -93,15 +93,44 @@ def owners(sim: Any) -> list[set[int]]:
 
 def test_watermark_delays_an_admission() -> None:
     """Two 1-block requests: 960 bytes leave 0 free after both, under the 1% watermark (9.6 B): b waits for a.
-    1000 bytes leave 40, above its 10 B: both run together. (The reservation rule would fit both in 960: 2 x 420.)"""
+    1500 bytes leave 540, a block free for each decode step: both run together. (The reservation
+    rule would fit both in 960: 2 x 420.)"""
     inst = hand.instance([hand.request("a"), hand.request("b")])
     tight = simulate(inst, all_server(2), SimConfig(hand.costs(), kv_capacity_bytes=2 * BLOCK), record=True)
     assert owners(tight) == [{0}] * hand.O + [{1}] * hand.O
     assert tight.peak_kv_bytes == BLOCK and tight.ttft[1] > tight.e2e[0]
-    roomy = simulate(inst, all_server(2), SimConfig(hand.costs(), kv_capacity_bytes=1000.0), record=True)
+    roomy = simulate(inst, all_server(2), SimConfig(hand.costs(), kv_capacity_bytes=1500.0), record=True)
     assert owners(roomy) == [{0, 1}] * hand.O and roomy.peak_kv_bytes == 2 * BLOCK
     reserved = simulate(inst, all_server(2), SimConfig(hand.costs(), engine="tensorrt-llm", kv_capacity_bytes=2 * BLOCK), record=True)
     assert owners(reserved) == [{0, 1}] * hand.O
+
+
+def test_a_decode_step_needs_a_free_block() -> None:
+    """vLLM's can_append_slot: 1000 bytes admit both 1-block prompts (40 B left, above the 10 B
+    watermark), but a decode step runs only while a block is free, needed or not: at each step a
+    preempts b, the latest arrived, which is admitted again before the next step (prefill first)
+    and recomputes its prompt and the tokens it has (11, 12, 13), each recompute yielding one."""
+    inst = hand.instance([hand.request("a"), hand.request("b")])
+    sim = simulate(inst, all_server(2), SimConfig(hand.costs(), kv_capacity_bytes=1000.0), record=True)
+    items = [sorted((r, n) for r, _, n in its) for _, _, its in sim.timeline]
+    assert items == [[(0, 10), (1, 10)], [(0, 1)], [(1, 11)], [(0, 1)], [(1, 12)], [(0, 1)], [(1, 13)]]
+    assert sim.preemptions == 3 and sim.served.all()
+
+
+@pytest.mark.parametrize("prompt, output", [(10, 2), (10, 7), (10, 8), (15, 3), (16, 1), (16, 2), (31, 3), (32, 17)])
+def test_a_request_alone_is_served_exactly_when_it_can_finish(prompt: int, output: int) -> None:
+    """The least capacity that serves one request alone: its largest recompute (prompt + output - 1
+    tokens) admissible under the watermark, and a block free beside the prompt + output - 2 tokens
+    it holds before its last decode step. One byte less drops it (never a request that loops)."""
+    r = hand.request("a", output=output)
+    r["prompt_tokens"] = prompt
+    inst = hand.instance([r])
+    admit = -(-(prompt + output - 1) // 16) * BLOCK / (1 - ENGINES["vllm"].watermark)
+    step = (-(-(prompt + output - 2) // 16) + 1) * BLOCK if output > 1 else 0.0
+    least = max(admit, step)
+    served = simulate(inst, all_server(1), SimConfig(hand.costs(), kv_capacity_bytes=least * (1 + 1e-12)))
+    assert served.served.all() and served.preemptions == 0
+    assert simulate(inst, all_server(1), SimConfig(hand.costs(), kv_capacity_bytes=least - 1.0)).dropped.all()
 
 
 def test_prompt_token_cap_delays_an_admission() -> None:
@@ -119,14 +148,15 @@ def test_prompt_token_cap_delays_an_admission() -> None:
 
 
 def test_preemption_of_the_latest_arrived_and_its_recompute() -> None:
-    """a (15-token prompt) and b (10) hold a block each; 980 bytes leave 20 free. At decode step 2
-    a's 17th token needs a second block: b, the latest arrived, is preempted (its block freed),
-    waits until a ends, then recomputes its prompt and its 2 generated tokens (12) in one
+    """a (15-token prompt) and b (10) hold a block each; 1445 bytes leave 485 free. At decode step 2
+    a's 17th token takes a second block, leaving 5 bytes: b, the latest arrived, finds no free
+    block for its step and is preempted (its block freed), is not admitted again under the
+    watermark until a ends, then recomputes its prompt and its 2 generated tokens (12) in one
     prefill, which yields its third token, and decodes its last."""
     a, b = hand.request("a", arrival=0.0), hand.request("b", arrival=0.01)
     a["prompt_tokens"] = 15
     inst = hand.instance([a, b])
-    sim = simulate(inst, all_server(2), SimConfig(hand.costs(), kv_capacity_bytes=2 * BLOCK + 20), arrivals=np.array([0.0, 0.01]),
+    sim = simulate(inst, all_server(2), SimConfig(hand.costs(), kv_capacity_bytes=3 * BLOCK + 5), arrivals=np.array([0.0, 0.01]),
                    record=True)
     items = [sorted((r, n) for r, _, n in its) for _, _, its in sim.timeline]
     assert items == [[(0, 15)], [(1, 10)], [(0, 1), (1, 1)], [(0, 1)], [(0, 1)], [(1, 12)], [(1, 1)]]
@@ -148,26 +178,29 @@ def test_a_request_preempts_itself_when_it_is_the_latest() -> None:
 
 
 def test_a_split_request_has_smaller_blocks() -> None:
-    """b caches only its one server layer: 160-byte blocks fit beside a's 480 in 700 bytes (less 7 B
-    watermark), where an all-server b (480) waits for a."""
+    """b caches only its one server layer: in 1130 bytes a's 480-byte block and b's 160 leave 490,
+    a block free for a's decode steps, so both are admitted together and b is never preempted; an
+    all-server b (480) is admitted too (170 B left, above the 11 B watermark) but leaves a no free
+    block for its step, so a preempts it."""
     inst = hand.instance([hand.request("a"), hand.request("b")])
     split = np.array([hand.placement("SSSSS"), hand.placement("SSCCC")])
-    sim = simulate(inst, split, SimConfig(hand.costs(), kv_capacity_bytes=700.0), record=True)
-    assert sim.peak_kv_bytes == BLOCK + 160 and {0, 1} in owners(sim)  # they share iterations
-    alone = simulate(inst, all_server(2), SimConfig(hand.costs(), kv_capacity_bytes=700.0), record=True)
-    assert alone.peak_kv_bytes == BLOCK and {0, 1} not in owners(alone) and alone.ttft[1] > alone.e2e[0]
+    sim = simulate(inst, split, SimConfig(hand.costs(), kv_capacity_bytes=1130.0), record=True)
+    assert sim.peak_kv_bytes == BLOCK + 160 and {0, 1} in owners(sim) and sim.preemptions == 0  # they share iterations
+    alone = simulate(inst, all_server(2), SimConfig(hand.costs(), kv_capacity_bytes=1130.0), record=True)
+    assert alone.preemptions > 0 and alone.served.all()
 
 
 def test_a_preempted_split_request_recomputes_its_whole_prefill_phase() -> None:
-    """b = S S C C C (one server layer, 160-byte blocks) arrives after a (all server, 10 + 100 tokens).
-    a's seventh block (at its 97th token) leaves no room beside b's: b, on its client in decode step 3,
-    is preempted; after a ends it re-runs its prefill phase: its server item over its prompt and 3
-    generated tokens (13), then the prefill's client part again (its route's delays, as priced for
-    the prompt), which yields its 4th token; then steps 4 to 19."""
-    a, b = hand.request("a", output=100), hand.request("b", output=20)
+    """b = S S C C C (one server layer, 160-byte blocks) arrives after a (all server, 10 + 89 tokens).
+    In 3900 bytes a's seventh block (at its 97th token) leaves 380 beside b's, less than a's block,
+    at a's last step: b, on its client in decode step 3, is preempted; after a ends it re-runs its
+    prefill phase: its server item over its prompt and 3 generated tokens (13), then the prefill's
+    client part again (its route's delays, as priced for the prompt), which yields its 4th token;
+    then steps 4 to 19."""
+    a, b = hand.request("a", output=89), hand.request("b", output=20)
     inst = hand.instance([a, b])
     x = np.array([hand.placement("SSSSS"), hand.placement("SSCCC")])
-    sim = simulate(inst, x, SimConfig(hand.costs(), kv_capacity_bytes=7 * BLOCK + 150), arrivals=np.array([0.0, 0.01]), record=True)
+    sim = simulate(inst, x, SimConfig(hand.costs(), kv_capacity_bytes=3900.0), arrivals=np.array([0.0, 0.01]), record=True)
     b_runs = [(k, n) for k, (_, _, its) in enumerate(sim.timeline) for r, _, n in its if r == 1]
     assert [n for _, n in b_runs] == [hand.P, 1, 1, 1, hand.P + 3] + [1] * 16
     assert sim.preemptions == 1 and sim.served.all()

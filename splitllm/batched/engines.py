@@ -13,8 +13,9 @@ simulator, with the capacity formula sizing the bench's GPU.
   step. KV is **paged**: blocks of ``block`` (16) tokens granted as a request's tokens
   grow; a waiting request is admitted when its prompt's blocks fit in the free cache less
   a ``watermark`` (1%) of it, within ``max_batched_tokens`` (4096) prompt tokens per
-  iteration and ``max_seqs`` (256) running requests; a request that needs a block when
-  none is free preempts the latest-arrived running request, which recomputes later.
+  iteration and ``max_seqs`` (256) running requests; a decode step runs only while a
+  block is free, needed or not (``can_append_slot``), else it preempts the latest-arrived
+  running request, which recomputes later.
   Capacity: ``gpu_memory_utilization`` (0.9) of the memory, less the weights, the CUDA
   context and the activations of its profiling pass (``max_batched_tokens`` tokens), in
   whole blocks.
