@@ -17,6 +17,7 @@ from splitllm.bench.fidelity import COLUMNS, bench_costs, engine_schedule, fit_e
 from tests.engine_reference import trt_schedule, vllm_schedule
 from tests.test_batched import write_mlp_csv
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEADER = "Hardware,Num of Hardware,Framework,Model,Input Output Length,Batch Size,Latency,Throughput\n"
 ROWS = [
     "Nvidia A100 GPU,1,vLLM,meta-llama/Llama-2-7b-hf,128,1,1.65,154.8\n",
@@ -51,6 +52,32 @@ def test_fidelity_writes_three_files(tmp_path: Path) -> None:
         assert float(r["ratio"]) == pytest.approx(float(r["predicted"]) / float(r["measured"]), rel=1e-4)
     assert "overhead" in (out / "fidelity.md").read_text()
     assert (out / "fidelity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_prefill_is_skipped_and_said_so_without_splitwise_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data, vidur = make_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPLITLLM_DATA", raising=False)
+    result = CliRunner().invoke(main, ["fidelity", "--out", str(tmp_path / "out"), "--data", str(data), "--vidur", str(vidur)])
+    assert result.exit_code == 0, result.output
+    assert "prefill (ttft_s) not compared" in result.output and not (tmp_path / "out" / "ttft.csv").exists()
+
+
+@pytest.mark.skipif(not (DATA / "splitwise-sim" / "perf_model.csv").is_file() or not (DATA / "vidur").is_dir(),
+                    reason="splitwise-sim's and vidur's public data not found beside the repository")
+def test_fidelity_compares_measured_prefill_with_held_out_rows(tmp_path: Path) -> None:
+    data, _ = make_data(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["fidelity", "--out", str(out), "--data", str(data), "--vidur", str(DATA / "vidur"),
+                                       "--splitwise", str(DATA / "splitwise-sim" / "perf_model.csv")])
+    assert result.exit_code == 0, result.output
+    with (out / "ttft.csv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["metric"] == "ttft_s"]
+    held = [r for r in rows if r["held_out"] == "True"]
+    assert len(rows) == 42 and len(held) == 30  # 2 GPUs x 3 TP x 7 prompts; 512 and 2048 fitted
+    within = sum(abs(float(r["ratio"]) - 1) <= 0.10 for r in held)
+    assert f"prefill: {within} of 30 held-out ttft_s within 10%" in result.output
+    assert all(abs(float(r["ratio"]) - 1) <= 0.05 for r in rows if r["held_out"] == "False")  # the fit holds its own rows
 
 
 def test_missing_data_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -497,6 +497,20 @@ def test_damaged_bench_csv_is_refused_naming_it(tmp_path: Path, name: str, body:
     assert not (tmp_path / "o").exists()
 
 
+SPLITWISE_CSV = "model,hardware,batch_size,prompt_size,tensor_parallel,prompt_time\nllama2-70b,a100-80gb,1,512,2,100\n"
+
+
+@pytest.mark.parametrize(("name", "body"), [*csv_cases(SPLITWISE_CSV), ("fractional_tp", SPLITWISE_CSV.replace(",2,", ",2.5,").encode())])
+def test_damaged_splitwise_csv_is_refused_naming_it(tmp_path: Path, name: str, body: bytes) -> None:
+    prefill = tmp_path / "perf_model.csv"
+    prefill.write_bytes(body)
+    data = write(tmp_path, "All_results.csv", BENCH_CSV)
+    (tmp_path / "vidur").mkdir()
+    result = invoke("fidelity", "--out", str(tmp_path / "o"), "--data", str(data), "--vidur", str(tmp_path / "vidur"), "--splitwise", str(prefill))
+    assert_one_line_refusal(result, str(prefill))
+    assert not (tmp_path / "o").exists()
+
+
 def _mlp_csv() -> str:
     from splitllm.instances.vidur import LAYER_OPS
 
