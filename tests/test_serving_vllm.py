@@ -8,10 +8,14 @@ server layer's 160 bytes.
 from __future__ import annotations
 
 import csv
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from splitllm.batched.engines import ENGINES
 from splitllm.bench.fidelity import HARDWARE, schedule_timing, server_memory
@@ -175,6 +179,51 @@ def test_a_request_preempts_itself_when_it_is_the_latest() -> None:
     assert items[:8] == [[(0, 10), (1, 10)]] + [[(0, 1), (1, 1)]] * 6 + [[(0, 1)]]
     assert items[8:] == [[(0, 1)]] * 2 + [[(1, 17)], [(1, 1)], [(1, 1)]]
     assert sim.preemptions == 1
+
+
+@contextmanager
+def bounded(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging (a simulation that loops for ever)."""
+    def stop(*_: object) -> None:
+        raise TimeoutError(f"the simulation ran past {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+SHAPES = ("SSSSS", "SSCCC", "CSSSC", "CCSCC", "CCCCC")
+
+
+@settings(max_examples=60, deadline=None)
+@given(requests=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from(SHAPES), st.floats(0.0, 0.3)), min_size=1, max_size=5),
+       blocks=st.floats(1.0, 6.0))
+def test_every_request_is_served_or_dropped_as_it_alone_would_be(requests: list[tuple[int, int, str, float]], blocks: float) -> None:
+    """Random small workloads near a full cache (preemptions, re-admissions, a preempted request
+    admitted and preempted again): the simulation ends; a request is dropped exactly when it could
+    not finish alone (its largest recompute under the watermark, a block free beside what it holds
+    before its last step); every other request is served; the cache never overflows."""
+    reqs = []
+    for k, (prompt, output, _, arrival) in enumerate(requests):
+        r = hand.request(f"r{k}", output=output)
+        r["prompt_tokens"] = prompt
+        reqs.append(r)
+    inst = hand.instance(reqs)
+    x = np.array([hand.placement(shape) for _, _, shape, _ in requests])
+    cap = blocks * BLOCK
+    with bounded(20):
+        sim = simulate(inst, x, SimConfig(hand.costs(), kv_capacity_bytes=cap), arrivals=np.array([a for *_, a in requests]))
+    mark = ENGINES["vllm"].watermark * cap
+    for k, (prompt, output, shape, _) in enumerate(requests):
+        block = 16 * 10 * shape[1:4].count("S")
+        never = block > 0 and (-(-(prompt + output - 1) // 16) * block > cap - mark
+                               or (output > 1 and (-(-(prompt + output - 2) // 16) + 1) * block > cap))
+        assert sim.dropped[k] == never and sim.served[k] != never, (k, prompt, output, shape)
+    assert sim.peak_kv_bytes <= cap
 
 
 def test_a_split_request_has_smaller_blocks() -> None:
