@@ -53,7 +53,7 @@ from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.batch_brute import request_options
 from splitllm.solvers.batch_certify import certify
-from splitllm.solvers.batch_greedy import solve_greedy
+from splitllm.solvers.batch_greedy import improve, solve_greedy
 from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 from splitllm.solvers.pulp_backend import BACKENDS, run
 from splitllm.tolerances import FEASIBILITY_RTOL, OPTIMAL_GAP
@@ -415,8 +415,22 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
         if g_weight > ns.weight + tol or (g_weight >= ns.weight - tol and g_t < t):
             x, admitted, t = greedy.placements, greedy.admitted, g_t
             message += "; the greedy split answer is better"
+        x, admitted, t, moved = _searched(data, x, admitted, t, deadline)
+        message += "; a local search over splits improved it" if moved else ""
     status = Status.OPTIMAL if proven else Status.FEASIBLE
     return batch_result(name, status, x, admitted, t, bound, t_bound, message=message)
+
+
+def _searched(data: BatchData, x: BoolArray, admitted: BoolArray, t: float, deadline: float | None) -> tuple[BoolArray, BoolArray, float, bool]:
+    """:func:`~splitllm.solvers.batch_greedy.improve` from the answer; it when better (more weight, else less ``T``)."""
+    a = data.instance.arrays
+    x2, admitted2 = improve(data, x, admitted, deadline)
+    w, w2 = float(a.weight[admitted].sum()), float(a.weight[admitted2].sum())
+    t2 = data.iteration_time(x2, admitted2)
+    tol = OPTIMAL_GAP * max(1.0, abs(w))
+    if w2 > w + tol or (w2 >= w - tol and t2 < t):
+        return x2, admitted2, t2, True
+    return x, admitted, t, False
 
 
 @register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)

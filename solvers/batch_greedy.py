@@ -9,14 +9,19 @@ admitted request (itself included) still meets its TPOT at the new ``T`` and the
 KV fits. The acceptable candidate with the least ``T`` is
 kept (ties: the fewest server blocks); a request with none is rejected. Placements are
 never revisited. It proves nothing: its status is ``feasible``.
+
+:func:`improve` revisits them: a local search that ``batch`` runs on the answer it cannot
+prove.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from numpy.typing import NDArray
 
-from splitllm.formulations.batch_candidates import best_candidate, candidates
+from splitllm.formulations.batch_candidates import best_candidate, candidates, fit, least_t
 from splitllm.formulations.batch_data import BatchData, BatchState
 from splitllm.instance import Instance
 from splitllm.registry import register
@@ -39,6 +44,59 @@ def solve_greedy(data: BatchData) -> SolveResult:
             batch.add(r, cand[k], cap)
     t = data.iteration_time(x, admitted)
     return batch_result("batch-greedy", Status.FEASIBLE, x, admitted, t)
+
+
+def improve(data: BatchData, x: NDArray[np.bool_], admitted: NDArray[np.bool_], deadline: float | None = None,
+            passes: int = 50) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """A better answer near ``(x, admitted)``, by moves that each keep every limit.
+
+    A pass takes each request, heaviest first: a rejected one is admitted at its least-``T``
+    candidate when one keeps every admitted request's TPOT and the KV (more weight); an
+    admitted one is re-placed at the candidate of least ``T`` given the others, when that
+    lowers ``T``. Passes repeat until one changes nothing (at most ``passes``, and not past
+    ``deadline``). Candidates as :func:`solve_greedy`'s.
+
+    >>> from splitllm.instance import example_path, load_instance
+    >>> from splitllm.solvers.batch_common import batch_data
+    >>> data = batch_data(load_instance(example_path("llama2-7b")), "vllm", False)
+    >>> greedy = solve_greedy(data)
+    >>> x, admitted = improve(data, greedy.placements, greedy.admitted)
+    >>> data.iteration_time(x, admitted) <= greedy.info["iteration_time_s"]
+    True
+    """
+    a = data.instance.arrays
+    cand = candidates(data.n_blocks)
+    x, admitted = x.copy(), admitted.copy()
+    order = sorted(range(data.n_requests), key=lambda i: (-a.weight[i], i))
+    for _ in range(passes):
+        changed = False
+        for r in order:
+            if deadline is not None and time.perf_counter() > deadline:  # each move kept every limit
+                return x, admitted
+            others = admitted.copy()
+            others[r] = False
+            rows = np.nonzero(others)[0]
+            batch = BatchState(data, x[rows], rows, _caps(data, x, rows))
+            rows_fit = fit(batch, r, cand)
+            k = least_t(rows_fit.t, rows_fit.acceptable, cand)
+            if k is None:
+                continue
+            now = data.iteration_time(x, admitted) if admitted[r] else np.inf
+            if not admitted[r] or rows_fit.t[k] < now * (1 - 1e-12):
+                x[r], admitted[r], changed = cand[k], True, True
+        if not changed:
+            break
+    return x, admitted
+
+
+def _caps(data: BatchData, x: NDArray[np.bool_], rows: NDArray[np.int64]) -> NDArray[np.float64]:
+    """The most ``T`` may be for each of ``rows`` at its placement (``inf``: no server block)."""
+    caps = np.full(len(rows), np.inf)
+    for i, r in enumerate(rows):
+        slack, factor = data.tpot_slack(int(r), x[r][None])
+        if factor[0] > 0:
+            caps[i] = slack[0] / factor[0]
+    return caps
 
 
 @register("batch-greedy", "F5 baseline: admit heaviest first, each at its least-T prefix/suffix split", options=COMMON, verifier=verify)

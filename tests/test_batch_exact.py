@@ -152,3 +152,25 @@ def test_no_split_model_never_places_all_server_a_request_whose_ttft_forbids_it(
         assert 0 not in h["s"]
         for backend in ("cbc", "highs"):
             assert not solve_no_split(data, backend, None).server[0]
+
+
+@sweep(20, quick=8, deadline=None)
+@given(seed=st.integers(0, 10**6), n_requests=st.integers(1, 6), n_blocks=st.integers(3, 6), kv=st.booleans(), ttft=st.booleans())
+def test_local_search_keeps_every_limit_and_never_loses(seed, n_requests, n_blocks, kv, ttft):
+    """From batch-greedy's answer, the local search's answer passes the independent evaluator,
+    admits at least the same weight and, at the same weight, has no larger ``T``."""
+    import numpy as np
+
+    from splitllm.solvers.batch_common import batch_result
+    from splitllm.solvers.batch_greedy import improve
+
+    inst = batch_instance(seed, n_requests, n_blocks, kv=kv, ttft=ttft)
+    data = build_data(inst, toy_costs(), ttft=ttft)
+    greedy = verify_batch(inst, toy_costs(), solve_greedy(data), ttft)
+    x, admitted = improve(data, greedy.placements, np.asarray(greedy.admitted, bool))
+    t = data.iteration_time(x, admitted)
+    searched = verify_batch(inst, toy_costs(), batch_result("batch", Status.FEASIBLE, x, admitted, t), ttft)
+    assert searched.status == Status.FEASIBLE, searched.message
+    assert searched.objective >= greedy.objective - 1e-9
+    if searched.objective == pytest.approx(greedy.objective, rel=1e-12):
+        assert t <= greedy.info["iteration_time_s"] * (1 + 1e-12)
