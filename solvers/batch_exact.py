@@ -24,8 +24,9 @@ interval can beat it: no interval's weight bound reaches a heavier answer, and n
 reaches the same weight lies below its ``T``. Otherwise, when the snapshot is small
 (:data:`ENUMERATION_LIMIT` placements a request at most), a depth-first branch-and-bound
 over every request's placements settles it exactly (:func:`branch_and_bound`); else the
-better of the answer without splits and ``batch-greedy``'s (which splits) is returned,
-``feasible``, with the bounds found: ``bound`` the largest weight bound,
+better of the answer without splits and ``batch-greedy``'s (which splits), improved by
+:func:`~splitllm.solvers.batch_greedy.improve` (a local search over split placements),
+is returned, ``feasible``, with the bounds found: ``bound`` the largest weight bound,
 ``iteration_time_bound_s`` the least ``T`` an interval allows (only when the weight is
 proven).
 
@@ -64,6 +65,7 @@ ENUMERATION_LIMIT = 1 << 12
 OPTIONS = (
     Option("backend", "choice", "highs", "MILP backend of the no-split model", choices=tuple(sorted(BACKENDS, reverse=True))),
     Option("intervals", "integer", INTERVALS, "intervals of T that bound the answers with a split", low=1, high=10**6),
+    Option("search", "boolean", True, "when the answer is not proven, improve it by a local search over split placements"),
     *COMMON,
 )
 
@@ -383,7 +385,8 @@ def branch_and_bound(data: BatchData, deadline: float | None) -> tuple[BoolArray
     return best["x"][0], best["x"][1], best["t"]
 
 
-def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | None = None, intervals: int = INTERVALS) -> SolveResult:
+def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | None = None, intervals: int = INTERVALS,
+                search: bool = True) -> SolveResult:
     """The method of the module docstring."""
     name = "batch"
     deadline = deadline_in(time_limit)
@@ -415,8 +418,9 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
         if g_weight > ns.weight + tol or (g_weight >= ns.weight - tol and g_t < t):
             x, admitted, t = greedy.placements, greedy.admitted, g_t
             message += "; the greedy split answer is better"
-        x, admitted, t, moved = _searched(data, x, admitted, t, deadline)
-        message += "; a local search over splits improved it" if moved else ""
+        if search:
+            x, admitted, t, moved = _searched(data, x, admitted, t, deadline)
+            message += "; a local search over splits improved it" if moved else ""
     status = Status.OPTIMAL if proven else Status.FEASIBLE
     return batch_result(name, status, x, admitted, t, bound, t_bound, message=message)
 
@@ -434,12 +438,12 @@ def _searched(data: BatchData, x: BoolArray, admitted: BoolArray, t: float, dead
 
 
 @register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
-def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS,
+def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS, search: bool = True,
           engine: str = "vllm", ttft: bool = False) -> SolveResult:
     started = time.perf_counter()
     data = batch_data(instance, engine, ttft)
-    result = solve_exact(data, backend, time_limit, intervals)
-    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left, intervals), time_limit, started)
+    result = solve_exact(data, backend, time_limit, intervals, search)
+    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left, intervals, search), time_limit, started)
 
 
 def other_backend(backend: str) -> str:
