@@ -151,6 +151,7 @@ def compare_ttft(splitwise: Path, vidur: Path) -> TtftComparison:
         fits[hardware] = {"scale": scale, "overhead_s": overhead, "fit_rows": len(fitted)}
         for k in keys:
             p, m = pred[k], meas[k]
+            # a TP degree without rows to fit gets no overhead (its rows then show what that costs)
             for metric, value in (("ttft_kernels_s", p), ("ttft_s", scale * p + overhead.get(k[1], 0.0))):
                 records.append({"hardware": hardware, "tensor_parallel": k[1], "prompt_tokens": k[2], "runs": len(runs[k]),
                                 "metric": metric, "measured": f"{m:.6g}", "predicted": f"{value:.6g}",

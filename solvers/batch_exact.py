@@ -220,25 +220,43 @@ def split_bounds(data: BatchData, intervals: int, target: float) -> SplitBounds:
         top = float(request_costs(data).sum() + data.costs.overhead_s + data.fixed.max(axis=1).sum())
     edges = np.linspace(0.0, max(top, 0.0), intervals + 1)
     weight, t_low = np.zeros(intervals), np.full(intervals, math.inf)
+    suffix_min = np.minimum.accumulate(data.fixed[:, ::-1], axis=1)[:, ::-1]  # least fixed[b, n'] for n' >= n
     for i in range(intervals):
-        cost, floor, split_floor = _interval_costs(data, free, limit, cross, edges[i])
-        room = edges[i + 1] - data.costs.overhead_s - split_floor
-        weight[i] = float(a.weight[free].sum()) + _fractional_knapsack(a.weight, cost, room)
-        t_low[i] = max(edges[i], _least_t(data, free, cost, floor, split_floor, target))
+        ic = _interval_costs(data, free, limit, cross, edges[i])
+        room = edges[i + 1] - data.costs.overhead_s - ic.split_floor
+        weight[i] = float(a.weight[free].sum()) + _fractional_knapsack(a.weight, ic.cost, room)
+        t_low[i] = max(edges[i], _least_t(data, free, ic, suffix_min, target))
         if t_low[i] > edges[i + 1]:
             t_low[i] = math.inf
     return SplitBounds(edges[:-1], edges[1:], weight, t_low)
 
 
-def _interval_costs(data: BatchData, free: BoolArray, limit: NDArray[np.float64], cross: NDArray[np.float64], lo: float) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
-    """Least ``T`` share and least floor of each request on an interval starting at ``lo``,
-    and the least floor of a split placement (``inf`` cost: cannot be admitted)."""
+@dataclass(frozen=True)
+class IntervalCosts:
+    """Per request, on an interval of ``T`` starting at ``lo`` (``inf`` cost: cannot be admitted)."""
+
+    cost: NDArray[np.float64]  # the least it adds to ``T``: attention x its fewest server layers + per-sequence
+    floor: NDArray[np.float64]  # the least fixed cost of its server blocks
+    split_floor: float  # the least fixed cost of the server blocks of any request's split placement
+    layer_floor: NDArray[np.float64]  # the least fixed cost of its server *layer* blocks
+    forced: BoolArray  # (R, B): the other blocks it runs on the server in every placement it may take
+
+
+def _interval_costs(data: BatchData, free: BoolArray, limit: NDArray[np.float64], cross: NDArray[np.float64], lo: float) -> IntervalCosts:
+    """The bounds' figures of each request on an interval starting at ``lo`` (see :class:`IntervalCosts`).
+
+    A request that cannot run all on the client runs a block on the server in every
+    placement when that block alone takes its client longer than a split leaves it
+    (``limit - crossings - 2 lo``): its all-server placement runs every block.
+    """
+    a = data.instance.arrays
     R = data.n_requests
     layer_floor = float(data.fixed[data.is_layer, 1:].min(initial=math.inf)) if data.is_layer.any() else 0.0
     block_floor = float(data.fixed[:, 1:].min())
     all_floor = float(data.fixed[:, 1:].min(axis=1).sum())
     all_cost = request_costs(data)
-    cost, floor = np.full(R, math.inf), np.zeros(R)
+    n_layers = int(data.is_layer.sum())
+    cost, floor, layers = np.full(R, math.inf), np.zeros(R), np.zeros(R)
     split_floor = math.inf
     for r in range(R):
         m = _split_layers(data, r, lo, limit[r], cross[r])
@@ -248,25 +266,35 @@ def _interval_costs(data: BatchData, free: BoolArray, limit: NDArray[np.float64]
         split_floor = min(split_floor, f)
         if free[r]:  # counted as admitted at no cost to T by the callers
             continue
+        options = []  # (cost, floor, layer floor) of its all-server and split placements
         if limit[r] >= lo:
-            cost[r], floor[r] = all_cost[r], all_floor
+            options.append((all_cost[r], all_floor, n_layers * layer_floor))
         if math.isfinite(m):
-            cost[r] = min(cost[r], data.attn[r] * m + data.costs.overhead_per_seq_s)
-            floor[r] = min(floor[r], f) if math.isfinite(cost[r]) and limit[r] >= lo else f
-    return cost, floor, split_floor
+            options.append((data.attn[r] * m + data.costs.overhead_per_seq_s, f, m * layer_floor))
+        if options:
+            cost[r], floor[r], layers[r] = (min(o[k] for o in options) for k in range(3))
+    budget = limit - cross - 2 * lo
+    forced = (a.client_decode > budget[:, None] * (1 + FEASIBILITY_RTOL) + 1e-15) & ~data.is_layer[None, :] & ~free[:, None]
+    return IntervalCosts(cost, floor, split_floor, layers, forced)
 
 
-def _least_t(data: BatchData, free: BoolArray, cost: NDArray[np.float64], floor: NDArray[np.float64], split_floor: float, target: float) -> float:
-    """A lower bound on ``T`` of an answer with a split of weight >= ``target``."""
+def _least_t(data: BatchData, free: BoolArray, ic: IntervalCosts, suffix_min: NDArray[np.float64], target: float) -> float:
+    """A lower bound on ``T`` of an answer with a split of weight >= ``target``: the overhead,
+    the fixed costs of server blocks (the most of: the split's least, any mandatory request's
+    least, a mandatory request's least layers plus the other blocks the mandatory requests
+    must run, each at the count of those that must), and a fractional cover of the rest."""
     a = data.instance.arrays
     need = target - float(a.weight[free].sum())
-    ok = np.isfinite(cost) & ~free
+    ok = np.isfinite(ic.cost) & ~free
     spare = float(a.weight[ok].sum()) - need  # weight that may be left out
     if spare < -OPTIMAL_GAP * max(1.0, target):
         return math.inf
     mandatory = ok & (a.weight > spare + OPTIMAL_GAP * max(1.0, target))
-    floors = max(split_floor, float(floor[mandatory].max(initial=0.0)))
-    return float(data.costs.overhead_s + floors + _fractional_cover(a.weight, np.where(ok, cost, math.inf), need))
+    count = ic.forced[mandatory].sum(axis=0)
+    forced_s = float(suffix_min[np.arange(data.n_blocks), count][count > 0].sum())
+    layers = float(ic.layer_floor[mandatory].max(initial=0.0))
+    floors = max(ic.split_floor, float(ic.floor[mandatory].max(initial=0.0)), layers + forced_s)
+    return float(data.costs.overhead_s + floors + _fractional_cover(a.weight, np.where(ok, ic.cost, math.inf), need))
 
 
 def _fractional_cover(weight: NDArray[np.float64], cost: NDArray[np.float64], need: float) -> float:
