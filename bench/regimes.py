@@ -44,6 +44,7 @@ from splitllm.dask_client import check_scheduler, dask_client
 from splitllm.errors import SplitLLMError
 from splitllm.instance import Instance, parse_instance
 from splitllm.jsonio import atomic_path, write_json
+from splitllm.outputs import check_output_dir
 from splitllm.instances.generate import GIB, MBIT, ClientClass, generate_instance
 from splitllm.serving.capacity import ATTAINMENT_TARGET, attainment, capacity
 from splitllm.serving.fluid import classes, coarse
@@ -304,13 +305,6 @@ def heatmap(results: list[dict[str, Any]], policies: tuple[str, ...], path: Path
         fig.savefig(tmp, dpi=110)
 
 
-def _make_folder(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SplitLLMError(f"--out: cannot use {out} as the output folder ({exc.strerror or exc})") from None
-
-
 def run_all(job: Callable[[Regime], dict[str, Any]], regimes: list[Regime], jobs: int,
             dask_scheduler: str | None = None) -> list[dict[str, Any]]:
     """``job`` over ``regimes`` in order: on a Dask scheduler when given, else in ``jobs`` processes."""
@@ -343,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         for policy in policies:
             get_policy(policy)
         check_scheduler(args.dask_scheduler)  # before anything is written
-        _make_folder(args.out)
+        check_output_dir(args.out)
         job = partial(run_regime, requests=args.requests, policies=policies)
         started = time.perf_counter()
         results = run_all(job, chosen, args.jobs, args.dask_scheduler)

@@ -243,9 +243,7 @@ def _starts_step(q: _Req) -> bool:
 
 
 def _blocks_to_add(q: _Req, block: int) -> int:
-    """KV blocks of ``block`` tokens a decode step's first server item must add (paged rule): 0 or 1."""
-    if not _starts_step(q):
-        return 0
+    """KV blocks of ``block`` tokens the decode step ``q`` starts must add (paged rule): 0 or 1."""
     return max(0, -(-(q.prompt + q.step) // block) - q.held)
 
 

@@ -443,7 +443,7 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
         greedy = solve_greedy(data)
         g_weight = float(a.weight[greedy.admitted].sum())
         g_t = float(greedy.info["iteration_time_s"])
-        if g_weight > ns.weight + tol or (g_weight >= ns.weight - tol and g_t < t):
+        if _better(g_weight, g_t, ns.weight, t):
             x, admitted, t = greedy.placements, greedy.admitted, g_t
             message += "; the greedy split answer is better"
         if search:
@@ -457,12 +457,16 @@ def _searched(data: BatchData, x: BoolArray, admitted: BoolArray, t: float, dead
     """:func:`~splitllm.solvers.batch_greedy.improve` from the answer; it when better (more weight, else less ``T``)."""
     a = data.instance.arrays
     x2, admitted2 = improve(data, x, admitted, deadline)
-    w, w2 = float(a.weight[admitted].sum()), float(a.weight[admitted2].sum())
     t2 = data.iteration_time(x2, admitted2)
-    tol = OPTIMAL_GAP * max(1.0, abs(w))
-    if w2 > w + tol or (w2 >= w - tol and t2 < t):
+    if _better(float(a.weight[admitted2].sum()), t2, float(a.weight[admitted].sum()), t):
         return x2, admitted2, t2, True
     return x, admitted, t, False
+
+
+def _better(weight: float, t: float, than_weight: float, than_t: float) -> bool:
+    """More weight (beyond :data:`OPTIMAL_GAP`), else the same weight and less ``T``."""
+    tol = OPTIMAL_GAP * max(1.0, abs(than_weight))
+    return weight > than_weight + tol or (weight >= than_weight - tol and t < than_t)
 
 
 @register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)

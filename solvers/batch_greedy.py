@@ -67,6 +67,7 @@ def improve(data: BatchData, x: NDArray[np.bool_], admitted: NDArray[np.bool_], 
     a = data.instance.arrays
     cand = candidates(data.n_blocks)
     x, admitted = x.copy(), admitted.copy()
+    caps, t = _caps(data, x), data.iteration_time(x, admitted)
     order = sorted(range(data.n_requests), key=lambda i: (-a.weight[i], i))
     for _ in range(passes):
         changed = False
@@ -76,26 +77,22 @@ def improve(data: BatchData, x: NDArray[np.bool_], admitted: NDArray[np.bool_], 
             others = admitted.copy()
             others[r] = False
             rows = np.nonzero(others)[0]
-            batch = BatchState(data, x[rows], rows, _caps(data, x, rows))
-            rows_fit = fit(batch, r, cand)
+            rows_fit = fit(BatchState(data, x[rows], rows, caps[rows]), r, cand)
             k = least_t(rows_fit.t, rows_fit.acceptable, cand)
-            if k is None:
-                continue
-            now = data.iteration_time(x, admitted) if admitted[r] else np.inf
-            if not admitted[r] or rows_fit.t[k] < now * (1 - 1e-12):
-                x[r], admitted[r], changed = cand[k], True, True
+            if k is not None and (not admitted[r] or rows_fit.t[k] < t * (1 - 1e-12)):
+                x[r], admitted[r], caps[r], t, changed = cand[k], True, rows_fit.cap[k], float(rows_fit.t[k]), True
         if not changed:
             break
     return x, admitted
 
 
-def _caps(data: BatchData, x: NDArray[np.bool_], rows: NDArray[np.int64]) -> NDArray[np.float64]:
-    """The most ``T`` may be for each of ``rows`` at its placement (``inf``: no server block)."""
-    caps = np.full(len(rows), np.inf)
-    for i, r in enumerate(rows):
-        slack, factor = data.tpot_slack(int(r), x[r][None])
+def _caps(data: BatchData, x: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """The most ``T`` may be for each request at its placement (``inf``: no server block)."""
+    caps = np.full(data.n_requests, np.inf)
+    for r in range(data.n_requests):
+        slack, factor = data.tpot_slack(r, x[r][None])
         if factor[0] > 0:
-            caps[i] = slack[0] / factor[0]
+            caps[r] = slack[0] / factor[0]
     return caps
 
 

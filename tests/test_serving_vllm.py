@@ -121,6 +121,15 @@ def test_a_decode_step_needs_a_free_block() -> None:
     assert sim.preemptions == 3 and sim.served.all()
 
 
+def least_capacity(prompt: int, output: int, block: float) -> float:
+    """The least KV capacity (bytes) that lets one request of ``block``-byte blocks finish alone:
+    its largest recompute (prompt + output - 1 tokens) admissible under the watermark, and a
+    block free beside the prompt + output - 2 tokens it holds before its last decode step."""
+    admit = -(-(prompt + output - 1) // 16) * block / (1 - ENGINES["vllm"].watermark)
+    step = (-(-(prompt + output - 2) // 16) + 1) * block if output > 1 else 0.0
+    return max(admit, step)
+
+
 @pytest.mark.parametrize("prompt, output", [(10, 2), (10, 7), (10, 8), (15, 3), (16, 1), (16, 2), (31, 3), (32, 17)])
 def test_a_request_alone_is_served_exactly_when_it_can_finish(prompt: int, output: int) -> None:
     """The least capacity that serves one request alone: its largest recompute (prompt + output - 1
@@ -129,9 +138,7 @@ def test_a_request_alone_is_served_exactly_when_it_can_finish(prompt: int, outpu
     r = hand.request("a", output=output)
     r["prompt_tokens"] = prompt
     inst = hand.instance([r])
-    admit = -(-(prompt + output - 1) // 16) * BLOCK / (1 - ENGINES["vllm"].watermark)
-    step = (-(-(prompt + output - 2) // 16) + 1) * BLOCK if output > 1 else 0.0
-    least = max(admit, step)
+    least = least_capacity(prompt, output, BLOCK)
     served = simulate(inst, all_server(1), SimConfig(hand.costs(), kv_capacity_bytes=least * (1 + 1e-12)))
     assert served.served.all() and served.preemptions == 0
     assert simulate(inst, all_server(1), SimConfig(hand.costs(), kv_capacity_bytes=least - 1.0)).dropped.all()
@@ -217,11 +224,9 @@ def test_every_request_is_served_or_dropped_as_it_alone_would_be(requests: list[
     cap = blocks * BLOCK
     with bounded(20):
         sim = simulate(inst, x, SimConfig(hand.costs(), kv_capacity_bytes=cap), arrivals=np.array([a for *_, a in requests]))
-    mark = ENGINES["vllm"].watermark * cap
     for k, (prompt, output, shape, _) in enumerate(requests):
         block = 16 * 10 * shape[1:4].count("S")
-        never = block > 0 and (-(-(prompt + output - 1) // 16) * block > cap - mark
-                               or (output > 1 and (-(-(prompt + output - 2) // 16) + 1) * block > cap))
+        never = block > 0 and least_capacity(prompt, output, block) > cap
         assert sim.dropped[k] == never and sim.served[k] != never, (k, prompt, output, shape)
     assert sim.peak_kv_bytes <= cap
 

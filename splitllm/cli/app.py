@@ -16,10 +16,11 @@ import click
 import numpy as np
 
 from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES
-from splitllm.cli.errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, check_output_path, input_errors_exit
+from splitllm.cli.errors import EXIT_BAD_INPUT, EXIT_NEGATIVE, InterruptibleGroup, input_errors_exit
 from splitllm.errors import printable
 from splitllm.evaluator import Evaluation
 from splitllm.instance import Arrays, Instance, load_instance
+from splitllm.outputs import check_output_path
 from splitllm.resources import REQUEST_LIMITS
 from splitllm.result import SolveResult, Status, gap as gap_of
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 
 from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES
-from splitllm.cli.errors import check_output_path, input_errors_exit
+from splitllm.cli.errors import input_errors_exit
+from splitllm.outputs import check_output_path
 from splitllm.errors import InputError
 from splitllm.jsonio import atomic_path, write_json
 

@@ -13,7 +13,8 @@ import numpy as np
 from splitllm import dask_client
 from splitllm.batched import server_costs
 from splitllm.batched.engines import DEFAULT_ENGINE, ENGINES, engine_help
-from splitllm.cli.errors import check_output_dir, input_errors_exit
+from splitllm.cli.errors import input_errors_exit
+from splitllm.outputs import check_output_dir
 from splitllm.errors import InputError
 from splitllm.instance import Instance, load_instance
 from splitllm.instances.generate import check_seed
