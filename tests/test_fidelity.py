@@ -74,10 +74,13 @@ def test_fidelity_compares_measured_prefill_with_held_out_rows(tmp_path: Path) -
     with (out / "ttft.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["metric"] == "ttft_s"]
     held = [r for r in rows if r["held_out"] == "True"]
-    assert len(rows) == 42 and len(held) == 30  # 2 GPUs x 3 TP x 7 prompts; 512 and 2048 fitted
+    # 2 GPUs x 3 TP x (7 batch-1 prompts + 6 batches of 512-token prompts), less TP 2's two broken batch-64 rows;
+    # the batch-1 rows of 128, 512, 2048 and 8192 tokens fitted
+    assert len(rows) == 76 and len(held) == 52
+    assert all(r["batch_size"] == "1" and r["prompt_tokens"] in ("128", "512", "2048", "8192") for r in rows if r["held_out"] == "False")
     within = sum(abs(float(r["ratio"]) - 1) <= 0.10 for r in held)
-    assert f"prefill: {within} of 30 held-out ttft_s within 10%" in result.output
-    assert all(abs(float(r["ratio"]) - 1) <= 0.05 for r in rows if r["held_out"] == "False")  # the fit holds its own rows
+    assert f"prefill: {within} of 52 held-out ttft_s within 10%" in result.output
+    assert all(abs(float(r["ratio"]) - 1) <= 0.10 for r in rows if r["held_out"] == "False")  # the fit holds its own rows
 
 
 def test_missing_data_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
