@@ -239,11 +239,29 @@ def fit_floor_model(rows: list[tuple[int, tuple[float, ...], float]]) -> FloorFi
 
 
 @dataclass(frozen=True)
+class HardwareFit:
+    """Both fits of one hardware: the floor model and the replaced additive one (scale, overhead by TP)."""
+
+    model: FloorFit
+    fit_rows: int
+    additive: tuple[float, dict[int, float]]
+    additive_rows: int
+    excluded: tuple[Key, ...] = ()
+
+    def predictions(self, p: Parts, tp: int) -> tuple[float, float, float]:
+        """(kernel tables alone, the additive model, the floor model) for one row, as :data:`METRICS`."""
+        scale, overhead = self.additive
+        table = p.kernels_s + p.reduce_table_s
+        # a TP degree without rows to fit gets no overhead (its rows then show what that costs)
+        return table, scale * table + overhead.get(tp, 0.0), self.model.predict(tp, p.features())
+
+
+@dataclass(frozen=True)
 class TtftComparison:
-    """Every compared figure (dicts with :data:`COLUMNS`), the fits and the excluded rows per hardware."""
+    """Every compared figure (dicts with :data:`COLUMNS`) and the fits per hardware."""
 
     records: list[dict[str, object]]
-    fits: dict[str, dict[str, object]]
+    fits: dict[str, HardwareFit]
 
     def worst_held_out(self) -> float:
         """The largest held-out relative error of ``ttft_s``."""
@@ -254,7 +272,7 @@ def _is_fit_row(key: Key, prompts: tuple[int, ...]) -> bool:
     return key[2] == 1 and key[3] in prompts
 
 
-def fit_hardware(hardware: str, parts: dict[Key, Parts], seconds: dict[Key, float]) -> dict[str, object]:
+def fit_hardware(hardware: str, parts: dict[Key, Parts], seconds: dict[Key, float], excluded: tuple[Key, ...] = ()) -> HardwareFit:
     """Both fits of one hardware on its fit rows (the held-out rows never enter)."""
     keys = sorted(parts, key=lambda k: (k[1], k[2] * k[3], k[2]))
     new = [k for k in keys if _is_fit_row(k, FIT_PROMPTS)]
@@ -263,15 +281,7 @@ def fit_hardware(hardware: str, parts: dict[Key, Parts], seconds: dict[Key, floa
         raise InputError(hardware, f"no batch-1 rows of {', '.join(map(str, FIT_PROMPTS))} prompt tokens to fit on")
     floor = fit_floor_model([(k[1], parts[k].features(), seconds[k]) for k in new])
     scale, overhead = fit([(k[1], parts[k].kernels_s + parts[k].reduce_table_s, seconds[k]) for k in old])
-    return {"model": floor, "fit_rows": len(new), "additive": (scale, overhead), "additive_rows": len(old)}
-
-
-def _predictions(p: Parts, tp: int, f: dict[str, object]) -> tuple[float, float, float]:
-    """(kernel tables alone, the additive model, the floor model) for one row."""
-    scale, overhead = f["additive"]  # type: ignore[misc]
-    table = p.kernels_s + p.reduce_table_s
-    # a TP degree without rows to fit gets no overhead (its rows then show what that costs)
-    return table, scale * table + overhead.get(tp, 0.0), f["model"].predict(tp, p.features())  # type: ignore[attr-defined]
+    return HardwareFit(floor, len(new), (scale, overhead), len(old), excluded)
 
 
 def compare_ttft(splitwise: Path, vidur: Path) -> TtftComparison:
@@ -280,17 +290,16 @@ def compare_ttft(splitwise: Path, vidur: Path) -> TtftComparison:
     seconds = {k: float(np.median(v)) for k, v in runs.items()}
     broken = broken_rows(seconds)
     records: list[dict[str, object]] = []
-    fits: dict[str, dict[str, object]] = {}
+    fits: dict[str, HardwareFit] = {}
     for hardware in HARDWARE:
         keys = sorted(k for k in seconds if k[0] == hardware and k not in broken)
         if not keys:
             continue
         parts = {k: prefill_parts(vidur, *k) for k in keys}
-        fits[hardware] = f = fit_hardware(hardware, parts, seconds)
-        f["excluded"] = sorted(k for k in broken if k[0] == hardware)
+        fits[hardware] = f = fit_hardware(hardware, parts, seconds, tuple(sorted(k for k in broken if k[0] == hardware)))
         for k in keys:
             m = seconds[k]
-            for metric, value in zip(METRICS, _predictions(parts[k], k[1], f)):
+            for metric, value in zip(METRICS, f.predictions(parts[k], k[1])):
                 fitted = _is_fit_row(k, ADDITIVE_FIT_PROMPTS if metric == "ttft_additive_s" else FIT_PROMPTS)  # the tables fit nothing
                 records.append({"hardware": hardware, "tensor_parallel": k[1], "batch_size": k[2], "prompt_tokens": k[3],
                                 "runs": len(runs[k]), "metric": metric, "measured": f"{m:.6g}", "predicted": f"{value:.6g}",
@@ -298,21 +307,21 @@ def compare_ttft(splitwise: Path, vidur: Path) -> TtftComparison:
     return TtftComparison(records, fits)
 
 
-def _fit_lines(fits: dict[str, dict[str, object]]) -> list[str]:
+def _fit_lines(fits: dict[str, HardwareFit]) -> list[str]:
     """The fitted parameters of both models, as Markdown tables."""
     lines = ["`ttft_s` (the model above):", "",
              "| hardware | kernel scale | all-reduce within L2: x table | bus bandwidth beyond L2 (GB/s) | floor by TP (ms) | fit rows |",
              "|---|---|---|---|---|---|"]
     for h, f in fits.items():
-        m: FloorFit = f["model"]  # type: ignore[assignment]
+        m = f.model
         bandwidth = f"{1e-9 / m.coef[2]:.0f}" if m.coef[2] > 0 else "-"
         floors = ", ".join(f"TP {t}: {s * 1e3:.1f}" for t, s in m.floor_s.items()) or "-"
-        lines.append(f"| {h} | {m.coef[0]:.3f} | {m.coef[1]:.2f} | {bandwidth} | {floors} | {f['fit_rows']} |")
+        lines.append(f"| {h} | {m.coef[0]:.3f} | {m.coef[1]:.2f} | {bandwidth} | {floors} | {f.fit_rows} |")
     lines += ["", "`ttft_additive_s` (the replaced model):", "", "| hardware | scale | overhead by TP (ms) | fit rows |", "|---|---|---|---|"]
     for h, f in fits.items():
-        scale, overhead = f["additive"]  # type: ignore[misc]
-        lines.append(f"| {h} | {scale:.3f} | {', '.join(f'TP {t}: {o * 1e3:.1f}' for t, o in overhead.items())} | {f['additive_rows']} |")
-    excluded = [f"{h} TP {k[1]} batch {k[2]} x {k[3]} tokens" for h, f in fits.items() for k in f["excluded"]]  # type: ignore[attr-defined]
+        scale, overhead = f.additive
+        lines.append(f"| {h} | {scale:.3f} | {', '.join(f'TP {t}: {o * 1e3:.1f}' for t, o in overhead.items())} | {f.additive_rows} |")
+    excluded = [f"{h} TP {k[1]} batch {k[2]} x {k[3]} tokens" for h, f in fits.items() for k in f.excluded]
     return lines + ["", f"Excluded as broken: {'; '.join(excluded) or 'none'}."]
 
 

@@ -53,8 +53,8 @@ def test_held_out_rows_never_enter_the_fit() -> None:
     spoiled = {k: t * (1 if k[2] == 1 and k[3] in (512, 2048) + FIT_PROMPTS else 7.0) for k, t in seconds.items()}
     assert spoiled != seconds
     again = fit_hardware("gpu", parts, spoiled)
-    assert again["model"] == base["model"] and again["additive"] == base["additive"]
-    assert base["model"].coef == pytest.approx(TRUE.coef, rel=1e-6)
+    assert again.model == base.model and again.additive == base.additive
+    assert base.model.coef == pytest.approx(TRUE.coef, rel=1e-6)
 
 
 def test_a_row_under_half_the_time_of_half_its_tokens_is_broken() -> None:
