@@ -6,7 +6,10 @@ work) form a *class*: a snapshot of a model with identical decoder layers has th
 embedding, the layers, the head). Every figure of a request's placement is then a
 function of its *count vector* (how many blocks of each class it runs on the server) and
 of where its server segments start and end (crossings, first and last block, ``s + w``),
-not of which blocks of a class it takes. So, per request:
+not of which blocks of a class it takes. The classes are made finer first
+(:func:`refined`): the blocks at each end of a run of one class become classes of their
+own, since a request with one server segment leaves blocks of a run to its client at an
+end, and the relaxation below then sees their counts. Then, per request:
 
 * :func:`signatures` enumerates, by a walk over the blocks, one placement for each
   reachable (count vector, up-crossings, first block, last block), dropping those with
@@ -19,10 +22,12 @@ not of which blocks of a class it takes. So, per request:
 ``T <=`` each admitted request's cap. Its fixed charge is relaxed to the distribution of
 counts over each class: ``a[C, c]`` blocks of class ``C`` run by ``c`` requests, as many
 request-slots as the chosen columns take, at least as many active blocks as any one
-request runs there, and no count above the number of requests there. Every answer maps to
-a solution of the model with the same ``T`` or more, so its optimum bounds ``T`` from below;
-with classes of one block each it *is* the problem, and its chosen columns an optimal
-answer. :func:`column_bound` solves it and also returns the answer its columns give.
+request runs there, and no count above the number of requests there. Every answer of the
+weight with ``T <= t_max`` is a solution of the model with the same ``T``, so the model's
+optimum bounds ``T`` from below
+(the backend's bound is used less :data:`BOUND_RTOL`); with classes of one block each it
+*is* the problem, and its chosen columns an optimal answer. :func:`column_bound` solves it
+and also returns the answer its columns give.
 """
 
 from __future__ import annotations
@@ -45,9 +50,7 @@ STATE_LIMIT = 200_000
 #: :func:`column_bound` gives up past this many columns in all.
 COLUMN_LIMIT = 60_000
 #: The blocks at each end of a run of one class that :func:`column_bound` makes classes
-#: of their own (:func:`refined`): a request with one server segment that leaves a few
-#: blocks of a run to its client leaves those at an end, so their counts differ from the
-#: rest of the run's, and the relaxation sees it.
+#: of their own (:func:`refined`).
 EDGE_DEPTH = 1
 #: The backend's bound is lowered by this relative margin before it is used: CBC prints it
 #: to 8 significant digits (seen 2.5e-8 above the optimum), and rows hold to 1e-9.

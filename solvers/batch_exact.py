@@ -23,16 +23,24 @@ The answer without splits is ``optimal`` when the backend proved both phases and
 interval can beat it: no interval's weight bound reaches a heavier answer, and none that
 reaches the same weight lies below its ``T``. Otherwise, when the snapshot is small
 (:data:`ENUMERATION_LIMIT` placements a request at most), a depth-first branch-and-bound
-over every request's placements settles it exactly (:func:`branch_and_bound`); else the
+over every request's placements settles it exactly (:func:`branch_and_bound`). Else the
 better of the answer without splits and ``batch-greedy``'s (which splits), improved by
 :func:`~splitllm.solvers.batch_greedy.improve` (a local search over split placements),
-is returned, ``feasible``, with the bounds found: ``bound`` the largest weight bound,
-``iteration_time_bound_s`` the least ``T`` an interval allows (only when the weight is
-proven).
+is the incumbent; when the weight is proven, the least ``T`` the intervals allow is a
+proven bound ``T_low``, and a MILP over placement *columns*
+(:func:`~splitllm.solvers.batch_columns.column_bound`) bounds ``T`` at that weight from
+below: blocks that are interchangeable (the same fixed-charge row and figures, such as a
+model's identical decoder layers) are counted per class, each request keeps, per count
+vector, its placement of largest cap among those whose cap is at least ``T_low``, and
+the fixed charge is relaxed to the distribution of counts over each class. Its answer
+replaces the incumbent when better, and the incumbent is ``optimal`` when its ``T`` meets
+that bound (when every class is one block, the bound is the optimum). The result carries the bounds
+found: ``bound`` the largest weight bound, ``iteration_time_bound_s`` the largest proven
+lower bound on ``T`` (only when the weight is proven).
 
 The registered solver then has its ``optimal`` re-proved
 (:func:`~splitllm.solvers.batch_certify.certify`): by enumeration on small snapshots,
-else by the same method with the no-split model on the other backend.
+else by the same method with its MILPs on the other backend.
 """
 
 from __future__ import annotations
@@ -496,7 +504,7 @@ def _better(weight: float, t: float, than_weight: float, than_t: float) -> bool:
     return weight > than_weight + tol or (weight >= than_weight - tol and t < than_t)
 
 
-@register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
+@register("batch", "F5 exact: no-split MILP + interval bounds on splits + a column MILP bounding T (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
 def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS, search: bool = True,
           columns: bool = True, engine: str = "vllm", ttft: bool = False) -> SolveResult:
     started = time.perf_counter()

@@ -22,7 +22,6 @@ from splitllm.result import Status
 from splitllm.solvers import batch_columns as bc
 from splitllm.solvers import batch_exact
 from splitllm.solvers.batch_brute import solve_brute
-from splitllm.solvers.brute import all_placements
 
 
 def _key(classes: np.ndarray, x: tuple[bool, ...] | np.ndarray) -> tuple:
