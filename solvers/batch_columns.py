@@ -48,7 +48,7 @@ from splitllm.solvers.pulp_backend import run
 #: The walk of :func:`signatures` gives up past this many states at one block.
 STATE_LIMIT = 200_000
 #: :func:`column_bound` gives up past this many columns in all.
-COLUMN_LIMIT = 60_000
+COLUMN_LIMIT = 20_000
 #: The blocks at each end of a run of one class that :func:`column_bound` makes classes
 #: of their own (:func:`refined`).
 EDGE_DEPTH = 1
@@ -175,7 +175,7 @@ def column_bound(data: BatchData, weight: float, t_low: float, t_max: float, bac
     cols = [request_columns(data, r, reps, classes, t_low) for r in range(data.n_requests)]
     if sum(len(c.cap) for c in cols) > COLUMN_LIMIT:
         return None
-    prob, y, unit = column_model(data, classes, cols, weight, t_max)
+    prob, y, unit = column_model(data, classes, cols, weight, t_max, deadline)
     outcome = run(prob, backend, time_limit)
     if outcome.bound is None or outcome.status not in (Status.OPTIMAL, Status.FEASIBLE):
         return None
@@ -185,8 +185,8 @@ def column_bound(data: BatchData, weight: float, t_low: float, t_max: float, bac
     return ColumnBound(float(outcome.bound) * unit * (1 - BOUND_RTOL), x, admitted, f"column model {outcome.status.value}")
 
 
-def column_model(data: BatchData, classes: IntArray, cols: list[Columns], weight: float,
-                 t_max: float) -> tuple[pulp.LpProblem, dict[tuple[int, int], pulp.LpVariable], float]:
+def column_model(data: BatchData, classes: IntArray, cols: list[Columns], weight: float, t_max: float,
+                 deadline: float | None = None) -> tuple[pulp.LpProblem, dict[tuple[int, int], pulp.LpVariable], float]:
     """The MILP of the module docstring: least ``T`` (in units of ``unit`` seconds)."""
     a = data.instance.arrays
     unit = max(float(data.costs.overhead_s), 1e-12)
@@ -195,6 +195,9 @@ def column_model(data: BatchData, classes: IntArray, cols: list[Columns], weight
     T = pulp.LpVariable("T", lowBound=0, upBound=t_max / unit)
     work = []  # what each chosen column adds to T: attention x its layers + per-sequence overhead
     for r, c in enumerate(cols):
+        check(deadline, "building the column model")
+        if not len(c.cap):  # the request cannot be admitted
+            continue
         chosen = pulp.lpSum(y[r, j] for j in range(len(c.cap)))
         prob += chosen <= 1, f"one_r{r}"
         caps = np.minimum(c.cap, t_max)
