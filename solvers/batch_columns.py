@@ -75,7 +75,8 @@ def block_classes(data: BatchData) -> IntArray:
 
 def refined(classes: IntArray, depth: int) -> IntArray:
     """``classes`` with the ``depth`` blocks at each end of every run of consecutive blocks
-    of one class made classes of their own (still interchangeable: a finer partition)."""
+    of one class made classes of their own, and each run's other blocks a class (a finer
+    partition: its blocks are still interchangeable)."""
     keys = []
     b = 0
     while b < len(classes):
