@@ -23,16 +23,24 @@ The answer without splits is ``optimal`` when the backend proved both phases and
 interval can beat it: no interval's weight bound reaches a heavier answer, and none that
 reaches the same weight lies below its ``T``. Otherwise, when the snapshot is small
 (:data:`ENUMERATION_LIMIT` placements a request at most), a depth-first branch-and-bound
-over every request's placements settles it exactly (:func:`branch_and_bound`); else the
+over every request's placements settles it exactly (:func:`branch_and_bound`). Else the
 better of the answer without splits and ``batch-greedy``'s (which splits), improved by
 :func:`~splitllm.solvers.batch_greedy.improve` (a local search over split placements),
-is returned, ``feasible``, with the bounds found: ``bound`` the largest weight bound,
-``iteration_time_bound_s`` the least ``T`` an interval allows (only when the weight is
-proven).
+is the incumbent; when the weight is proven, the least ``T`` the intervals allow is a
+proven bound ``T_low``, and a MILP over placement *columns*
+(:func:`~splitllm.solvers.batch_columns.column_bound`) bounds ``T`` at that weight from
+below: blocks that are interchangeable (the same fixed-charge row and figures, such as a
+model's identical decoder layers) are counted per class, each request keeps, per count
+vector, its placement of largest cap among those whose cap is at least ``T_low``, and
+the fixed charge is relaxed to the distribution of counts over each class. Its answer
+replaces the incumbent when better, and the incumbent is ``optimal`` when its ``T`` meets
+that bound (when every class is one block, the bound is the optimum). The result carries the bounds
+found: ``bound`` the largest weight bound, ``iteration_time_bound_s`` the largest proven
+lower bound on ``T`` (only when the weight is proven).
 
 The registered solver then has its ``optimal`` re-proved
 (:func:`~splitllm.solvers.batch_certify.certify`): by enumeration on small snapshots,
-else by the same method with the no-split model on the other backend.
+else by the same method with its MILPs on the other backend.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from splitllm.registry import register
 from splitllm.result import SolveResult, Status
 from splitllm.solvers.batch_brute import request_options
 from splitllm.solvers.batch_certify import certify
+from splitllm.solvers.batch_columns import column_bound
 from splitllm.solvers.batch_greedy import improve, solve_greedy
 from splitllm.solvers.batch_common import COMMON, batch_data, batch_result, verify
 from splitllm.solvers.pulp_backend import BACKENDS, run
@@ -66,6 +75,7 @@ OPTIONS = (
     Option("backend", "choice", "highs", "MILP backend of the no-split model", choices=tuple(sorted(BACKENDS, reverse=True))),
     Option("intervals", "integer", INTERVALS, "intervals of T that bound the answers with a split", low=1, high=10**6),
     Option("search", "boolean", True, "when the answer is not proven, improve it by a local search over split placements"),
+    Option("columns", "boolean", True, "when the weight is proven but not T, bound T by the MILP over placement columns"),
     *COMMON,
 )
 
@@ -414,7 +424,7 @@ def branch_and_bound(data: BatchData, deadline: float | None) -> tuple[BoolArray
 
 
 def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | None = None, intervals: int = INTERVALS,
-                search: bool = True) -> SolveResult:
+                search: bool = True, columns: bool = True) -> SolveResult:
     """The method of the module docstring."""
     name = "batch"
     deadline = deadline_in(time_limit)
@@ -449,8 +459,33 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
         if search:
             x, admitted, t, moved = _searched(data, x, admitted, t, deadline)
             message += "; a local search over splits improved it" if moved else ""
+        if weight_proven and t_bound is not None and columns:
+            x, admitted, t, t_bound, note = _by_columns(data, (x, admitted, t), ns.weight, t_bound, backend, deadline)
+            proven = t <= t_bound * (1 + OPTIMAL_GAP)
+            message += note
     status = Status.OPTIMAL if proven else Status.FEASIBLE
     return batch_result(name, status, x, admitted, t, bound, t_bound, message=message)
+
+
+def _by_columns(data: BatchData, answer: tuple[BoolArray, BoolArray, float], weight: float, t_bound: float, backend: str,
+               deadline: float | None) -> tuple[BoolArray, BoolArray, float, float, str]:
+    """The answer and ``T`` bound after :func:`~splitllm.solvers.batch_columns.column_bound`:
+    its answer when better, its bound when higher (both unchanged when it proves nothing)."""
+    x, admitted, t = answer
+    a = data.instance.arrays
+    try:
+        cb = column_bound(data, weight, t_bound, t * (1 + 1e-7), backend, _left(deadline), deadline)
+    except TimeLimitReached:
+        cb = None
+    if cb is None:
+        return x, admitted, t, t_bound, "; the column model proved nothing"
+    note = f"; {cb.message}"
+    if cb.x is not None and cb.admitted is not None:
+        t2 = data.iteration_time(cb.x, cb.admitted)
+        if _better(float(a.weight[cb.admitted].sum()), t2, float(a.weight[admitted].sum()), t):
+            x, admitted, t = cb.x, cb.admitted, t2
+            note += ", its answer is better"
+    return x, admitted, t, max(t_bound, min(cb.t_low, t)), note
 
 
 def _searched(data: BatchData, x: BoolArray, admitted: BoolArray, t: float, deadline: float | None) -> tuple[BoolArray, BoolArray, float, bool]:
@@ -469,13 +504,13 @@ def _better(weight: float, t: float, than_weight: float, than_t: float) -> bool:
     return weight > than_weight + tol or (weight >= than_weight - tol and t < than_t)
 
 
-@register("batch", "F5 exact: no-split MILP + interval bounds on splits (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
+@register("batch", "F5 exact: no-split MILP + interval bounds on splits + a column MILP bounding T (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
 def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS, search: bool = True,
-          engine: str = "vllm", ttft: bool = False) -> SolveResult:
+          columns: bool = True, engine: str = "vllm", ttft: bool = False) -> SolveResult:
     started = time.perf_counter()
     data = batch_data(instance, engine, ttft)
-    result = solve_exact(data, backend, time_limit, intervals, search)
-    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left, intervals, search), time_limit, started)
+    result = solve_exact(data, backend, time_limit, intervals, search, columns)
+    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left, intervals, search, columns), time_limit, started)
 
 
 def other_backend(backend: str) -> str:
