@@ -184,18 +184,35 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.perf_counter())
 
 
-def _fewest_layers(cost: NDArray[np.float64], is_layer: BoolArray, excess: float) -> float:
-    """The fewest layer blocks to move off the client so that ``sum(cost)`` drops by ``excess``
-    when every other block moves for free (``inf`` when even that is not enough)."""
-    if excess <= 0:
-        return 0.0
-    excess -= float(cost[~is_layer].sum())
-    if excess <= 0:
-        return 0.0
-    per_layer = np.sort(cost[is_layer])[::-1]
-    reach = np.cumsum(per_layer)
-    k = int(np.searchsorted(reach, excess * (1 - 1e-12)))
-    return float(k + 1) if k < len(per_layer) else math.inf
+@dataclass(frozen=True)
+class LayerReach:
+    """What moving blocks off each request's client saves, for :meth:`fewest`: per request
+    the sum of its ``cost`` over every block and over its other (non-layer) blocks, and
+    ``reach[r, k]``, the most its ``k + 1`` costliest layer blocks save."""
+
+    total: NDArray[np.float64]
+    rest: NDArray[np.float64]
+    reach: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, cost: NDArray[np.float64], is_layer: BoolArray) -> LayerReach:
+        """From a per-request, per-block ``cost`` (R x B, each >= 0)."""
+        per_layer = -np.sort(-cost[:, is_layer], axis=1)
+        return cls(cost.sum(axis=1), cost[:, ~is_layer].sum(axis=1), np.cumsum(per_layer, axis=1))
+
+    def fewest(self, excess: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Per request, the fewest layer blocks to move off the client so that its cost drops
+        by ``excess[r]`` when every other block moves for free (``inf`` when even that is not
+        enough).
+
+        >>> reach = LayerReach.of(np.array([[1.0, 3.0, 2.0]]), np.array([False, True, True]))
+        >>> reach.fewest(np.array([0.5])).tolist(), reach.fewest(np.array([3.5])).tolist(), reach.fewest(np.array([7.0])).tolist()
+        ([0.0], [1.0], [inf])
+        """
+        left = excess - self.rest
+        k = (self.reach < (left * (1 - 1e-12))[:, None]).sum(axis=1)
+        layers = np.where(k < self.reach.shape[1], k + 1.0, math.inf)
+        return np.where((excess <= 0) | (left <= 0), 0.0, layers)
 
 
 @dataclass(frozen=True)
@@ -231,8 +248,10 @@ def split_bounds(data: BatchData, intervals: int, target: float) -> SplitBounds:
     edges = np.linspace(0.0, max(top, 0.0), intervals + 1)
     weight, t_low = np.zeros(intervals), np.full(intervals, math.inf)
     suffix_min = np.minimum.accumulate(data.fixed[:, ::-1], axis=1)[:, ::-1]  # least fixed[b, n'] for n' >= n
+    by_time = LayerReach.of(a.client_decode, data.is_layer)
+    by_memory = LayerReach.of(a.client_mem, data.is_layer).fewest(a.client_mem.sum(axis=1) - a.client_mem_limit)
     for i in range(intervals):
-        ic = _interval_costs(data, free, limit, cross, edges[i])
+        ic = _interval_costs(data, free, limit, cross, edges[i], by_time, by_memory)
         room = edges[i + 1] - data.costs.overhead_s - ic.split_floor
         weight[i] = float(a.weight[free].sum()) + _fractional_knapsack(a.weight, ic.cost, room)
         t_low[i] = max(edges[i], _least_t(data, free, ic, suffix_min, target))
@@ -252,40 +271,40 @@ class IntervalCosts:
     forced: BoolArray  # (R, B): the other blocks it runs on the server in every placement it may take
 
 
-def _interval_costs(data: BatchData, free: BoolArray, limit: NDArray[np.float64], cross: NDArray[np.float64], lo: float) -> IntervalCosts:
+def _interval_costs(data: BatchData, free: BoolArray, limit: NDArray[np.float64], cross: NDArray[np.float64], lo: float,
+                    by_time: LayerReach, by_memory: NDArray[np.float64]) -> IntervalCosts:
     """The bounds' figures of each request on an interval starting at ``lo`` (see :class:`IntervalCosts`).
 
-    A request that cannot run all on the client runs a block on the server in every
-    placement when that block alone takes its client longer than a split leaves it
-    (``limit - crossings - 2 lo``): its all-server placement runs every block.
+    ``by_time`` prices the client decode of each request's blocks; ``by_memory[r]`` is the
+    fewest layers its client memory makes it leave to the server. A request that cannot run
+    all on the client runs a block on the server in every placement when that block alone
+    takes its client longer than a split leaves it (``limit - crossings - 2 lo``): its
+    all-server placement runs every block.
     """
     a = data.instance.arrays
-    R = data.n_requests
     layer_floor = float(data.fixed[data.is_layer, 1:].min(initial=math.inf)) if data.is_layer.any() else 0.0
     block_floor = float(data.fixed[:, 1:].min())
     all_floor = float(data.fixed[:, 1:].min(axis=1).sum())
-    all_cost = request_costs(data)
     n_layers = int(data.is_layer.sum())
-    cost, floor, layers = np.full(R, math.inf), np.zeros(R), np.zeros(R)
-    split_floor = math.inf
-    for r in range(R):
-        m = _split_layers(data, r, lo, limit[r], cross[r])
-        f = (m * layer_floor if m > 0 else block_floor) if math.isfinite(m) else math.inf
-        # a request that can run all on the client may still be the split one (where a
-        # curve falls with the count, joining the server's blocks can lower T)
-        split_floor = min(split_floor, f)
-        if free[r]:  # counted as admitted at no cost to T by the callers
-            continue
-        options = []  # (cost, floor, layer floor) of its all-server and split placements
-        if limit[r] >= lo:
-            options.append((all_cost[r], all_floor, n_layers * layer_floor))
-        if math.isfinite(m):
-            options.append((data.attn[r] * m + data.costs.overhead_per_seq_s, f, m * layer_floor))
-        if options:
-            cost[r], floor[r], layers[r] = (min(o[k] for o in options) for k in range(3))
     budget = limit - cross - 2 * lo
+    # the fewest server layers of a split placement whose cap is >= lo: the most of what time and memory need
+    m = np.where(budget < 0, math.inf, np.maximum(by_time.fewest(by_time.total - budget), by_memory))
+    split = np.isfinite(m)
+    f = np.where(split, np.where(m > 0, m * layer_floor, block_floor), math.inf)
+    # a request that can run all on the client may still be the split one (where a curve
+    # falls with the count, joining the server's blocks can lower T)
+    split_floor = float(f.min(initial=math.inf))
+    whole = (limit >= lo) & ~free  # its all-server placement may be taken
+    split &= ~free  # requests that can run all on the client are counted as admitted at no cost to T by the callers
+    with np.errstate(invalid="ignore"):  # inf x 0 where a request has no split placement
+        split_cost = np.where(split, data.attn * m + data.costs.overhead_per_seq_s, math.inf)
+        split_layers = np.where(split, m * layer_floor, math.inf)
+    cost = np.minimum(np.where(whole, request_costs(data), math.inf), split_cost)
+    floor = np.minimum(np.where(whole, all_floor, math.inf), np.where(split, f, math.inf))
+    layers = np.minimum(np.where(whole, n_layers * layer_floor, math.inf), split_layers)
+    some = whole | split
     forced = (a.client_decode > budget[:, None] * (1 + FEASIBILITY_RTOL) + 1e-15) & ~data.is_layer[None, :] & ~free[:, None]
-    return IntervalCosts(cost, floor, split_floor, layers, forced)
+    return IntervalCosts(cost, np.where(some, floor, 0.0), split_floor, np.where(some, layers, 0.0), forced)
 
 
 def _least_t(data: BatchData, free: BoolArray, ic: IntervalCosts, suffix_min: NDArray[np.float64], target: float) -> float:
@@ -326,17 +345,6 @@ def _fractional_cover(weight: NDArray[np.float64], cost: NDArray[np.float64], ne
         need -= w[k]
         total += c[k]
     return math.inf
-
-
-def _split_layers(data: BatchData, r: int, lo: float, limit: float, cross: float) -> float:
-    """A lower bound on the server layers of a split placement of ``r`` whose cap is >= ``lo``."""
-    a = data.instance.arrays
-    budget = limit - cross - 2 * lo
-    if budget < 0:
-        return math.inf
-    by_time = _fewest_layers(a.client_decode[r], data.is_layer, float(a.client_decode[r].sum()) - budget)
-    by_mem = _fewest_layers(a.client_mem[r], data.is_layer, float(a.client_mem[r].sum() - a.client_mem_limit[r]))
-    return max(by_time, by_mem)
 
 
 def _fractional_knapsack(weight: NDArray[np.float64], cost: NDArray[np.float64], room: float) -> float:
