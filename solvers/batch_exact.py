@@ -28,7 +28,8 @@ better of the answer without splits and ``batch-greedy``'s (which splits), impro
 :func:`~splitllm.solvers.batch_greedy.improve` (a local search over split placements),
 is the incumbent; when the weight is proven, the least ``T`` the intervals allow is a
 proven bound ``T_low``, and a MILP over placement *columns*
-(:func:`~splitllm.solvers.batch_columns.column_bound`) bounds ``T`` at that weight from
+(:func:`~splitllm.solvers.batch_columns.column_bound`, for at most ``columns_s`` seconds,
+:data:`COLUMNS_S` by default) bounds ``T`` at that weight from
 below: blocks that are interchangeable (the same fixed-charge row and figures, such as a
 model's identical decoder layers) are counted per class, each request keeps, per count
 vector, its placement of largest cap among those whose cap is at least ``T_low``, and
@@ -69,13 +70,17 @@ from splitllm.solvers.pulp_backend import BACKENDS, run
 from splitllm.tolerances import FEASIBILITY_RTOL, OPTIMAL_GAP
 
 INTERVALS = 512
+#: The most seconds the MILP over placement columns takes by default: on snapshots whose
+#: layers are not all alike its bound may not close, and it could search a long time.
+COLUMNS_S = 30.0
 ENUMERATION_LIMIT = 1 << 12
 
 OPTIONS = (
     Option("backend", "choice", "highs", "MILP backend of the no-split model", choices=tuple(sorted(BACKENDS, reverse=True))),
     Option("intervals", "integer", INTERVALS, "intervals of T that bound the answers with a split", low=1, high=10**6),
     Option("search", "boolean", True, "when the answer is not proven, improve it by a local search over split placements"),
-    Option("columns", "boolean", True, "when the weight is proven but not T, bound T by the MILP over placement columns"),
+    Option("columns_s", "number", COLUMNS_S, "when the weight is proven but not T, the most seconds the MILP over placement "
+           "columns may take to bound T (within the time limit; 0: not used)", low=0),
     *COMMON,
 )
 
@@ -432,7 +437,7 @@ def branch_and_bound(data: BatchData, deadline: float | None) -> tuple[BoolArray
 
 
 def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | None = None, intervals: int = INTERVALS,
-                search: bool = True, columns: bool = True) -> SolveResult:
+                search: bool = True, columns_s: float = COLUMNS_S) -> SolveResult:
     """The method of the module docstring."""
     name = "batch"
     deadline = deadline_in(time_limit)
@@ -467,8 +472,10 @@ def solve_exact(data: BatchData, backend: str = "highs", time_limit: float | Non
         if search:
             x, admitted, t, moved = _searched(data, x, admitted, t, deadline)
             message += "; a local search over splits improved it" if moved else ""
-        if weight_proven and t_bound is not None and columns:
-            x, admitted, t, t_bound, note = _by_columns(data, (x, admitted, t), ns.weight, t_bound, backend, deadline)
+        if weight_proven and t_bound is not None and columns_s > 0:
+            cap = deadline_in(columns_s)
+            stop = cap if deadline is None else min(deadline, cap)
+            x, admitted, t, t_bound, note = _by_columns(data, (x, admitted, t), ns.weight, t_bound, backend, stop)
             proven = t <= t_bound * (1 + OPTIMAL_GAP)
             message += note
     status = Status.OPTIMAL if proven else Status.FEASIBLE
@@ -514,11 +521,11 @@ def _better(weight: float, t: float, than_weight: float, than_t: float) -> bool:
 
 @register("batch", "F5 exact: no-split MILP + interval bounds on splits + a column MILP bounding T (branch and bound on small B)", requires=("pulp",), exact=True, options=OPTIONS, verifier=verify)
 def solve(instance: Instance, *, time_limit: float | None = None, backend: str = "highs", intervals: int = INTERVALS, search: bool = True,
-          columns: bool = True, engine: str = "vllm", ttft: bool = False) -> SolveResult:
+          columns_s: float = COLUMNS_S, engine: str = "vllm", ttft: bool = False) -> SolveResult:
     started = time.perf_counter()
     data = batch_data(instance, engine, ttft)
-    result = solve_exact(data, backend, time_limit, intervals, search, columns)
-    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left, intervals, search, columns), time_limit, started)
+    result = solve_exact(data, backend, time_limit, intervals, search, columns_s)
+    return certify(data, result, lambda left: solve_exact(data, other_backend(backend), left, intervals, search, columns_s), time_limit, started)
 
 
 def other_backend(backend: str) -> str:
