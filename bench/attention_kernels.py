@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from splitllm.batched.iteration import AttentionModel
-from splitllm.errors import InputError, SplitLLMError
+from splitllm.errors import InputError, SplitLLMError, positive_number
 from splitllm.instances.bundled import bundled_profile
 from splitllm.jsonio import write_atomic
+from splitllm.outputs import check_output_dir
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE = DATA / "vidur_attention_a100_llama2_7b_sample.csv"
@@ -83,33 +84,60 @@ def model_ms(att: AttentionModel, batch: int, chunk: int, kv: int) -> float:
     return 1e3 * (att.floor_s + batch * float(att.item_s(chunk, kv)))
 
 
-def read_sample(path: Path) -> list[dict[str, str]]:
-    """The sample's Llama-2-7B TP-1 rows; a missing file, column or field is refused in one line."""
+@dataclass(frozen=True)
+class Kernel:
+    """One sampled kernel: ``chunk`` new tokens per item (1 for decode), milliseconds measured."""
+
+    kind: str
+    batch: int
+    chunk: int
+    kv: int
+    measured_ms: float
+
+
+def read_sample(path: Path) -> list[Kernel]:
+    """The sample's Llama-2-7B TP-1 kernels; a missing file or column, a row cut short or a
+    figure out of range is refused in one line naming the file and line."""
     if not path.is_file():
         raise InputError(str(path), "no such file (expected a sample of vidur's attention.csv)")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in NEEDED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(str(path), f"missing column(s) {', '.join(missing)}")
-        rows = [row for row in reader if all(row[k] == v for k, v in SHAPE.items())]
-    if not rows:
+    kernels = []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in NEEDED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(str(path), f"missing column(s) {', '.join(missing)}")
+            for row in reader:
+                if None in row.values():
+                    raise InputError(f"{path}: line {reader.line_num}", "has fewer fields than the header (a truncated file?)")
+                if all(row[k] == v for k, v in SHAPE.items()):
+                    kernels.append(_kernel(row, f"{path}: line {reader.line_num}"))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(str(path), f"not a readable CSV file ({exc})") from None
+    if not kernels:
         raise InputError(str(path), "no Llama-2-7B tensor-parallel-1 rows")
-    return rows
+    return kernels
 
 
-def compare(rows: list[dict[str, str]], att: AttentionModel) -> list[Row]:
-    """Each sampled kernel against the model."""
-    return [_compare_one(row, att) for row in rows]
-
-
-def _compare_one(row: dict[str, str], att: AttentionModel) -> Row:
+def _kernel(row: dict[str, str], where: str) -> Kernel:
     prefill = row["is_prefill"].strip().lower() == "true"
-    batch, kv = int(row["batch_size"]), int(row["kv_cache_size"])
-    chunk = int(row["prefill_chunk_size"]) if prefill else 1
-    measured = float(row["time_stats.attn_prefill.median" if prefill else "time_stats.attn_decode.median"])
-    kind = "prefill" if prefill else "decode"
-    return Row(kind, batch, chunk, kv, measured, model_ms(att, batch, chunk, kv))
+    batch, kv = _count(where, row, "batch_size", 1), _count(where, row, "kv_cache_size", 0)
+    chunk = _count(where, row, "prefill_chunk_size", 1) if prefill else 1
+    column = "time_stats.attn_prefill.median" if prefill else "time_stats.attn_decode.median"
+    return Kernel("prefill" if prefill else "decode", batch, chunk, kv, positive_number(f"{where}: {column}", row[column], "ms"))
+
+
+def _count(where: str, row: dict[str, str], column: str, low: int) -> int:
+    """A whole number >= ``low`` from ``row[column]``, else an :class:`InputError` naming it."""
+    text = row[column].strip()
+    if not text.isdigit() or int(text) < low:
+        raise InputError(f"{where}: {column}", f"must be a whole number >= {low}, got {text!r}")
+    return int(text)
+
+
+def compare(kernels: list[Kernel], att: AttentionModel) -> list[Row]:
+    """Each sampled kernel against the model."""
+    return [Row(k.kind, k.batch, k.chunk, k.kv, k.measured_ms, model_ms(att, k.batch, k.chunk, k.kv)) for k in kernels]
 
 
 def _bucket(value: int, edges: tuple[int, ...], lo: int = 1) -> str:
@@ -175,35 +203,36 @@ def to_markdown(rows: list[Row], att: AttentionModel, sample: Path) -> str:
         "`bench/data/README.md`). Roofline (raw, as the profile carries it): "
         f"{att.flops_per_s / 1e12:.1f} TFLOP/s, {att.bytes_per_s / 1e9:.0f} GB/s, floor {att.floor_s * 1e6:.0f} us.", "",
     ]
-    return "\n".join(head + summary_table(rows) + ["", *findings(rows)]) + "\n"
+    return "\n".join(head + summary_table(rows) + ["", *findings(rows, att)]) + "\n"
 
 
-def findings(rows: list[Row]) -> list[str]:
+def findings(rows: list[Row], att: AttentionModel) -> list[str]:
     """Where the roofline is fast or slow, and by how much, in words (one paragraph)."""
-    def med(pick: list[Row]) -> str:
-        return f"{np.median([r.ratio for r in pick]):.2f}" if pick else "-"
+    def med(pick: list[Row]) -> float:
+        return float(np.median([r.ratio for r in pick])) if pick else float("nan")
 
     dec = [r for r in rows if r.kind == "decode"]
     long_big = [r for r in dec if r.batch > 32 and r.kv > 512]
     short = [r for r in dec if r.kv <= 512]
     mid = [r for r in dec if 8 < r.batch <= 32 and r.kv > 512]
     pre = [r for r in rows if r.kind == "prefill"]
+    least_us = 1e3 * min((r.measured_ms for r in dec), default=float("nan"))
+    spread = f"{min(r.ratio for r in pre):.1f}-{max(r.ratio for r in pre):.1f}x" if pre else "-"
     return [
-        f"Reading: decode of 9 or more sequences over more than 512 cached tokens is priced to within 25% "
-        f"(batch 9-32: median {med(mid)}; batch 33-128: median {med(long_big)}, the roofline predicting about "
-        f"1.2x the measured time: FlashAttention's "
-        f"decode streams the KV cache faster than the 1.5 TB/s fitted to the GEMMs). Decode over short "
-        f"contexts (at most 512 tokens, median {med(short)}) costs more than the roofline and its floor: a "
-        f"kernel takes at least 9 us however little it reads. Prefill chunks are 2-7x slower than the "
-        f"roofline (median {med(pre)}): the attention FLOPs run far below the GEMMs' 217 TFLOP/s, most "
-        f"at short contexts. The ratios are against the raw roofline; vLLM's and TensorRT-LLM's "
-        f"`kernel_scale` (0.876, 0.867) multiply every model time, which divides each ratio by that factor.",
+        f"Reading: decode of 9 or more sequences over more than 512 cached tokens: batch 9-32 median "
+        f"{med(mid):.2f}, batch 33-128 median {med(long_big):.2f} (the roofline predicting "
+        f"{1 / med(long_big):.2f}x the measured time: FlashAttention's decode streams the KV cache faster "
+        f"than the {att.bytes_per_s / 1e12:.2f} TB/s fitted to the GEMMs). Decode over short contexts (at "
+        f"most 512 tokens, median {med(short):.2f}) costs more than the roofline and its "
+        f"{att.floor_s * 1e6:.0f} us floor: the least measured kernel takes {least_us:.0f} us. Prefill "
+        f"chunks are {spread} slower than the roofline (median {med(pre):.2f}): the attention FLOPs run far "
+        f"below the GEMMs' {att.flops_per_s / 1e12:.0f} TFLOP/s. The ratios are against the raw roofline; an "
+        f"engine's `kernel_scale` multiplies every model time, which divides each ratio by that factor.",
     ]
 
 
 def write_outputs(out: Path, rows: list[Row], att: AttentionModel, sample: Path) -> list[Path]:
     """Write ``attention.csv`` and ``attention.md`` under ``out`` (atomically)."""
-    out.mkdir(parents=True, exist_ok=True)
     paths = [out / "attention.csv", out / "attention.md"]
     write_atomic(paths[0], to_csv(rows))
     write_atomic(paths[1], to_markdown(rows, att, sample))
@@ -217,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     try:
+        check_output_dir(args.out)
         att = bundled_attention()
         rows = compare(read_sample(args.sample), att)
         write_outputs(args.out, rows, att, args.sample)
