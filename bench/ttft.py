@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,11 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
-from splitllm.errors import InputError, positive_number
+from splitllm.errors import InputError, SplitLLMError, positive_number
 from splitllm.instances.models import get_shape
 from splitllm.instances.roofline import Roofline
 from splitllm.instances.vidur import OpTable, csv_path, fit_roofline
 from splitllm.jsonio import write_atomic
+from splitllm.outputs import check_output_dir
 
 MIB = 2.0**20
 #: Our hardware name -> (vidur's GPU folder, vidur's network folder, L2 cache bytes).
@@ -367,14 +369,22 @@ def _range(rows: list[dict[str, object]], held_out: bool) -> str:
     return f"{min(ratios):.3f}..{max(ratios):.3f}" if ratios else "-"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Compare, write both files, print the summary; bad input: one line on stderr, exit 2."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--splitwise", type=Path, required=True, help="splitwise-sim's data/perf_model.csv")
     ap.add_argument("--vidur", type=Path, required=True, help="the vidur data folder (profiling/compute/ and profiling/network/ under it)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    print("\n".join(write_ttft(args.out, compare_ttft(args.splitwise, args.vidur))))
+    try:
+        check_output_dir(args.out)
+        table = write_ttft(args.out, compare_ttft(args.splitwise, args.vidur))
+    except SplitLLMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(table))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

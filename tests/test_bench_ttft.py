@@ -82,3 +82,13 @@ def test_measured_prefill_keeps_llama_rows_by_batch(tmp_path: Path) -> None:
             "llama2-70b,h100-80gb-pcap,512,1,128,1,1,999,1,1,2"]
     path.write_text(head + "\n".join(rows) + "\n")
     assert measured_prefill(path) == {("a100-80gb", 2, 1, 512): [0.1, 0.12], ("a100-80gb", 2, 4, 512): [0.4]}
+
+
+def test_the_bench_refuses_a_missing_file_in_one_line(tmp_path, capsys) -> None:
+    from splitllm.bench import ttft
+
+    missing = tmp_path / "perf_model.csv"
+    assert ttft.main(["--splitwise", str(missing), "--vidur", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0]
+    assert not (tmp_path / "out" / "ttft.csv").exists()
