@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
+import numpy as np
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +17,7 @@ from splitllm.batched.evaluator import verify_batch
 from splitllm.formulations.batch_data import build_data
 from splitllm.result import Status
 from splitllm.solvers.batch_brute import solve_brute
-from splitllm.solvers.batch_exact import _fractional_cover, _fractional_knapsack, solve_exact
+from splitllm.solvers.batch_exact import LayerReach, _fractional_cover, _fractional_knapsack, solve_exact
 from splitllm.solvers.batch_greedy import solve_greedy
 
 
@@ -174,3 +179,32 @@ def test_local_search_keeps_every_limit_and_never_loses(seed, n_requests, n_bloc
     assert searched.objective >= greedy.objective - 1e-9
     if searched.objective == pytest.approx(greedy.objective, rel=1e-12):
         assert t <= greedy.info["iteration_time_s"] * (1 + 1e-12)
+
+
+
+def _fewest_by_trying(cost: np.ndarray, is_layer: np.ndarray, excess: float) -> float:
+    """The fewest layer blocks whose cost, with every other block's, reaches ``excess``: every subset tried."""
+    if excess <= 0:
+        return 0.0
+    layers = [float(c) for c, is_l in zip(cost, is_layer) if is_l]
+    rest = float(cost[~is_layer].sum())
+    for k in range(len(layers) + 1):
+        if any(rest + sum(chosen) >= excess for chosen in itertools.combinations(layers, k)):
+            return float(k)
+    return math.inf
+
+
+@sweep(40, quick=15)
+@given(st.lists(st.lists(st.floats(0, 10, allow_nan=False), min_size=4, max_size=4), min_size=1, max_size=4),
+       st.lists(st.booleans(), min_size=4, max_size=4), st.lists(st.floats(-5, 45, allow_nan=False), min_size=4, max_size=4))
+def test_layer_reach_is_the_fewest_layers_by_trying_every_subset(costs, kinds, excesses) -> None:
+    """Per request, the fewest layers to move off the client (the interval bounds' figure) is
+    what trying every subset of layers gives (up to the 1e-12 slack that keeps the bound safe)."""
+    cost, is_layer = np.array(costs), np.array(kinds)
+    excess = np.array(excesses[: len(cost)] + [0.0] * max(0, len(cost) - len(excesses)))
+    got = LayerReach.of(cost, is_layer).fewest(excess)
+    for r in range(len(cost)):
+        want = _fewest_by_trying(cost[r], is_layer, float(excess[r]))
+        rest = float(cost[r][~is_layer].sum())
+        slack = _fewest_by_trying(cost[r], is_layer, rest + (float(excess[r]) - rest) * (1 - 1e-9))
+        assert slack <= got[r] <= want, (cost[r], excess[r], got[r], want)  # a lower bound, tight but for the slack
