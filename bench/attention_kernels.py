@@ -28,7 +28,6 @@ Run: ``python -m splitllm.bench.attention_kernels --out bench/results/attention`
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from splitllm.batched.iteration import AttentionModel
-from splitllm.errors import InputError, SplitLLMError, positive_number
+from splitllm.csvfile import dict_rows
+from splitllm.errors import InputError, SplitLLMError, positive_number, whole_number
 from splitllm.instances.bundled import bundled_profile
 from splitllm.jsonio import write_atomic
 from splitllm.outputs import check_output_dir
@@ -98,22 +98,8 @@ class Kernel:
 def read_sample(path: Path) -> list[Kernel]:
     """The sample's Llama-2-7B TP-1 kernels; a missing file or column, a row cut short or a
     figure out of range is refused in one line naming the file and line."""
-    if not path.is_file():
-        raise InputError(str(path), "no such file (expected a sample of vidur's attention.csv)")
-    kernels = []
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in NEEDED if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(str(path), f"missing column(s) {', '.join(missing)}")
-            for row in reader:
-                if None in row.values():
-                    raise InputError(f"{path}: line {reader.line_num}", "has fewer fields than the header (a truncated file?)")
-                if all(row[k] == v for k, v in SHAPE.items()):
-                    kernels.append(_kernel(row, f"{path}: line {reader.line_num}"))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(str(path), f"not a readable CSV file ({exc})") from None
+    kernels = [_kernel(row, where) for where, row in dict_rows(path, NEEDED, "a sample of vidur's attention.csv")
+               if all(row[k] == v for k, v in SHAPE.items())]
     if not kernels:
         raise InputError(str(path), "no Llama-2-7B tensor-parallel-1 rows")
     return kernels
@@ -121,18 +107,10 @@ def read_sample(path: Path) -> list[Kernel]:
 
 def _kernel(row: dict[str, str], where: str) -> Kernel:
     prefill = row["is_prefill"].strip().lower() == "true"
-    batch, kv = _count(where, row, "batch_size", 1), _count(where, row, "kv_cache_size", 0)
-    chunk = _count(where, row, "prefill_chunk_size", 1) if prefill else 1
+    batch, kv = whole_number(f"{where}: batch_size", row["batch_size"]), whole_number(f"{where}: kv_cache_size", row["kv_cache_size"], 0)
+    chunk = whole_number(f"{where}: prefill_chunk_size", row["prefill_chunk_size"]) if prefill else 1
     column = "time_stats.attn_prefill.median" if prefill else "time_stats.attn_decode.median"
     return Kernel("prefill" if prefill else "decode", batch, chunk, kv, positive_number(f"{where}: {column}", row[column], "ms"))
-
-
-def _count(where: str, row: dict[str, str], column: str, low: int) -> int:
-    """A whole number >= ``low`` from ``row[column]``, else an :class:`InputError` naming it."""
-    text = row[column].strip()
-    if not text.isdigit() or int(text) < low:
-        raise InputError(f"{where}: {column}", f"must be a whole number >= {low}, got {text!r}")
-    return int(text)
 
 
 def compare(kernels: list[Kernel], att: AttentionModel) -> list[Row]:
@@ -155,6 +133,12 @@ def group_of(row: Row) -> str:
     return f"chunk {_bucket(row.chunk, TOKEN_EDGES)}, kv {_bucket(row.kv, TOKEN_EDGES, 0)}"
 
 
+def _group_rank(row: Row) -> tuple[int, int]:
+    """Where a row's range sorts: its first and its KV range's positions among the edges."""
+    first = int(np.searchsorted(BATCH_EDGES if row.kind == "decode" else TOKEN_EDGES, row.batch if row.kind == "decode" else row.chunk))
+    return first, int(np.searchsorted(TOKEN_EDGES, row.kv))
+
+
 def stats(rows: list[Row]) -> dict[str, float]:
     """Rows, median and 10th/90th percentile ratios, shares within 10% and 25%."""
     r = np.asarray([row.ratio for row in rows])
@@ -172,13 +156,9 @@ def summary_table(rows: list[Row]) -> list[str]:
         if not mine:
             continue
         lines.append(_table_line(kind, "all", stats(mine)))
-        for group in sorted({group_of(r) for r in mine}, key=_group_order):
+        for _, group in sorted({(_group_rank(r), group_of(r)) for r in mine}):
             lines.append(_table_line(kind, group, stats([r for r in mine if group_of(r) == group])))
     return lines
-
-
-def _group_order(group: str) -> tuple[int, ...]:
-    return tuple(int(part.split("-")[0].lstrip(">")) for part in group.replace(",", "").split()[1::2])
 
 
 def _table_line(kind: str, group: str, s: dict[str, float]) -> str:

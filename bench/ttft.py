@@ -52,7 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from splitllm.errors import InputError, SplitLLMError, positive_number
+from splitllm.csvfile import dict_rows
+from splitllm.errors import InputError, SplitLLMError, positive_number, whole_number
 from splitllm.instances.models import get_shape
 from splitllm.instances.roofline import Roofline
 from splitllm.instances.vidur import OpTable, csv_path, fit_roofline
@@ -81,35 +82,15 @@ def measured_prefill(path: Path) -> dict[Key, list[float]]:
     A missing column, a row cut short or a figure that is not a finite positive number is
     refused in one line naming the file and line; a file without such rows too.
     """
-    if not path.is_file():
-        raise InputError(str(path), "no such file (expected splitwise-sim's data/perf_model.csv)")
     runs: dict[Key, list[float]] = defaultdict(list)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in MEASURED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(str(path), f"missing column(s) {', '.join(missing)}")
-            for row in reader:
-                where = f"{path}: line {reader.line_num}"
-                if None in row.values():
-                    raise InputError(where, "has fewer fields than the header (a truncated file?)")
-                if row["model"] == "llama2-70b" and row["hardware"] in HARDWARE:
-                    tp, batch, prompt = (_whole(f"{where}: {c}", row[c]) for c in ("tensor_parallel", "batch_size", "prompt_size"))
-                    seconds = positive_number(f"{where}: prompt_time", row["prompt_time"], "ms") * 1e-3
-                    runs[(row["hardware"], tp, batch, prompt)].append(seconds)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(str(path), f"not a readable CSV file ({exc})") from None
+    for where, row in dict_rows(path, MEASURED_COLUMNS, "splitwise-sim's data/perf_model.csv"):
+        if row["model"] == "llama2-70b" and row["hardware"] in HARDWARE:
+            tp, batch, prompt = (whole_number(f"{where}: {c}", row[c]) for c in ("tensor_parallel", "batch_size", "prompt_size"))
+            seconds = positive_number(f"{where}: prompt_time", row["prompt_time"], "ms") * 1e-3
+            runs[(row["hardware"], tp, batch, prompt)].append(seconds)
     if not runs:
         raise InputError(str(path), "no llama2-70b rows on a100-80gb or h100-80gb")
     return runs
-
-
-def _whole(where: str, text: str) -> int:
-    value = positive_number(where, text)
-    if value != int(value):
-        raise InputError(where, f"must be a whole number > 0, got {text!r}")
-    return int(value)
 
 
 def broken_rows(seconds: dict[Key, float]) -> set[Key]:

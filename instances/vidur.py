@@ -26,14 +26,14 @@ Examples
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from splitllm.errors import InputError, positive_number
+from splitllm.csvfile import dict_rows
+from splitllm.errors import InputError, positive_number, whole_number
 from splitllm.instances.models import ModelShape, get_shape
 from splitllm.instances.roofline import Roofline, attention_decode_s, attention_prefill_s, lm_head_s, sampling_s, sig
 from splitllm.profiles import Curve, KindCosts, Profile
@@ -70,12 +70,7 @@ class OpTable:
 
     @classmethod
     def read(cls, path: Path, tensor_parallel: int = 1) -> OpTable:
-        if not path.is_file():
-            raise InputError(str(path), "no such file (expected vidur's mlp.csv)")
-        try:
-            samples = _samples(path, tensor_parallel)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InputError(str(path), f"not a readable CSV file ({exc})") from None
+        samples = _samples(path, tensor_parallel)
         missing = sorted(op for op in GEMMS if not any(name == op for name, _ in samples))  # others may be absent (phi-2)
         if missing:
             raise InputError(str(path), f"no time_stats.<op>.median for {', '.join(missing)} at {tensor_parallel} tensor-parallel worker(s)")
@@ -103,26 +98,13 @@ def _samples(path: Path, tensor_parallel: int = 1) -> dict[tuple[str, int], list
     tokens); a row cut short or a time that is not a finite number > 0 is refused, naming
     its line (a zero would divide, a NaN pass every comparison)."""
     samples: dict[tuple[str, int], list[float]] = defaultdict(list)
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        for column in ("num_tensor_parallel_workers", "num_tokens"):
-            if column not in (reader.fieldnames or []):
-                raise InputError(str(path), f"missing column {column}")
-        for row in reader:
-            where = f"{path}: line {reader.line_num}"
-            if None in row.values():
-                raise InputError(where, "has fewer fields than the header (a truncated file?)")
-            if row["num_tensor_parallel_workers"] != str(tensor_parallel):
-                continue
-            try:
-                n = int(row["num_tokens"])
-            except ValueError:
-                raise InputError(f"{where}: num_tokens", f"must be an integer >= 1, got {row['num_tokens']!r}") from None
-            if n < 1:
-                raise InputError(f"{where}: num_tokens", f"must be an integer >= 1, got {n}")
-            for key, value in row.items():
-                if key.startswith("time_stats.") and key.endswith(".median"):
-                    samples[(key.split(".")[1], n)].append(positive_number(f"{where}: {key}", value, "ms"))
+    for where, row in dict_rows(path, ("num_tensor_parallel_workers", "num_tokens"), "vidur's mlp.csv"):
+        if row["num_tensor_parallel_workers"] != str(tensor_parallel):
+            continue
+        n = whole_number(f"{where}: num_tokens", row["num_tokens"])
+        for key, value in row.items():
+            if key.startswith("time_stats.") and key.endswith(".median"):
+                samples[(key.split(".")[1], n)].append(positive_number(f"{where}: {key}", value, "ms"))
     return samples
 
 

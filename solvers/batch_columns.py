@@ -194,7 +194,9 @@ def column_model(data: BatchData, classes: IntArray, cols: list[Columns], weight
     prob = pulp.LpProblem("f5_columns", pulp.LpMinimize)
     y = {(r, j): pulp.LpVariable(f"y_r{r}_p{j}", cat=pulp.LpBinary) for r, c in enumerate(cols) for j in range(len(c.cap))}
     T = pulp.LpVariable("T", lowBound=0, upBound=t_max / unit)
-    work = []  # what each chosen column adds to T: attention x its layers + per-sequence overhead
+    first = np.unique(classes, return_index=True)[1]  # a block of each class: its figures are the class's
+    layer_class = data.is_layer[first]
+    work, kv = [], []  # what each chosen column adds to T (attention x its layers + per-sequence overhead), to KV
     for r, c in enumerate(cols):
         check(deadline, "building the column model")
         if not len(c.cap):  # the request cannot be admitted
@@ -203,34 +205,24 @@ def column_model(data: BatchData, classes: IntArray, cols: list[Columns], weight
         prob += chosen <= 1, f"one_r{r}"
         caps = np.minimum(c.cap, t_max)
         prob += T - pulp.lpSum(float(caps[j] / unit) * y[r, j] for j in range(len(c.cap))) - t_max / unit * (1 - chosen) <= 0, f"cap_r{r}"
-        layers = c.counts[:, _layer_classes(data, classes)].sum(axis=1)
-        add = data.attn[r] * layers + data.costs.overhead_per_seq_s * (c.counts.sum(axis=1) > 0)
+        add = data.attn[r] * c.counts[:, layer_class].sum(axis=1) + data.costs.overhead_per_seq_s * (c.counts.sum(axis=1) > 0)
         work += [float(add[j] / unit) * y[r, j] for j in range(len(c.cap)) if add[j] > 0]
-    fixed = [_class_charge(prob, data, classes, cols, y, k, unit) for k in range(int(classes.max()) + 1)]
+        column_kv = c.counts @ a.kv[r, first] / data.kv_capacity
+        kv += [float(column_kv[j]) * y[r, j] for j in range(len(c.cap))]
+    fixed = [_class_charge(prob, data.fixed[block], classes == k, cols, y, k, unit) for k, block in enumerate(first)]
     prob += T * 1.0 == float(data.costs.overhead_s / unit) + pulp.lpSum(work) + pulp.lpSum(fixed), "iteration_time"
     prob += pulp.lpSum(float(a.weight[r]) * v for (r, _), v in y.items()) >= weight - 1e-9 * max(1.0, abs(weight)), "weight"
     if math.isfinite(data.kv_capacity):
-        kv = [float(_column_kv(data, classes, cols[r], r)[j] / data.kv_capacity) * v for (r, j), v in y.items()]
         prob += pulp.lpSum(kv) <= 1, "kv_capacity"
     prob.setObjective(T)
     return prob, y, unit
 
 
-def _layer_classes(data: BatchData, classes: IntArray) -> BoolArray:
-    return np.array([bool(data.is_layer[np.argmax(classes == k)]) for k in range(int(classes.max()) + 1)])
-
-
-def _column_kv(data: BatchData, classes: IntArray, c: Columns, r: int) -> NDArray[np.float64]:
-    """Each column's server KV for request ``r`` (one block's KV per class member)."""
-    per_class = np.array([data.instance.arrays.kv[r, np.argmax(classes == k)] for k in range(c.counts.shape[1])])
-    return c.counts @ per_class
-
-
-def _class_charge(prob: pulp.LpProblem, data: BatchData, classes: IntArray, cols: list[Columns],
+def _class_charge(prob: pulp.LpProblem, row: NDArray[np.float64], members: BoolArray, cols: list[Columns],
                   y: dict[tuple[int, int], pulp.LpVariable], k: int, unit: float) -> pulp.LpAffineExpression:
-    """The relaxed fixed charge of class ``k`` (module docstring), its rows added to ``prob``."""
-    size = int((classes == k).sum())
-    row = data.fixed[int(np.argmax(classes == k))]
+    """The relaxed fixed charge of class ``k`` (module docstring; ``row`` its blocks' fixed
+    charge by count, ``members`` its blocks), its rows added to ``prob``."""
+    size = int(members.sum())
     on = {r: [j for j in range(len(c.cap)) if c.counts[j, k] > 0] for r, c in enumerate(cols)}
     on = {r: js for r, js in on.items() if js}
     top = len(on)

@@ -72,6 +72,25 @@ def positive_number(path: str, text: str, unit: str = "") -> float:
     return value
 
 
+def whole_number(path: str, text: str, low: int = 1) -> int:
+    """``text`` (a field read from a file) as a whole number >= ``low``, else an
+    :class:`InputError` at ``path``.
+
+    Examples
+    --------
+    >>> whole_number("line 3: batch_size", "16")
+    16
+    >>> whole_number("line 3: batch_size", "2.5")
+    Traceback (most recent call last):
+    ...
+    splitllm.errors.InputError: line 3: batch_size: must be a whole number >= 1, got '2.5'
+    """
+    digits = text.strip()
+    if not digits.isdigit() or int(digits) < low:
+        raise InputError(path, f"must be a whole number >= {low}, got {text!r}")
+    return int(digits)
+
+
 def printable(text: str) -> str:
     """``text`` safe for any terminal: control characters, lone surrogates and other
     unprintables escaped as ``\\x..``/``\\u....``, so user-given names can never break a
